@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine needs to build, test and run MPR: libclang (for the
+# rocksdb crate), the tansu broker, and Python's confluent-kafka (a stock Kafka client
+# for checks). Idempotent: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+if ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  echo "setup: installing libclang-dev"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev >/dev/null
+fi
+
+./scripts/install-broker.sh
+
+if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
+  echo "setup: installing confluent-kafka (Python) for stock-client checks"
+  python3 -m pip install -q confluent-kafka >/dev/null 2>&1 || echo "setup: warning: confluent-kafka not installed; stock-client check will be skipped"
+fi

@@ -1,0 +1,279 @@
+//! Command routes. `POST /v1/commands` takes any command; typed routes cover publish,
+//! lifecycle steps, promote, rollback and catalog changes. The actor always comes from the
+//! token. Each route checks the role, produces the command to `commands`, then waits (up
+//! to the configured timeout) for the view to hold its result: 2xx or the typed error, or
+//! 202 with the command_id to poll.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, status_of};
+use super::types::{PublishBundleRequest, PublishBundleResponse, PublishStatus};
+use crate::config::KafkaConfig;
+use crate::domain::event::{CommandResult, Outcome};
+use crate::domain::{CommandEnvelope, CommandType, ErrorCode};
+use crate::log::{Topics, producer_config};
+
+/// Where the API sends commands.
+pub trait CommandSink: Send + Sync {
+    /// Makes the command durable on the `commands` log.
+    fn submit<'a>(&'a self, env: &'a CommandEnvelope) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+}
+
+/// Produces commands to Kafka, Avro-encoded, keyed by bundle_id.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaSink {
+    /// A producer for `cfg`.
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, crate::log::LogError> {
+        Ok(Self { producer: producer_config(cfg).create()?, topic: Topics::new(&cfg.topic_prefix).commands })
+    }
+}
+
+impl CommandSink for KafkaSink {
+    fn submit<'a>(&'a self, env: &'a CommandEnvelope) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(async move {
+            let bytes = crate::codec::avro::encode_command(env);
+            let key = env.command.partition_key().to_owned();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "content-type", value: Some(crate::codec::CONTENT_TYPE_AVRO) });
+            let rec = FutureRecord::to(&self.topic).key(&key).payload(&bytes).headers(headers);
+            self.producer.send(rec, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| {
+                ApiError::new(ErrorCode::Unavailable, format!("could not write the command to the log: {e}"))
+            })
+        })
+    }
+}
+
+/// Command routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/commands", post(post_command))
+        .route("/v1/bundles", post(post_publish))
+        .route("/v1/bundles/{bundle_id}/versions/{version}/{action}", post(post_lifecycle))
+        .route("/v1/promotions", post(post_promote))
+        .route("/v1/rollbacks", post(post_rollback))
+        .route("/v1/catalog/{environment}", put(put_catalog))
+}
+
+/// Optional fields every typed route accepts.
+#[derive(Debug, Default, Deserialize)]
+struct Meta {
+    #[serde(default)]
+    command_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn submit_and_wait(s: &AppState, env: CommandEnvelope) -> Result<(Option<CommandResult>, CommandEnvelope), ApiError> {
+    s.grants.authorize(&env.actor, &env.command).map_err(ApiError::from)?;
+    env.validate().map_err(ApiError::from)?;
+    let _span = tracing::info_span!("command", command_id = %env.command_id).entered();
+    if let Some(r) = s.view.result(env.command_id)? {
+        return Ok((Some(r), env));
+    }
+    s.sink.submit(&env).await?;
+    let mut rx = s.status.version.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(s.http.command_timeout_ms);
+    loop {
+        if let Some(r) = s.view.result(env.command_id)? {
+            return Ok((Some(r), env));
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ApiError::new(ErrorCode::Unavailable, "the view applier stopped")),
+            Err(_) => return Ok((None, env)),
+        }
+    }
+}
+
+fn answer(result: Option<CommandResult>, env: &CommandEnvelope, s: &AppState) -> Response {
+    let Some(r) = result else {
+        return (
+            StatusCode::ACCEPTED,
+            Json(json!({"command_id": env.command_id, "status": "PENDING", "poll": format!("/v1/commands/{}", env.command_id)})),
+        )
+            .into_response();
+    };
+    let view_version = s.view.version().token();
+    match &r.error {
+        Some(e) => {
+            let body = super::types::ErrorResponse {
+                code: e.code,
+                message: e.message.clone(),
+                retryable: e.retryable,
+                details: Some(json!({"result": r, "view_version": view_version})),
+            };
+            (status_of(e.code), Json(body)).into_response()
+        }
+        None => {
+            let status = if r.outcome == Outcome::Accepted && r.command_type == Some(CommandType::Publish) {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut body = json!(r);
+            body["view_version"] = json!(view_version);
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+async fn run(s: &AppState, h: &HeaderMap, body: Value) -> Result<Response, ApiError> {
+    let p = s.principal(h)?;
+    let env = super::envelope_for(&p, body)?;
+    let (r, env) = submit_and_wait(s, env).await?;
+    Ok(answer(r, &env, s))
+}
+
+async fn post_command(State(s): State<AppState>, h: HeaderMap, body: Json<Value>) -> Response {
+    run(&s, &h, body.0).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: Json<Value>) -> Response {
+    let inner = async {
+        let p = s.principal(&h)?;
+        let req: PublishBundleRequest = serde_json::from_value(body.0)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("publish request does not match the contract: {e}")))?;
+        if req.submitted_by.as_ref().is_some_and(|a| a != &p.actor) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("submitted_by is set from the token ({}); the body may not name another", p.actor),
+            ));
+        }
+        let env = CommandEnvelope {
+            command_id: req.command_id,
+            actor: p.actor.clone(),
+            submitted_at_utc: req.submitted_at_utc,
+            reason: req.reason,
+            command: crate::domain::Command::Publish(crate::domain::command::PublishBundle {
+                bundle: req.bundle.clone(),
+                gate_receipt: req.gate_receipt,
+            }),
+        };
+        let (r, env) = submit_and_wait(&s, env).await?;
+        let Some(r) = r else { return Ok(answer(None, &env, &s)) };
+        let status = match r.outcome {
+            Outcome::Accepted => PublishStatus::Accepted,
+            Outcome::Duplicate | Outcome::Noop => PublishStatus::Duplicate,
+            Outcome::Rejected => PublishStatus::Rejected,
+        };
+        let body = PublishBundleResponse {
+            command_id: r.command_id,
+            bundle_id: req.bundle.bundle_id.clone(),
+            bundle_version: req.bundle.bundle_version.to_string(),
+            bundle_digest: r.bundle_digest.clone(),
+            status,
+            lifecycle_state: r.lifecycle_state,
+            event_id: r.event_id,
+            seq: r.seq,
+            error: r.error.clone(),
+        };
+        let code = match (&r.error, status) {
+            (Some(e), _) => status_of(e.code),
+            (None, PublishStatus::Accepted) => StatusCode::CREATED,
+            _ => StatusCode::OK,
+        };
+        Ok((code, Json(body)).into_response())
+    };
+    inner.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn typed(command_type: &str, payload: Value, meta: Meta) -> Value {
+    let mut v = json!({"command_type": command_type, "payload": payload});
+    if let Some(id) = meta.command_id {
+        v["command_id"] = json!(id);
+    }
+    if let Some(r) = meta.reason {
+        v["reason"] = json!(r);
+    }
+    v
+}
+
+async fn post_lifecycle(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path((bundle_id, version, action)): Path<(String, String, String)>,
+    body: Option<Json<Meta>>,
+) -> Response {
+    let command_type = match action.as_str() {
+        "nominate" => "NOMINATE",
+        "approve" => "APPROVE",
+        "reject" => "REJECT",
+        "retire" => "RETIRE",
+        other => {
+            return ApiError::new(
+                ErrorCode::InvalidPayload,
+                format!("unknown action {other:?}; expected nominate, approve, reject or retire"),
+            )
+            .into_response();
+        }
+    };
+    let payload = json!({"bundle_id": bundle_id, "bundle_version": version});
+    let v = typed(command_type, payload, body.map(|b| b.0).unwrap_or_default());
+    run(&s, &h, v).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Body of promote and rollback routes: the command payload plus optional meta.
+#[derive(Debug, Deserialize)]
+struct WithMeta {
+    #[serde(default)]
+    command_id: Option<uuid::Uuid>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(flatten)]
+    payload: serde_json::Map<String, Value>,
+}
+
+async fn post_typed(s: AppState, h: HeaderMap, command_type: &str, body: WithMeta) -> Response {
+    let meta = Meta { command_id: body.command_id, reason: body.reason };
+    let v = typed(command_type, Value::Object(body.payload), meta);
+    run(&s, &h, v).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn post_promote(State(s): State<AppState>, h: HeaderMap, Json(body): Json<WithMeta>) -> Response {
+    post_typed(s, h, "PROMOTE", body).await
+}
+
+async fn post_rollback(State(s): State<AppState>, h: HeaderMap, Json(body): Json<WithMeta>) -> Response {
+    post_typed(s, h, "ROLLBACK", body).await
+}
+
+async fn put_catalog(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path(environment): Path<String>,
+    Json(mut body): Json<WithMeta>,
+) -> Response {
+    body.payload.insert("environment".into(), json!(environment));
+    post_typed(s, h, "SET_CATALOG", body).await
+}
+
+/// For tests and embedding: a sink that hands commands to a closure.
+pub struct FnSink<F>(pub Arc<F>);
+
+impl<F> CommandSink for FnSink<F>
+where
+    F: Fn(&CommandEnvelope) -> Result<(), ApiError> + Send + Sync,
+{
+    fn submit<'a>(&'a self, env: &'a CommandEnvelope) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        let r = (self.0)(env);
+        Box::pin(async move { r })
+    }
+}

@@ -1,0 +1,124 @@
+//! The HTTP API (axum). Reads come from the view, never from Kafka; writes are commands on
+//! the log. One router function per resource: resolve, queries, commands, operations.
+
+pub mod auth;
+mod commands;
+pub mod error;
+pub mod openapi;
+mod ops;
+mod queries;
+mod resolve;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderMap;
+
+use crate::config::{HttpConfig, Principal};
+use crate::domain::{CommandEnvelope, ErrorCode, Grants, Role};
+use crate::log::applier::ApplierStatus;
+use crate::metrics::Metrics;
+use crate::view::{View, ViewVersion};
+pub use commands::{CommandSink, KafkaSink};
+use error::ApiError;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    /// The view.
+    pub view: Arc<View>,
+    /// Readiness and version notifications.
+    pub status: Arc<ApplierStatus>,
+    /// Where commands go.
+    pub sink: Arc<dyn CommandSink>,
+    /// Token checks.
+    pub auth: Arc<auth::Auth>,
+    /// Role checks.
+    pub grants: Arc<Grants>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// HTTP settings.
+    pub http: Arc<HttpConfig>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
+}
+
+impl AppState {
+    /// The caller, or 401.
+    fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        self.auth.authenticate(headers)
+    }
+
+    /// The caller, required to hold `role`, or 401/403.
+    fn require(&self, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
+        let p = self.principal(headers)?;
+        if auth::has_role(&p, role) {
+            Ok(p)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("actor {} lacks role {}", p.actor, role.as_str()),
+            ))
+        }
+    }
+
+    /// Waits until the view covers `min`, up to the read-barrier timeout; 503 after.
+    async fn barrier(&self, min: &ViewVersion) -> Result<(), ApiError> {
+        let mut rx = self.status.version.subscribe();
+        let wait = Duration::from_millis(self.http.read_barrier_timeout_ms);
+        let ok = tokio::time::timeout(wait, rx.wait_for(|v| v.covers(min))).await;
+        match ok {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "the view has not reached {} within {} ms (it is at {})",
+                    min.token(),
+                    wait.as_millis(),
+                    self.view.version().token()
+                ),
+            )),
+        }
+    }
+}
+
+/// Submits envelopes; the processor enforces roles again.
+pub fn envelope_for(p: &Principal, mut body: serde_json::Value) -> Result<CommandEnvelope, ApiError> {
+    let obj = body
+        .as_object_mut()
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidPayload, "command body must be a JSON object"))?;
+    if let Some(a) = obj.get("actor")
+        && a.as_str() != Some(p.actor.as_str())
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("actor is set from the token ({}); the body may not name another", p.actor),
+        ));
+    }
+    obj.insert("actor".into(), serde_json::Value::String(p.actor.to_string()));
+    obj.entry("command_id").or_insert_with(|| serde_json::Value::String(uuid::Uuid::new_v4().to_string()));
+    obj.entry("submitted_at_utc").or_insert_with(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        serde_json::Value::String(crate::domain::Timestamp::from_millis(now).to_string())
+    });
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("command does not match the contract: {e}")))
+}
+
+/// The whole router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(ops::router())
+        .merge(resolve::router())
+        .merge(queries::router())
+        .merge(commands::router())
+        .with_state(state)
+}

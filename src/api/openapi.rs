@@ -1,0 +1,123 @@
+//! The OpenAPI 3.1 document, generated from the route table below and the JSON contract's
+//! `$defs` (embedded as `components.schemas`). `contracts/openapi.json` is a checked-in copy;
+//! a test fails when they drift (`mpr openapi > contracts/openapi.json` refreshes it).
+
+use serde_json::{Map, Value, json};
+
+/// The JSON contract, compiled in.
+pub const CONTRACT: &str = include_str!("../../contracts/mpr_public_contracts_v0.schema.json");
+
+/// One documented route.
+struct RouteDoc {
+    method: &'static str,
+    path: &'static str,
+    operation_id: &'static str,
+    summary: &'static str,
+    /// Request body schema ($def name).
+    body: Option<&'static str>,
+    /// Success response schema ($def name) and status.
+    ok: (&'static str, Option<&'static str>),
+    /// Query parameters: (name, required, JSON type).
+    query: &'static [(&'static str, bool, &'static str)],
+    /// Needs a token.
+    auth: bool,
+}
+
+const PAGE: &[(&str, bool, &str)] = &[("cursor", false, "string"), ("limit", false, "integer")];
+
+const ROUTES: &[RouteDoc] = &[
+    RouteDoc { method: "get", path: "/healthz", operation_id: "get_health", summary: "Liveness", body: None, ok: ("200", None), query: &[], auth: false },
+    RouteDoc { method: "get", path: "/readyz", operation_id: "get_ready", summary: "Readiness: 200 once the view has caught up with the log", body: None, ok: ("200", None), query: &[], auth: false },
+    RouteDoc { method: "get", path: "/metrics", operation_id: "get_metrics", summary: "Prometheus metrics (text format)", body: None, ok: ("200", None), query: &[], auth: false },
+    RouteDoc { method: "get", path: "/openapi.json", operation_id: "get_openapi", summary: "This document", body: None, ok: ("200", None), query: &[], auth: false },
+    RouteDoc {
+        method: "get", path: "/v1/resolve", operation_id: "get_resolve",
+        summary: "Which bundle is ACTIVE for a scope (supports ETag/If-None-Match, min_view_version, as_of_seq, as_of)",
+        body: None, ok: ("200", Some("ResolveActiveResponse")),
+        query: &[("environment", true, "string"), ("bundle_id", true, "string"), ("tenant_id", false, "string"), ("degrade", false, "boolean"), ("min_view_version", false, "string"), ("as_of_seq", false, "integer"), ("as_of", false, "string")],
+        auth: true,
+    },
+    RouteDoc { method: "get", path: "/v1/bundles", operation_id: "list_bundles", summary: "Bundles, optionally of one family (bundle_id=)", body: None, ok: ("200", None), query: &[("bundle_id", false, "string"), ("cursor", false, "string"), ("limit", false, "integer")], auth: true },
+    RouteDoc { method: "post", path: "/v1/bundles", operation_id: "post_publish", summary: "Publish a bundle with its PASS gate receipt", body: Some("PublishBundleRequest"), ok: ("201", Some("PublishBundleResponse")), query: &[], auth: true },
+    RouteDoc { method: "get", path: "/v1/bundles/{bundle_id}", operation_id: "list_family", summary: "The versions of one family", body: None, ok: ("200", None), query: PAGE, auth: true },
+    RouteDoc { method: "get", path: "/v1/bundles/{bundle_id}/versions/{version}", operation_id: "get_bundle", summary: "One bundle version and its lifecycle state", body: None, ok: ("200", None), query: &[], auth: true },
+    RouteDoc { method: "post", path: "/v1/bundles/{bundle_id}/versions/{version}/{action}", operation_id: "post_lifecycle", summary: "nominate, approve, reject or retire", body: None, ok: ("200", Some("CommandResult")), query: &[], auth: true },
+    RouteDoc { method: "post", path: "/v1/promotions", operation_id: "post_promote", summary: "Promote an APPROVED bundle into a scope slot", body: None, ok: ("200", Some("CommandResult")), query: &[], auth: true },
+    RouteDoc { method: "post", path: "/v1/rollbacks", operation_id: "post_rollback", summary: "Roll a scope slot back to its previous bundle", body: None, ok: ("200", Some("CommandResult")), query: &[], auth: true },
+    RouteDoc { method: "put", path: "/v1/catalog/{environment}", operation_id: "put_catalog", summary: "Replace one environment's platform catalog entry", body: None, ok: ("200", Some("CommandResult")), query: &[], auth: true },
+    RouteDoc { method: "get", path: "/v1/catalog", operation_id: "get_catalog", summary: "The platform catalog", body: None, ok: ("200", None), query: &[], auth: true },
+    RouteDoc { method: "post", path: "/v1/commands", operation_id: "post_command", summary: "Any command; waits for its result or answers 202 with the command_id", body: Some("CommandEnvelope"), ok: ("200", Some("CommandResult")), query: &[], auth: true },
+    RouteDoc { method: "get", path: "/v1/commands/{command_id}", operation_id: "get_command_result", summary: "A command's result", body: None, ok: ("200", Some("CommandResult")), query: &[], auth: true },
+    RouteDoc { method: "get", path: "/v1/scopes/{environment}/{tenant_id}/{bundle_id}", operation_id: "get_scope", summary: "A scope's bindings (primary and degrade)", body: None, ok: ("200", None), query: &[], auth: true },
+    RouteDoc { method: "get", path: "/v1/scopes/{environment}/{tenant_id}/{bundle_id}/history", operation_id: "get_scope_history", summary: "A scope slot's activation history", body: None, ok: ("200", None), query: &[("slot", false, "string"), ("cursor", false, "string"), ("limit", false, "integer")], auth: true },
+    RouteDoc { method: "get", path: "/v1/events", operation_id: "list_events", summary: "The event log, filtered by bundle, scope and type", body: None, ok: ("200", None), query: &[("bundle_id", false, "string"), ("event_type", false, "string"), ("environment", false, "string"), ("tenant_id", false, "string"), ("cursor", false, "string"), ("limit", false, "integer")], auth: true },
+];
+
+fn rewrite_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(rest) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/components/schemas/{rest}");
+            }
+            m.values_mut().for_each(rewrite_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let contract: Value = serde_json::from_str(CONTRACT).expect("the bundled contract is JSON");
+    let mut schemas = contract.get("$defs").cloned().unwrap_or_else(|| json!({}));
+    rewrite_refs(&mut schemas);
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        params.extend(r.query.iter().map(|(name, req, ty)| json!({"name": name, "in": "query", "required": req, "schema": {"type": ty}})));
+        let ok_content = r.ok.1.map_or_else(|| json!({}), |s| json!({"application/json": {"schema": schema_ref(s)}}));
+        let mut responses = Map::new();
+        responses.insert(r.ok.0.into(), json!({"description": "Success", "content": ok_content}));
+        let err = json!({"description": "Error", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
+        responses.insert("default".into(), err);
+        let mut op = json!({
+            "operationId": r.operation_id,
+            "summary": r.summary,
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(b) = r.body {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(b)}}});
+        }
+        if r.auth {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MPR: Model/Policy Registry",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Immutable model and policy bundles, governed lifecycle, deterministic resolution."
+        },
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        }
+    })
+}

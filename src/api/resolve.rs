@@ -1,0 +1,141 @@
+//! `GET /v1/resolve`: which bundle is ACTIVE for a scope, now or as of a past seq or time,
+//! with ETag/304 and a read barrier (`min_view_version`).
+
+use std::time::Instant;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::types::{Activation, ResolveActiveResponse, ResolvedScope};
+use crate::domain::bundle::sha256_hex;
+use crate::domain::resolve::ResolveQuery;
+use crate::domain::{BundleId, Environment, ErrorCode, LifecycleState, Role, TenantId, Timestamp};
+use crate::metrics::OutcomeLabels;
+use crate::view::{ResolveAt, ViewVersion};
+
+/// `/v1/resolve`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/resolve", get(get_resolve))
+}
+
+/// Query string of `/v1/resolve` (the contract's ResolveActiveRequest).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveParams {
+    environment: String,
+    bundle_id: String,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    degrade: Option<bool>,
+    #[serde(default)]
+    min_view_version: Option<String>,
+    #[serde(default)]
+    as_of_seq: Option<u64>,
+    #[serde(default)]
+    as_of: Option<String>,
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidPayload, msg)
+}
+
+impl ResolveParams {
+    fn parse(&self) -> Result<(ResolveQuery, ResolveAt, Option<ViewVersion>), ApiError> {
+        let q = ResolveQuery {
+            environment: self.environment.parse::<Environment>().map_err(|r| bad(r.message))?,
+            bundle_id: self.bundle_id.parse::<BundleId>().map_err(|r| bad(r.message))?,
+            tenant_id: self.tenant_id.as_deref().map(str::parse::<TenantId>).transpose().map_err(|r| bad(r.message))?,
+            degrade: self.degrade.unwrap_or(false),
+        };
+        let at = match (self.as_of_seq, &self.as_of) {
+            (Some(_), Some(_)) => return Err(bad("give as_of_seq or as_of, not both".into())),
+            (Some(s), None) => ResolveAt::Seq(s),
+            (None, Some(t)) => ResolveAt::Time(t.parse::<Timestamp>().map_err(|r| bad(r.message))?),
+            (None, None) => ResolveAt::Now,
+        };
+        let min = self
+            .min_view_version
+            .as_deref()
+            .map(|m| ViewVersion::parse(m).ok_or_else(|| bad(format!("min_view_version {m:?} is not a view_version token"))))
+            .transpose()?;
+        Ok((q, at, min))
+    }
+}
+
+async fn get_resolve(State(s): State<AppState>, headers: HeaderMap, Query(params): Query<ResolveParams>) -> Response {
+    let started = Instant::now();
+    let r = resolve_inner(&s, &headers, &params).await;
+    let outcome = match &r {
+        Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => "not_modified".to_owned(),
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.0.code.as_str().to_owned(),
+    };
+    s.metrics.resolve_requests.get_or_create(&OutcomeLabels { outcome }).inc();
+    s.metrics.resolve_seconds.observe(started.elapsed().as_secs_f64());
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn resolve_inner(s: &AppState, headers: &HeaderMap, params: &ResolveParams) -> Result<Response, ApiError> {
+    if !s.http.open_resolve {
+        s.require(headers, Role::Reader)?;
+    }
+    let (q, at, min) = params.parse()?;
+    if let Some(min) = &min {
+        s.barrier(min).await?;
+    }
+    if !s.status.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(ErrorCode::Unavailable, "the view is still catching up with the log"));
+    }
+    let version = s.view.version();
+    let found = s.view.resolve(&q, at)?.map_err(ApiError::from)?;
+    let as_of_seq = match at {
+        ResolveAt::Seq(n) => Some(n),
+        _ => None,
+    };
+    let body = ResolveActiveResponse {
+        scope: ResolvedScope {
+            environment: q.environment.clone(),
+            tenant_id: found.tenant_id,
+            bundle_id: q.bundle_id.clone(),
+            slot: found.slot,
+        },
+        matched_rule: found.rule,
+        active_bundle_ref: found.record.bundle.to_ref_with(&found.record.bundle_digest),
+        kind: found.record.bundle.kind,
+        artifacts: found.record.bundle.artifacts.clone(),
+        compatibility: found.record.bundle.compatibility.clone(),
+        lifecycle_state: if at == ResolveAt::Now { found.record.state } else { LifecycleState::Active },
+        activation: Activation {
+            event_id: found.activation.event_id,
+            partition: found.activation.partition,
+            seq: found.activation.seq,
+            activated_at_utc: found.activation.observed_at_utc,
+        },
+        view_version: version.token(),
+        resolved_at_utc: found.activation.observed_at_utc,
+        as_of_seq,
+    };
+    let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", &sha256_hex(&bytes)[..32]);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let etag_value = HeaderValue::from_str(&etag).map_err(ApiError::internal)?;
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::ETAG, etag_value), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,227 @@
+//! The `mpr` command line: one binary that runs the service (`serve`, `topics ensure`,
+//! `view rebuild`, `verify-audit`) and acts as its client (publish, lifecycle commands,
+//! resolve, history, events, bundles, catalog). Client commands talk HTTP; output is a
+//! readable table by default and JSON with `--json`. Exit codes: 0 success, 2 the registry
+//! refused the request, 3 the registry is unavailable, 1 anything else.
+
+mod client;
+mod ops;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::ClientError;
+
+/// Exit code for a rejection.
+pub const EXIT_REJECTED: i32 = 2;
+/// Exit code for an unavailable service.
+pub const EXIT_UNAVAILABLE: i32 = 3;
+
+/// `mpr`: Model/Policy Registry.
+#[derive(Debug, Parser)]
+#[command(name = "mpr", version, about = "Model/Policy Registry: server and client")]
+pub struct Cli {
+    /// Config file (TOML). `MPR_` environment variables override it.
+    #[arg(long, global = true, env = "MPR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Registry URL for client commands.
+    #[arg(long, global = true, env = "MPR_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token for client commands.
+    #[arg(long, global = true, env = "MPR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// A scope on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct ScopeArgs {
+    /// Environment.
+    #[arg(long = "env")]
+    pub env: String,
+    /// Tenant (default `*`).
+    #[arg(long = "tenant", default_value = "*")]
+    pub tenant: String,
+    /// The degrade slot.
+    #[arg(long)]
+    pub degrade: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the registry (creates missing topics first).
+    Serve,
+    /// Topic administration.
+    Topics {
+        /// What to do.
+        #[command(subcommand)]
+        action: TopicsCmd,
+    },
+    /// View administration.
+    View {
+        /// What to do.
+        #[command(subcommand)]
+        action: ViewCmd,
+    },
+    /// Check the hash chain of every event log partition; report the first broken link.
+    VerifyAudit,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Publish a bundle from a PublishBundleRequest JSON file.
+    Publish {
+        /// The file.
+        file: PathBuf,
+    },
+    /// REGISTERED -> CANDIDATE.
+    Nominate(TargetArgs),
+    /// CANDIDATE -> APPROVED.
+    Approve(TargetArgs),
+    /// CANDIDATE -> REJECTED.
+    Reject(TargetArgs),
+    /// APPROVED -> RETIRED.
+    Retire(TargetArgs),
+    /// Activate ID@VER in a scope.
+    Promote {
+        /// `bundle_id@version`.
+        bundle: String,
+        /// Scope.
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-activate the previous bundle of a scope.
+    Rollback {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Scope.
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Platform catalog.
+    Catalog {
+        /// What to do.
+        #[command(subcommand)]
+        action: CatalogCmd,
+    },
+    /// Which bundle is ACTIVE for a scope.
+    Resolve {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant.
+        #[arg(long = "tenant")]
+        tenant: Option<String>,
+        /// Degrade mode.
+        #[arg(long)]
+        degrade: bool,
+        /// As of this seq of the family's partition.
+        #[arg(long = "as-of-seq")]
+        as_of_seq: Option<u64>,
+        /// As of this RFC 3339 time.
+        #[arg(long = "as-of")]
+        as_of: Option<String>,
+    },
+    /// Activation history of a scope slot.
+    History {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Scope.
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// The event log.
+    Events {
+        /// Only this family.
+        #[arg(long = "bundle-id")]
+        bundle_id: Option<String>,
+        /// Keep polling for new events.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Registered bundles.
+    Bundles {
+        /// Only this family.
+        #[arg(long = "bundle-id")]
+        bundle_id: Option<String>,
+    },
+}
+
+/// `bundle_id@version` plus a reason.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// `bundle_id@version`.
+    pub bundle: String,
+    /// Why.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `topics` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TopicsCmd {
+    /// Create the registry's topics if missing.
+    Ensure,
+}
+
+/// `view` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ViewCmd {
+    /// Rebuild the view from the log into an empty directory.
+    Rebuild {
+        /// Source: `events` (the audit log) or `state` (the compacted changelog).
+        #[arg(long, default_value = "events")]
+        from: String,
+        /// Target directory (default: the configured view path, which must be empty).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Print the content digest of a view directory (the registry must not be using it).
+    Digest {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// `catalog` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCmd {
+    /// Replace an environment's entry from a CatalogEntry JSON file.
+    Set {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Show the catalog.
+    List,
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    let result = match &cli.command {
+        Cmd::Serve | Cmd::Topics { .. } | Cmd::View { .. } | Cmd::VerifyAudit | Cmd::Openapi => ops::run(&cli),
+        _ => client::run(&cli),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Wire formats. Commands arrive as Avro single-object encoding (the default) or as JSON;
+//! events travel as Avro single-object encoding. Schemas come from `schemas/*.avsc`,
+//! compiled into the binary. Decoding failures are typed and keep what could be recovered
+//! (the command_id) so the processor can reject instead of dropping.
+
+pub mod avro;
+
+use uuid::Uuid;
+
+use crate::domain::bundle::limits::MAX_COMMAND_BYTES;
+use crate::domain::{CommandEnvelope, ErrorCode, RegistryEvent, Rejection};
+
+/// MIME type that marks a JSON command.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// MIME type of Avro single-object encoded records.
+pub const CONTENT_TYPE_AVRO: &str = "application/vnd.apache.avro.v1+binary";
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DecodeError {
+    /// INVALID_PAYLOAD or UNSUPPORTED_SCHEMA_VERSION.
+    pub code: ErrorCode,
+    /// What is wrong, naming the field where known.
+    pub message: String,
+    /// The command_id, when it could still be read.
+    pub command_id: Option<Uuid>,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            command_id: None,
+        }
+    }
+
+    /// As a domain rejection.
+    pub fn rejection(&self) -> Rejection {
+        Rejection::new(self.code, self.message.clone())
+    }
+}
+
+/// Decodes a command from the `commands` topic: JSON when `content_type` says so or the
+/// payload is not Avro-framed, otherwise Avro single-object encoding.
+pub fn decode_command(bytes: &[u8], content_type: Option<&str>) -> Result<CommandEnvelope, DecodeError> {
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidPayload,
+            format!("command is {} bytes; the limit is {MAX_COMMAND_BYTES}", bytes.len()),
+        ));
+    }
+    let json = content_type.is_some_and(|c| c.starts_with(CONTENT_TYPE_JSON)) || !avro::is_framed(bytes);
+    if json {
+        decode_command_json(bytes)
+    } else {
+        avro::decode_command(bytes)
+    }
+}
+
+/// Decodes a JSON command, recovering the command_id when the rest is invalid.
+pub fn decode_command_json(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
+    serde_json::from_slice::<CommandEnvelope>(bytes).map_err(|e| {
+        let command_id = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("command_id")?.as_str()?.parse().ok());
+        DecodeError {
+            code: ErrorCode::InvalidPayload,
+            message: format!("command JSON does not match the contract: {e}"),
+            command_id,
+        }
+    })
+}
+
+/// Encodes an event for the `events`/`catalog` topics.
+pub fn encode_event(e: &RegistryEvent) -> Vec<u8> {
+    avro::encode_event(e)
+}
+
+/// Decodes an event from the `events`/`catalog` topics.
+pub fn decode_event(bytes: &[u8]) -> Result<RegistryEvent, DecodeError> {
+    avro::decode_event(bytes)
+}

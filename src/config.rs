@@ -1,0 +1,201 @@
+//! Configuration in layers: built-in defaults, then a TOML file, then `MPR_` environment
+//! variables (`MPR_KAFKA__BROKERS`, or the short `MPR_BROKERS`), validated at start-up with
+//! errors that name the offending key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Actor, Grants, RoleGrant};
+
+/// Kafka settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Prefix of every topic name.
+    pub topic_prefix: String,
+    /// Partitions of `commands` and `events` (and of the other keyed topics).
+    pub partitions: i32,
+    /// Replication factor for created topics.
+    pub replication_factor: i32,
+    /// Consumer group of the processors.
+    pub group_id: String,
+    /// Retention of `commands`, `results`, `lifecycle`, `bundle_promoted`, `dlq`, in days.
+    pub retention_days: u32,
+}
+
+/// View settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// RocksDB directory.
+    pub path: PathBuf,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: String,
+    /// How long `POST /v1/commands` waits for a result before answering 202.
+    pub command_timeout_ms: u64,
+    /// Longest wait of a read barrier (`min_view_version`).
+    pub read_barrier_timeout_ms: u64,
+    /// Serve resolve without a token (on purpose).
+    pub open_resolve: bool,
+}
+
+/// One principal: an actor, its grants, and the SHA-256 of its bearer token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    /// Actor name recorded in events.
+    pub actor: Actor,
+    /// Grants such as `publisher` or `deployer@prod`.
+    pub roles: Vec<RoleGrant>,
+    /// Lowercase hex SHA-256 of the bearer token.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+}
+
+/// Access control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Check roles (the processor checks them for commands straight from Kafka, too).
+    pub enforce: bool,
+    /// Known principals.
+    #[serde(default)]
+    pub principals: Vec<Principal>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// `tracing` filter, e.g. `info,mpr=debug`.
+    pub level: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka.
+    pub kafka: KafkaConfig,
+    /// View.
+    pub view: ViewConfig,
+    /// HTTP.
+    pub http: HttpConfig,
+    /// Auth.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaConfig {
+                brokers: "127.0.0.1:9092".into(),
+                topic_prefix: "mpr.".into(),
+                partitions: 3,
+                replication_factor: 1,
+                group_id: "mpr-processor".into(),
+                retention_days: 7,
+            },
+            view: ViewConfig { path: "var/view".into() },
+            http: HttpConfig {
+                listen: "127.0.0.1:8080".into(),
+                command_timeout_ms: 5000,
+                read_barrier_timeout_ms: 2000,
+                open_resolve: false,
+            },
+            auth: AuthConfig { enforce: true, principals: Vec::new() },
+            log: LogConfig { json: false, level: "info".into() },
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `MPR_` environment variables, and
+    /// validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig
+            .merge(Env::prefixed("MPR_").split("__").filter(|k| k.as_str().contains("__")).ignore(&["config"]))
+            .merge(Env::raw().only(&["MPR_BROKERS"]).map(|_| "kafka.brokers".into()));
+        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers", "must name at least one broker");
+        }
+        if !(1..=1024).contains(&self.kafka.partitions) {
+            return bad("kafka.partitions", "must be between 1 and 1024");
+        }
+        if self.kafka.replication_factor < 1 {
+            return bad("kafka.replication_factor", "must be at least 1");
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            return bad("http.listen", "must be an address like 127.0.0.1:8080");
+        }
+        if self.http.command_timeout_ms == 0 {
+            return bad("http.command_timeout_ms", "must be positive");
+        }
+        for (i, p) in self.auth.principals.iter().enumerate() {
+            if let Some(h) = &p.token_sha256
+                && (h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
+            {
+                return bad(&format!("auth.principals[{i}].token_sha256"), "must be 64 hex characters");
+            }
+        }
+        Ok(())
+    }
+
+    /// The grants the processor enforces.
+    pub fn grants(&self) -> Grants {
+        let mut g = Grants::enforced(self.auth.principals.iter().map(|p| (p.actor.clone(), p.roles.clone())));
+        g.enforce = self.auth.enforce;
+        g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = Config::default();
+        c.kafka.partitions = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("kafka.partitions"));
+        let mut c = Config::default();
+        c.http.listen = "nope".into();
+        assert!(c.validate().unwrap_err().to_string().contains("http.listen"));
+    }
+}

@@ -1,0 +1,373 @@
+//! RegistryEvent: the append-only audit record. One per distinct command, carrying its
+//! sequence number, the explicit effects it had, and a hash chaining it to its predecessor.
+//! Applying an event never re-decides: it replays the recorded effects.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::bundle::{GateReceipt, ModelBundle, canonical_json, sha256_hex};
+use super::catalog::CatalogEntry;
+use super::command::CommandType;
+use super::error::{ErrorCode, Rejection};
+use super::ids::{Actor, BundleId, BundleVersion, Environment, Slot, TenantId, Timestamp};
+
+/// Namespace for deterministic event ids: `event_id = UUIDv5(EVENT_NS, command_id)`.
+pub const EVENT_NS: Uuid = Uuid::from_u128(0x6d70_7200_7265_6769_7374_7279_6576_6e74);
+
+/// The hash every chain starts from.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Bundle lifecycle states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LifecycleState {
+    /// Accepted into the registry.
+    Registered,
+    /// Put forward for approval.
+    Candidate,
+    /// Approved; may be promoted.
+    Approved,
+    /// Bound to at least one scope slot.
+    Active,
+    /// Withdrawn for good.
+    Retired,
+    /// Refused at approval.
+    Rejected,
+}
+
+impl LifecycleState {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleState::Registered => "REGISTERED",
+            LifecycleState::Candidate => "CANDIDATE",
+            LifecycleState::Approved => "APPROVED",
+            LifecycleState::Active => "ACTIVE",
+            LifecycleState::Retired => "RETIRED",
+            LifecycleState::Rejected => "REJECTED",
+        }
+    }
+}
+
+/// What an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RegistryEventType {
+    /// A new bundle version was registered.
+    BundleRegistered,
+    /// REGISTERED -> CANDIDATE.
+    BundleNominated,
+    /// CANDIDATE -> APPROVED.
+    BundleApproved,
+    /// CANDIDATE -> REJECTED.
+    BundleRejected,
+    /// A bundle was bound to a scope slot.
+    BundlePromoted,
+    /// A scope slot went back to its previous bundle.
+    BundleRolledBack,
+    /// APPROVED -> RETIRED.
+    BundleRetired,
+    /// An environment's catalog entry was replaced.
+    CatalogUpdated,
+    /// The command asked for what already holds (duplicate publish, repeated transition).
+    CommandNoop,
+    /// The command was refused; nothing changed.
+    CommandRejected,
+}
+
+impl RegistryEventType {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistryEventType::BundleRegistered => "BUNDLE_REGISTERED",
+            RegistryEventType::BundleNominated => "BUNDLE_NOMINATED",
+            RegistryEventType::BundleApproved => "BUNDLE_APPROVED",
+            RegistryEventType::BundleRejected => "BUNDLE_REJECTED",
+            RegistryEventType::BundlePromoted => "BUNDLE_PROMOTED",
+            RegistryEventType::BundleRolledBack => "BUNDLE_ROLLED_BACK",
+            RegistryEventType::BundleRetired => "BUNDLE_RETIRED",
+            RegistryEventType::CatalogUpdated => "CATALOG_UPDATED",
+            RegistryEventType::CommandNoop => "COMMAND_NOOP",
+            RegistryEventType::CommandRejected => "COMMAND_REJECTED",
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// It changed the registry.
+    Accepted,
+    /// Publish of an id@version already registered with the same digest.
+    Duplicate,
+    /// A transition that already holds.
+    Noop,
+    /// Refused; see the error.
+    Rejected,
+}
+
+/// Which log an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogId {
+    /// A partition of the `events` topic (bundle families).
+    Events,
+    /// The single-partition `catalog` log.
+    Catalog,
+}
+
+/// Where the command that caused an event sat on the `commands` topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandSource {
+    /// Partition of `commands`.
+    pub partition: i32,
+    /// Offset within it.
+    pub offset: i64,
+}
+
+/// The scope slot an event touched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ScopeRef {
+    /// Environment.
+    pub environment: Environment,
+    /// Tenant or `*`.
+    pub tenant_id: TenantId,
+    /// Slot.
+    pub slot: Slot,
+}
+
+/// A lifecycle change of one bundle version, recorded explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The version that changed.
+    pub bundle_version: BundleVersion,
+    /// Before.
+    pub from: LifecycleState,
+    /// After.
+    pub to: LifecycleState,
+}
+
+/// The change to one scope slot's binding and its activation stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingChange {
+    /// Entries removed from the top of the activation stack first (rollback).
+    pub pop: u32,
+    /// Whether `bundle_version` is then pushed (promote).
+    pub push: bool,
+    /// The version bound after the change.
+    pub bundle_version: BundleVersion,
+    /// Its digest.
+    pub bundle_digest: String,
+    /// The version bound before, if any.
+    pub previous_version: Option<BundleVersion>,
+}
+
+/// A typed error as events, results and HTTP carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// Human message.
+    pub message: String,
+    /// Whether a retry may help.
+    pub retryable: bool,
+}
+
+impl From<Rejection> for ErrorInfo {
+    fn from(r: Rejection) -> Self {
+        Self {
+            code: r.code,
+            message: r.message,
+            retryable: r.retryable,
+        }
+    }
+}
+
+/// The audit record. Field order is the canonical order; the hash covers every field but
+/// `hash` itself, in RFC 8785 canonical JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryEvent {
+    /// UUIDv5 of the command_id: deterministic.
+    pub event_id: Uuid,
+    /// Which log.
+    pub log: LogId,
+    /// Partition of that log.
+    pub partition: i32,
+    /// Gapless per (log, partition), from 1.
+    pub seq: u64,
+    /// What happened.
+    pub event_type: RegistryEventType,
+    /// How the command ended.
+    pub outcome: Outcome,
+    /// The command.
+    pub command_id: Uuid,
+    /// Its type, when it could be decoded.
+    pub command_type: Option<CommandType>,
+    /// Who asked, when known.
+    pub actor: Option<Actor>,
+    /// The family, when known.
+    pub bundle_id: Option<BundleId>,
+    /// The version, when the command names one.
+    pub bundle_version: Option<BundleVersion>,
+    /// Its digest, when the bundle is known.
+    pub bundle_digest: Option<String>,
+    /// Scope slot touched (promote, rollback).
+    pub scope: Option<ScopeRef>,
+    /// Lifecycle state of `bundle_version` before.
+    pub from_state: Option<LifecycleState>,
+    /// Lifecycle state of `bundle_version` after.
+    pub to_state: Option<LifecycleState>,
+    /// The command's log timestamp: deterministic for a given log.
+    pub observed_at_utc: Timestamp,
+    /// The command's reason.
+    pub reason: Option<String>,
+    /// Position of the command on `commands`.
+    pub source: CommandSource,
+    /// The registered bundle (BUNDLE_REGISTERED only).
+    pub bundle: Option<ModelBundle>,
+    /// Its receipt (BUNDLE_REGISTERED only).
+    pub gate_receipt: Option<GateReceipt>,
+    /// Every lifecycle change this event makes.
+    pub state_changes: Vec<StateChange>,
+    /// The binding change (promote, rollback).
+    pub binding: Option<BindingChange>,
+    /// Catalog version a promotion was checked against.
+    pub catalog_version: Option<u64>,
+    /// The new catalog entry (CATALOG_UPDATED).
+    pub catalog_entry: Option<CatalogEntry>,
+    /// Compatibility gaps accepted under the warn posture.
+    pub warnings: Vec<String>,
+    /// Why the command was refused (COMMAND_REJECTED).
+    pub error: Option<ErrorInfo>,
+    /// Hash of the previous event in this log partition.
+    pub prev_hash: String,
+    /// SHA-256 over this event's canonical JSON without `hash`.
+    pub hash: String,
+}
+
+impl RegistryEvent {
+    /// The deterministic event id of a command.
+    pub fn id_for(command_id: Uuid) -> Uuid {
+        Uuid::new_v5(&EVENT_NS, command_id.as_bytes())
+    }
+
+    /// Computes the chain hash over everything but `hash`.
+    pub fn compute_hash(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("events serialize");
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("hash");
+        }
+        sha256_hex(&canonical_json(&v))
+    }
+
+    /// Whether this event's hash matches its content and links to `prev_hash`.
+    pub fn verify_link(&self, prev_hash: &str) -> bool {
+        self.prev_hash == prev_hash && self.hash == self.compute_hash()
+    }
+}
+
+/// The first broken link of a chain, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    /// Seq of the event that does not verify.
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Verifies that `events` (one log partition, in log order) chain from the genesis hash.
+/// By the appliers' rule, events that repeat an applied seq or do not link to the head (a
+/// losing writer's fork) are skipped, not breaks; a link whose hash does not match its
+/// content, or a missing seq, is the first broken link. Returns the head seq.
+pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a RegistryEvent>) -> Result<u64, BrokenLink> {
+    let mut head_seq = 0;
+    let mut head_hash = GENESIS_HASH.to_owned();
+    for e in events {
+        if e.seq <= head_seq || e.prev_hash != head_hash {
+            if e.seq == head_seq + 1 || e.seq <= head_seq {
+                continue;
+            }
+            return Err(BrokenLink {
+                seq: e.seq,
+                reason: format!("expected seq {} after {head_seq}, found {}", head_seq + 1, e.seq),
+            });
+        }
+        if e.seq != head_seq + 1 {
+            return Err(BrokenLink {
+                seq: e.seq,
+                reason: format!("expected seq {}, found {}", head_seq + 1, e.seq),
+            });
+        }
+        if e.hash != e.compute_hash() {
+            return Err(BrokenLink {
+                seq: e.seq,
+                reason: "hash does not match the event content".into(),
+            });
+        }
+        head_seq = e.seq;
+        head_hash = e.hash.clone();
+    }
+    Ok(head_seq)
+}
+
+/// What a command's submitter gets back; derivable from its event alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// The command.
+    pub command_id: Uuid,
+    /// Its type, when decodable.
+    pub command_type: Option<CommandType>,
+    /// ACCEPTED, DUPLICATE, NOOP or REJECTED.
+    pub outcome: Outcome,
+    /// The event that recorded it.
+    pub event_id: Uuid,
+    /// Its type.
+    pub event_type: RegistryEventType,
+    /// Log of the event.
+    pub log: LogId,
+    /// Partition of the event.
+    pub partition: i32,
+    /// Seq of the event.
+    pub seq: u64,
+    /// Family, when known.
+    pub bundle_id: Option<BundleId>,
+    /// Version, when named.
+    pub bundle_version: Option<BundleVersion>,
+    /// Digest, when known.
+    pub bundle_digest: Option<String>,
+    /// Lifecycle state after the command.
+    pub lifecycle_state: Option<LifecycleState>,
+    /// Scope touched.
+    pub scope: Option<ScopeRef>,
+    /// Catalog version checked (promote) or written (catalog set).
+    pub catalog_version: Option<u64>,
+    /// Warnings accepted under the warn posture.
+    pub warnings: Vec<String>,
+    /// The refusal, when REJECTED.
+    pub error: Option<ErrorInfo>,
+}
+
+impl CommandResult {
+    /// The result an event records.
+    pub fn from_event(e: &RegistryEvent) -> Self {
+        Self {
+            command_id: e.command_id,
+            command_type: e.command_type,
+            outcome: e.outcome,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            log: e.log,
+            partition: e.partition,
+            seq: e.seq,
+            bundle_id: e.bundle_id.clone(),
+            bundle_version: e.bundle_version.clone(),
+            bundle_digest: e.bundle_digest.clone(),
+            lifecycle_state: e.to_state,
+            scope: e.scope.clone(),
+            catalog_version: e.catalog_version,
+            warnings: e.warnings.clone(),
+            error: e.error.clone(),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Deterministic resolution: which bundle a scope serves, by a fixed order of rules and
+//! never by time. Works over any binding source (the in-memory state or the view).
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ErrorCode, Rejection};
+use super::ids::{BundleId, Environment, Slot, TenantId};
+
+/// The rule that produced an answer, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MatchedRule {
+    /// 1a. Degrade slot of the tenant scope.
+    DegradeTenant,
+    /// 1b. Degrade slot of the `*` scope.
+    DegradeGlobal,
+    /// 2. Primary slot of the tenant scope.
+    Tenant,
+    /// 3. Primary slot of the `*` scope.
+    Global,
+}
+
+impl MatchedRule {
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedRule::DegradeTenant => "DEGRADE_TENANT",
+            MatchedRule::DegradeGlobal => "DEGRADE_GLOBAL",
+            MatchedRule::Tenant => "TENANT",
+            MatchedRule::Global => "GLOBAL",
+        }
+    }
+}
+
+/// What the Decision Fabric asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveQuery {
+    /// Environment.
+    pub environment: Environment,
+    /// Family.
+    pub bundle_id: BundleId,
+    /// Tenant; absent or `*` means only the `*` scope is consulted.
+    pub tenant_id: Option<TenantId>,
+    /// Whether degrade mode is requested.
+    pub degrade: bool,
+}
+
+/// The candidate slots for `q`, in rule order: `(rule, tenant, slot)`.
+pub fn candidates(q: &ResolveQuery) -> Vec<(MatchedRule, TenantId, Slot)> {
+    let tenant = q.tenant_id.clone().filter(|t| !t.is_any());
+    let mut out = Vec::with_capacity(4);
+    if q.degrade {
+        if let Some(t) = &tenant {
+            out.push((MatchedRule::DegradeTenant, t.clone(), Slot::Degrade));
+        }
+        out.push((MatchedRule::DegradeGlobal, TenantId::any(), Slot::Degrade));
+    }
+    if let Some(t) = tenant {
+        out.push((MatchedRule::Tenant, t, Slot::Primary));
+    }
+    out.push((MatchedRule::Global, TenantId::any(), Slot::Primary));
+    out
+}
+
+/// Tries the candidates in order with `lookup(tenant, slot)`; the first hit wins.
+pub fn resolve<B, E>(
+    q: &ResolveQuery,
+    mut lookup: impl FnMut(&TenantId, Slot) -> Result<Option<B>, E>,
+) -> Result<Result<(MatchedRule, TenantId, Slot, B), Rejection>, E> {
+    for (rule, tenant, slot) in candidates(q) {
+        if let Some(b) = lookup(&tenant, slot)? {
+            return Ok(Ok((rule, tenant, slot, b)));
+        }
+    }
+    Ok(Err(Rejection::new(
+        ErrorCode::NoActiveBundle,
+        format!(
+            "no ACTIVE bundle for {} in environment {} (tenant {}, degrade {})",
+            q.bundle_id,
+            q.environment,
+            q.tenant_id.as_ref().map_or("*", TenantId::as_str),
+            q.degrade
+        ),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_order_is_fixed() {
+        let q = ResolveQuery {
+            environment: "prod".parse().unwrap(),
+            bundle_id: "fraud".parse().unwrap(),
+            tenant_id: Some("acme".parse().unwrap()),
+            degrade: true,
+        };
+        let rules: Vec<_> = candidates(&q).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            rules,
+            [
+                MatchedRule::DegradeTenant,
+                MatchedRule::DegradeGlobal,
+                MatchedRule::Tenant,
+                MatchedRule::Global
+            ]
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! The view applier: tails every `events` partition and the `catalog` log into the RocksDB
+//! view (and the shared catalog), from the positions the view recorded. Readiness: it
+//! captures the high watermarks at start-up and reports ready only once every partition
+//! has been read up to them, so a restarted replica never serves a stale view as current.
+//! Also bootstraps a view from the compacted `state` changelog.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::processor::{CatalogHandle, apply_catalog_record};
+use super::reader::{Record, read_to_end};
+use super::{LogError, Topics, client_config};
+use crate::codec;
+use crate::config::KafkaConfig;
+use crate::domain::event::LogId;
+use crate::domain::state::Applied;
+use crate::metrics::{Metrics, PartitionLabels};
+use crate::view::{Table, View, ViewVersion, Write};
+
+/// What the applier publishes to the API.
+#[derive(Debug)]
+pub struct ApplierStatus {
+    /// True once caught up to the start-up high watermarks.
+    pub ready: AtomicBool,
+    /// The view version after each applied event.
+    pub version: watch::Sender<ViewVersion>,
+}
+
+impl ApplierStatus {
+    /// A not-ready status at `version`.
+    pub fn new(version: ViewVersion) -> Arc<Self> {
+        Arc::new(Self { ready: AtomicBool::new(false), version: watch::Sender::new(version) })
+    }
+}
+
+/// Tails the logs into `view` until `shutdown` turns true (blocking; run on its own thread).
+pub fn run_applier(
+    cfg: &KafkaConfig,
+    view: Arc<View>,
+    catalog: CatalogHandle,
+    status: Arc<ApplierStatus>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), LogError> {
+    let topics = Topics::new(&cfg.topic_prefix);
+    let consumer: BaseConsumer = client_config(cfg)
+        .set("group.id", format!("{}-view", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let n = view.partitions();
+    let mut tpl = TopicPartitionList::new();
+    let mut targets: Vec<(String, i32, i64)> = Vec::new();
+    let from = |log: LogId, p: i32| view.cached_position(log, p).map_or(0, |pos| pos.next_offset);
+    let cat_from = from(LogId::Catalog, 0);
+    // The shared catalog is rebuilt from the log; the view's catalog table is not enough
+    // for deciding because deciding needs the full catalog state (command index).
+    tpl.add_partition_offset(&topics.catalog, 0, Offset::Offset(0))?;
+    let (_, hwm) = consumer.fetch_watermarks(&topics.catalog, 0, Duration::from_secs(30))?;
+    targets.push((topics.catalog.clone(), 0, hwm));
+    for p in 0..n {
+        tpl.add_partition_offset(&topics.events, p, Offset::Offset(from(LogId::Events, p)))?;
+        let (_, hwm) = consumer.fetch_watermarks(&topics.events, p, Duration::from_secs(30))?;
+        targets.push((topics.events.clone(), p, hwm));
+    }
+    consumer.assign(&tpl)?;
+    let mut next: Vec<i64> = std::iter::once(0).chain((0..n).map(|p| from(LogId::Events, p))).collect();
+    info!(?targets, catalog_from = cat_from, "view applier started");
+    let mut ready = false;
+    let mut last_lag_report = std::time::Instant::now();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if !ready && targets.iter().enumerate().all(|(i, t)| next[i] >= t.2) {
+            ready = true;
+            status.ready.store(true, Ordering::SeqCst);
+            info!(version = %view.version().token(), "view caught up; ready");
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = match msg {
+            Ok(m) => Record::from_message(&m),
+            Err(e) => {
+                warn!(error = %e, "view applier consumer error");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        let is_catalog = msg.topic == topics.catalog;
+        apply_record(&view, &catalog, &metrics, &msg, is_catalog)?;
+        let idx = if is_catalog { 0 } else { msg.partition as usize + 1 };
+        next[idx] = msg.offset + 1;
+        let _ = status.version.send(view.version());
+        if last_lag_report.elapsed() > Duration::from_secs(5) {
+            last_lag_report = std::time::Instant::now();
+            for (i, (topic, p, _)) in targets.iter().enumerate() {
+                if let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(1)) {
+                    metrics
+                        .lag
+                        .get_or_create(&PartitionLabels { topic: topic.clone(), partition: p.to_string() })
+                        .set(high - next[i]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `events` or `catalog` record to the view (and the catalog to the shared
+/// catalog state).
+fn apply_record(
+    view: &View,
+    catalog: &CatalogHandle,
+    metrics: &Metrics,
+    r: &Record,
+    is_catalog: bool,
+) -> Result<(), LogError> {
+    if is_catalog {
+        apply_catalog_record(catalog, r)?;
+    }
+    let e = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| LogError::Corrupt {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        offset: r.offset,
+        detail: e.to_string(),
+    })?;
+    match view.apply(&e, r.offset)? {
+        Applied::Applied => metrics.view_applied_events.inc(),
+        Applied::Forked => {
+            metrics.forks_skipped.inc();
+            0
+        }
+        Applied::AlreadyApplied => 0,
+    };
+    Ok(())
+}
+
+/// Rebuilds `view` (which should be empty) from `events` and `catalog` up to their current
+/// high watermarks. Calls `progress(applied)` now and then. Returns events applied.
+pub fn rebuild_from_events(
+    cfg: &KafkaConfig,
+    view: &View,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, LogError> {
+    let topics = Topics::new(&cfg.topic_prefix);
+    let catalog = super::processor::new_catalog();
+    let metrics = Metrics::new();
+    let mut n = 0u64;
+    let mut step = |r: crate::log::reader::Record, is_catalog: bool| -> Result<(), LogError> {
+        apply_record(view, &catalog, &metrics, &r, is_catalog)?;
+        n += 1;
+        if n % 10_000 == 0 {
+            progress(n);
+        }
+        Ok(())
+    };
+    read_to_end(cfg, &topics.catalog, 0, 0, |r| step(r, true))?;
+    for p in 0..view.partitions() {
+        read_to_end(cfg, &topics.events, p, 0, |r| step(r, false))?;
+    }
+    progress(n);
+    Ok(n)
+}
+
+/// Bootstraps `view` (which should be empty) from the compacted `state` changelog up to
+/// its current high watermark. Records are written in log order, last value wins.
+/// Returns records read. Afterwards, tail `events` from the recorded positions as usual.
+pub fn bootstrap_from_state(
+    cfg: &KafkaConfig,
+    view: &View,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, LogError> {
+    let topics = Topics::new(&cfg.topic_prefix);
+    let mut n = 0u64;
+    let mut buf: Vec<Write> = Vec::with_capacity(4096);
+    read_to_end(cfg, &topics.state, 0, 0, |r| {
+        let key = r.key.unwrap_or_default();
+        let Some(table) = key.first().and_then(|b| Table::from_id(*b)) else {
+            return Err(LogError::Corrupt {
+                topic: topics.state.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                detail: "state key without a known table id".into(),
+            });
+        };
+        buf.push(Write { table, key: key[1..].to_vec(), value: r.payload.unwrap_or_default() });
+        n += 1;
+        if buf.len() == 4096 {
+            view.write(&buf)?;
+            buf.clear();
+            progress(n);
+        }
+        Ok(())
+    })?;
+    view.write(&buf)?;
+    view.refresh()?;
+    progress(n);
+    Ok(n)
+}

@@ -1,0 +1,117 @@
+//! Kafka: topic names and creation, client settings, reading a partition to its high
+//! watermark, the derived outputs (state changelog, results, CloudEvents), the
+//! per-partition command processor and the view applier.
+
+pub mod applier;
+pub mod derive;
+pub mod processor;
+pub mod reader;
+pub mod topics;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+
+use crate::config::KafkaConfig;
+use crate::domain::ErrorCode;
+
+/// Pipeline failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The broker or client failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The view failed.
+    #[error("view: {0}")]
+    View(#[from] crate::view::ViewError),
+    /// A record on a log the registry owns did not decode.
+    #[error("corrupt record on {topic}/{partition}@{offset}: {detail}")]
+    Corrupt {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// What failed.
+        detail: String,
+    },
+    /// A log does not chain (a seq is missing).
+    #[error("log gap: {0}")]
+    Gap(String),
+    /// A topic is missing or misconfigured.
+    #[error("topic {0}")]
+    Topic(String),
+}
+
+impl LogError {
+    /// Stable code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LogError::Kafka(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+    /// Whether a retry may help.
+    pub fn retryable(&self) -> bool {
+        self.code().retryable()
+    }
+}
+
+/// The registry's topic names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Commands in.
+    pub commands: String,
+    /// The audit log of bundle families.
+    pub events: String,
+    /// The single-partition catalog log.
+    pub catalog: String,
+    /// Compacted changelog of the view.
+    pub state: String,
+    /// Command results by command_id.
+    pub results: String,
+    /// CloudEvents for Observability.
+    pub lifecycle: String,
+    /// Promotion and rollback CloudEvents for Governance.
+    pub bundle_promoted: String,
+    /// Undecodable input.
+    pub dlq: String,
+}
+
+impl Topics {
+    /// Names under `prefix` (e.g. `mpr.`).
+    pub fn new(prefix: &str) -> Self {
+        let t = |n: &str| format!("{prefix}{n}");
+        Self {
+            commands: t("commands"),
+            events: t("events"),
+            catalog: t("catalog"),
+            state: t("state"),
+            results: t("results"),
+            lifecycle: t("lifecycle"),
+            bundle_promoted: t("bundle_promoted"),
+            dlq: t("dlq"),
+        }
+    }
+}
+
+/// Base client settings for `cfg`.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("socket.keepalive.enable", "true")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    c
+}
+
+/// Settings of the registry's producers: idempotent, acks from all replicas, ordered.
+pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "120000")
+        .set("max.in.flight.requests.per.connection", "5");
+    c
+}

@@ -1,0 +1,538 @@
+//! The command processor. Through the consumer group it owns some `commands` partitions;
+//! for each it first catches up on the partition's `events` (and on the `catalog` log),
+//! then decides every command after the last command offset an event records, appends
+//! exactly one event per distinct command_id, and only then writes the derived outputs and
+//! commits the consumer offset. It never uses Kafka transactions: the log itself says
+//! what was decided, so a crash between event and commit re-executes nothing.
+//!
+//! Two processors briefly owning one partition: both append; the first event to chain
+//! onto the head wins for every applier, and a writer whose event did not land at the
+//! offset it expected drops its state, re-reads the log and resumes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::derive::{OutRecord, derived, result_record};
+use super::reader::{Record, read_to_end};
+use super::{LogError, Topics, client_config, producer_config};
+use crate::codec;
+use crate::config::KafkaConfig;
+use crate::domain::command::CATALOG_KEY;
+use crate::domain::event::{CommandSource, LogId, ScopeRef};
+use crate::domain::state::{Applied, BundleRecord, SlotRecord, UndecodableInput};
+use crate::domain::{
+    BundleId, BundleVersion, CatalogState, Command, CommandInput, Decision, ErrorCode, Grants,
+    PartitionState, RegistryEvent, Rejection, Timestamp,
+};
+use crate::metrics::{CommandLabels, Metrics};
+use crate::view::plan::{self, Snapshot, Write};
+
+/// The catalog as every processor sees it, with the next `catalog` offset to read.
+#[derive(Debug)]
+pub struct SharedCatalog {
+    /// The catalog log's state.
+    pub state: CatalogState,
+    /// Next offset of the `catalog` topic.
+    pub next_offset: i64,
+}
+
+/// Shared handle on the catalog.
+pub type CatalogHandle = Arc<RwLock<SharedCatalog>>;
+
+/// A new, empty catalog handle.
+pub fn new_catalog() -> CatalogHandle {
+    Arc::new(RwLock::new(SharedCatalog { state: CatalogState::new(), next_offset: 0 }))
+}
+
+/// Applies one `catalog` record to the shared catalog.
+pub fn apply_catalog_record(cat: &CatalogHandle, r: &Record) -> Result<Option<RegistryEvent>, LogError> {
+    let e = decode_event_record("catalog", r)?;
+    let mut c = cat.write().expect("catalog lock");
+    let applied = c.state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))?;
+    c.next_offset = c.next_offset.max(r.offset + 1);
+    Ok((applied == Applied::Applied).then_some(e))
+}
+
+fn decode_event_record(topic: &str, r: &Record) -> Result<RegistryEvent, LogError> {
+    let bytes = r.payload.as_deref().unwrap_or_default();
+    codec::decode_event(bytes).map_err(|e| LogError::Corrupt {
+        topic: topic.to_owned(),
+        partition: r.partition,
+        offset: r.offset,
+        detail: e.to_string(),
+    })
+}
+
+/// Rebalance notifications handed from librdkafka's callback to the loop.
+#[derive(Default)]
+struct Ctx {
+    assigned: Mutex<Vec<i32>>,
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for Ctx {}
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let mut rv = self.revoked.lock().expect("revoked lock");
+            rv.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            let mut a = self.assigned.lock().expect("assigned lock");
+            a.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+/// One owned partition.
+struct Owned {
+    state: PartitionState,
+    /// Next offset expected on `events` for this partition.
+    events_next: i64,
+}
+
+/// An event appended, waiting for its delivery.
+struct Pending {
+    partition: i32,
+    source_offset: i64,
+    event: RegistryEvent,
+    writes: Vec<Write>,
+    delivery: DeliveryFuture,
+    started: Timestamp,
+}
+
+/// The processor.
+pub struct Processor {
+    cfg: KafkaConfig,
+    topics: Topics,
+    grants: Grants,
+    consumer: StreamConsumer<Ctx>,
+    producer: FutureProducer,
+    owned: HashMap<i32, Owned>,
+    catalog: CatalogHandle,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").field("owned", &self.owned.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+struct NoSnapshot;
+impl Snapshot for NoSnapshot {
+    type Error = std::convert::Infallible;
+    fn bundle(&self, _: &BundleId, _: &BundleVersion) -> Result<Option<BundleRecord>, Self::Error> {
+        Ok(None)
+    }
+    fn slot(&self, _: &BundleId, _: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
+        Ok(None)
+    }
+}
+
+fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => match e {},
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Processor {
+    /// Joins the consumer group on `commands`.
+    pub fn new(cfg: &KafkaConfig, grants: Grants, catalog: CatalogHandle, metrics: Arc<Metrics>) -> Result<Self, LogError> {
+        let topics = Topics::new(&cfg.topic_prefix);
+        let consumer: StreamConsumer<Ctx> = client_config(cfg)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "300000")
+            .set("fetch.wait.max.ms", "20")
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(Ctx::default())?;
+        consumer.subscribe(&[&topics.commands])?;
+        let producer: FutureProducer = producer_config(cfg).create()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            topics,
+            grants,
+            consumer,
+            producer,
+            owned: HashMap::new(),
+            catalog,
+            metrics,
+        })
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), LogError> {
+        info!(group = %self.cfg.group_id, "processor started");
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.changed() => break,
+                m = self.consumer.recv() => m.map(|m| Record::from_message(&m)),
+            };
+            self.handle_rebalance().await;
+            let first = match first {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "commands consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < 1000 {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(Record::from_message(&m)),
+                    _ => break,
+                }
+            }
+            self.handle_rebalance().await;
+            if let Err(e) = self.process(batch).await {
+                warn!(error = %e, "batch failed; partitions will re-sync");
+                self.owned.clear();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        let _ = self.producer.flush(Duration::from_secs(10));
+        info!("processor stopped");
+        Ok(())
+    }
+
+    async fn handle_rebalance(&mut self) {
+        let revoked: Vec<i32> = std::mem::take(&mut *self.consumer.context().revoked.lock().expect("lock"));
+        for p in revoked {
+            debug!(partition = p, "partition revoked");
+            self.owned.remove(&p);
+        }
+        let assigned: Vec<i32> = std::mem::take(&mut *self.consumer.context().assigned.lock().expect("lock"));
+        for p in assigned {
+            let committed = self.committed(p).unwrap_or(0);
+            if let Err(e) = self.load(p, committed).await {
+                warn!(partition = p, error = %e, "catch-up failed; will retry on the next command");
+            }
+        }
+    }
+
+    fn committed(&self, p: i32) -> Option<i64> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topics.commands, p);
+        let c = self.consumer.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+        match c.find_partition(&self.topics.commands, p)?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Catches up partition `p` from the log and re-derives the outputs of every event
+    /// whose command sits at or after the committed offset `committed`.
+    async fn load(&mut self, p: i32, committed: i64) -> Result<(), LogError> {
+        let cfg = self.cfg.clone();
+        let topics = self.topics.clone();
+        let catalog = self.catalog.clone();
+        let (owned, rederive) = tokio::task::block_in_place(|| -> Result<_, LogError> {
+            let mut state = PartitionState::new(p);
+            let mut rederive = Vec::new();
+            let events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
+                let e = decode_event_record(&topics.events, &r)?;
+                let writes = (e.source.offset >= committed).then(|| infallible(plan::plan(&e, &state)));
+                if state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))? == Applied::Applied
+                    && let Some(w) = writes
+                {
+                    rederive.push((e, w, r.offset));
+                }
+                Ok(())
+            })?;
+            let from = catalog.read().expect("catalog lock").next_offset;
+            read_to_end(&cfg, &topics.catalog, 0, from, |r| {
+                if let Some(e) = apply_catalog_record(&catalog, &r)?
+                    && e.source.partition == p
+                    && e.source.offset >= committed
+                {
+                    let w = infallible(plan::plan(&e, &NoSnapshot));
+                    rederive.push((e, w, r.offset));
+                }
+                Ok(())
+            })?;
+            Ok((Owned { state, events_next }, rederive))
+        })?;
+        info!(
+            partition = p,
+            last_seq = owned.state.chain.last_seq,
+            rederived = rederive.len(),
+            "partition caught up"
+        );
+        let mut futs = Vec::new();
+        for (e, w, off) in &rederive {
+            for r in derived(&self.topics, e, w, *off) {
+                futs.push(self.enqueue(&r).await?);
+            }
+        }
+        for f in futs {
+            delivered(f.await)?;
+        }
+        self.owned.insert(p, owned);
+        Ok(())
+    }
+
+    async fn enqueue(&self, r: &OutRecord) -> Result<DeliveryFuture, LogError> {
+        self.send(&r.topic, None, &r.key, &r.payload, r.content_type, &[]).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+        content_type: &str,
+        extra: &[(&str, String)],
+    ) -> Result<DeliveryFuture, LogError> {
+        loop {
+            let mut headers = OwnedHeaders::new().insert(Header { key: "content-type", value: Some(content_type) });
+            for (k, v) in extra {
+                headers = headers.insert(Header { key: k, value: Some(v.as_str()) });
+            }
+            let mut rec = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+            if let Some(p) = partition {
+                rec = rec.partition(p);
+            }
+            match self.producer.send_result(rec) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn skip_offset(&self, p: i32) -> Option<i64> {
+        let own = self.owned.get(&p)?.state.last_command_offset;
+        let cat = self.catalog.read().expect("catalog lock").state.last_command_offset.get(&p).copied();
+        own.max(cat)
+    }
+
+    async fn process(&mut self, batch: Vec<Record>) -> Result<(), LogError> {
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut other = Vec::new();
+        let mut first_offset: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut commit: BTreeMap<i32, i64> = BTreeMap::new();
+        for rec in batch {
+            let p = rec.partition;
+            first_offset.entry(p).or_insert(rec.offset);
+            commit.insert(p, rec.offset + 1);
+            if !self.owned.contains_key(&p) {
+                self.load(p, rec.offset).await?;
+            }
+            if self.skip_offset(p).is_some_and(|o| rec.offset <= o) {
+                continue;
+            }
+            let (decision, key) = self.decide(&rec, &mut other).await?;
+            match decision {
+                None => {}
+                Some(Decision::Repeat(r)) => {
+                    self.count(&r);
+                    other.push(self.enqueue(&result_record(&self.topics, &r)).await?);
+                }
+                Some(Decision::Append(ev)) => {
+                    let bytes = codec::encode_event(&ev);
+                    let (topic, part, writes) = if ev.log == LogId::Catalog {
+                        let w = infallible(plan::plan(&ev, &NoSnapshot));
+                        let mut c = self.catalog.write().expect("catalog lock");
+                        c.state.apply(&ev).map_err(|g| LogError::Gap(g.to_string()))?;
+                        (self.topics.catalog.clone(), 0, w)
+                    } else {
+                        let own = self.owned.get_mut(&p).expect("loaded above");
+                        let w = infallible(plan::plan(&ev, &own.state));
+                        own.state.apply(&ev).map_err(|g| LogError::Gap(g.to_string()))?;
+                        (self.topics.events.clone(), p, w)
+                    };
+                    let delivery = self
+                        .send(&topic, Some(part), &key, &bytes, codec::CONTENT_TYPE_AVRO, &[("mpr-command-id", ev.command_id.to_string())])
+                        .await?;
+                    pending.push(Pending {
+                        partition: p,
+                        source_offset: rec.offset,
+                        event: ev,
+                        writes,
+                        delivery,
+                        started: Timestamp::from_millis(rec.timestamp_ms.unwrap_or_else(now_ms)),
+                    });
+                }
+            }
+        }
+        self.settle(pending, other, &first_offset, commit).await
+    }
+
+    /// Waits for the appended events, checks each landed where expected, writes derived
+    /// outputs, and commits.
+    async fn settle(
+        &mut self,
+        pending: Vec<Pending>,
+        other: Vec<DeliveryFuture>,
+        first_offset: &BTreeMap<i32, i64>,
+        mut commit: BTreeMap<i32, i64>,
+    ) -> Result<(), LogError> {
+        let mut conflicted: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut derived_futs = Vec::new();
+        for pe in pending {
+            if conflicted.contains_key(&pe.partition) {
+                continue;
+            }
+            let d = delivered(pe.delivery.await)?;
+            let expected = if pe.event.log == LogId::Catalog {
+                let mut c = self.catalog.write().expect("catalog lock");
+                let exp = c.next_offset;
+                if d.offset == exp {
+                    c.next_offset = d.offset + 1;
+                }
+                exp
+            } else {
+                let own = self.owned.get_mut(&pe.partition).expect("owned while pending");
+                let exp = own.events_next;
+                if d.offset == exp {
+                    own.events_next = d.offset + 1;
+                }
+                exp
+            };
+            if d.offset != expected {
+                warn!(
+                    partition = pe.partition,
+                    expected,
+                    landed = d.offset,
+                    "another writer appended to this log; re-syncing"
+                );
+                self.metrics.resyncs.inc();
+                conflicted.insert(pe.partition, pe.source_offset);
+                continue;
+            }
+            self.count(&crate::domain::CommandResult::from_event(&pe.event));
+            let lat = (now_ms() - pe.started.millis()).max(0) as f64 / 1000.0;
+            self.metrics.command_seconds.observe(lat);
+            for r in derived(&self.topics, &pe.event, &pe.writes, d.offset) {
+                derived_futs.push(self.enqueue(&r).await?);
+            }
+        }
+        for f in other.into_iter().chain(derived_futs) {
+            delivered(f.await)?;
+        }
+        for (p, _) in &conflicted {
+            self.owned.remove(p);
+            if self.catalog.read().is_ok() {
+                // The catalog is re-read on the next load as well.
+            }
+            let from = first_offset.get(p).copied().unwrap_or(0);
+            self.consumer.seek(&self.topics.commands, *p, Offset::Offset(from), Duration::from_secs(10))?;
+            commit.remove(p);
+        }
+        if !commit.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in &commit {
+                tpl.add_partition_offset(&self.topics.commands, *p, Offset::Offset(*o))?;
+            }
+            self.consumer.commit(&tpl, CommitMode::Async)?;
+        }
+        Ok(())
+    }
+
+    fn count(&self, r: &crate::domain::CommandResult) {
+        self.metrics
+            .commands
+            .get_or_create(&CommandLabels {
+                command_type: r.command_type.map_or("UNKNOWN", |t| t.as_str()).to_owned(),
+                outcome: format!("{:?}", r.outcome).to_uppercase(),
+                code: r.error.as_ref().map_or("none", |e| e.code.as_str()).to_owned(),
+            })
+            .inc();
+    }
+
+    /// Decodes and decides one record. Undecodable input goes to the DLQ (its future is
+    /// pushed to `other`); when its command_id is recoverable it is also rejected.
+    async fn decide(&self, rec: &Record, other: &mut Vec<DeliveryFuture>) -> Result<(Option<Decision>, Vec<u8>), LogError> {
+        let p = rec.partition;
+        let key = rec.key.clone().unwrap_or_default();
+        let payload = rec.payload.as_deref().unwrap_or_default();
+        let source = CommandSource { partition: p, offset: rec.offset };
+        let observed_at = Timestamp::from_millis(rec.timestamp_ms.unwrap_or(0));
+        let key_str = String::from_utf8_lossy(&key).into_owned();
+        let undecodable = |command_id, error: Rejection| UndecodableInput {
+            command_id,
+            bundle_id: key_str.parse::<BundleId>().ok(),
+            error,
+            source,
+            observed_at,
+        };
+        let state = &self.owned.get(&p).expect("loaded before deciding").state;
+        match codec::decode_command(payload, rec.header("content-type")) {
+            Ok(envelope) => {
+                if envelope.command.partition_key() != key_str {
+                    let r = Rejection::new(
+                        ErrorCode::InvalidPayload,
+                        format!(
+                            "command keyed {key_str:?} must be keyed {:?} (its bundle_id) so that a family stays in one partition",
+                            envelope.command.partition_key()
+                        ),
+                    );
+                    return Ok((Some(state.decide_undecodable(&undecodable(envelope.command_id, r))), key));
+                }
+                let input = CommandInput { envelope, source, observed_at };
+                let _span = tracing::info_span!("command", command_id = %input.envelope.command_id).entered();
+                let d = if matches!(input.envelope.command, Command::SetCatalog(_)) || key_str == CATALOG_KEY {
+                    self.catalog.read().expect("catalog lock").state.decide(&self.grants, &input)
+                } else {
+                    let c = self.catalog.read().expect("catalog lock");
+                    state.decide(&c.state.catalog, &self.grants, &input)
+                };
+                Ok((Some(d), key))
+            }
+            Err(e) => {
+                warn!(partition = p, offset = rec.offset, code = %e.code, error = %e.message, "undecodable command to DLQ");
+                self.metrics.dlq.inc();
+                let mut headers = vec![
+                    ("mpr-error-code", e.code.as_str().to_owned()),
+                    ("mpr-error-message", e.message.clone()),
+                    ("mpr-source-topic", self.topics.commands.clone()),
+                    ("mpr-source-partition", p.to_string()),
+                    ("mpr-source-offset", rec.offset.to_string()),
+                ];
+                if let Some(id) = e.command_id {
+                    headers.push(("mpr-command-id", id.to_string()));
+                }
+                let ct = rec.header("content-type").unwrap_or("application/octet-stream").to_owned();
+                other.push(self.send(&self.topics.dlq, Some(p), &key, payload, &ct, &headers).await?);
+                let d = e.command_id.map(|id| state.decide_undecodable(&undecodable(id, e.rejection())));
+                Ok((d, key))
+            }
+        }
+    }
+}
+
+fn delivered(
+    r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) -> Result<rdkafka::producer::future_producer::Delivery, LogError> {
+    match r {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err((e, _))) => Err(e.into()),
+        Err(_) => Err(LogError::Topic("producer dropped before delivery".into())),
+    }
+}

@@ -1,0 +1,107 @@
+//! Reads one partition from an offset up to the high watermark seen at the start (blocking;
+//! call from a blocking thread). Catch-up, rebuild and tests use it.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{LogError, client_config};
+use crate::config::KafkaConfig;
+
+/// A raw record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Payload.
+    pub payload: Option<Vec<u8>>,
+    /// Log timestamp in ms.
+    pub timestamp_ms: Option<i64>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// Copies a borrowed message.
+    pub fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        use rdkafka::message::Headers;
+        let headers = m
+            .headers()
+            .map(|h| h.iter().map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        Self {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers,
+        }
+    }
+
+    /// A header value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// The high watermark (next offset to be written) of a partition.
+pub fn high_watermark(cfg: &KafkaConfig, topic: &str, partition: i32) -> Result<i64, LogError> {
+    let c: BaseConsumer = client_config(cfg).set("group.id", "mpr-reader").create()?;
+    let (_, high) = c.fetch_watermarks(topic, partition, Duration::from_secs(30))?;
+    Ok(high)
+}
+
+/// Calls `f` for every record of `topic`/`partition` from `from` up to the high watermark
+/// captured at the start. Returns that watermark.
+pub fn read_to_end(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    mut f: impl FnMut(Record) -> Result<(), LogError>,
+) -> Result<i64, LogError> {
+    let c: BaseConsumer = client_config(cfg)
+        .set("group.id", "mpr-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()?;
+    let (low, high) = c.fetch_watermarks(topic, partition, Duration::from_secs(30))?;
+    let start = from.max(low);
+    if start >= high {
+        return Ok(high);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+    c.assign(&tpl)?;
+    let mut next = start;
+    let mut idle_since = Instant::now();
+    while next < high {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle_since = Instant::now();
+                next = m.offset() + 1;
+                f(Record::from_message(&m))?;
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {
+                if idle_since.elapsed() > Duration::from_secs(60) {
+                    return Err(LogError::Topic(format!(
+                        "{topic}/{partition}: no progress for 60s at offset {next} of {high}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(high)
+}

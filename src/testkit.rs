@@ -1,0 +1,111 @@
+//! Builders of realistic sample bundles, receipts and commands, shared by unit tests,
+//! integration tests, benchmarks and the `examples/` generator. Not used by the service.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::domain::bundle::{
+    Artifact, BundleKind, Compatibility, FeatureGroupRef, GateVerdict, Provenance, sha256_hex,
+};
+use crate::domain::command::{BundleTarget, Promote, PublishBundle, Rollback};
+use crate::domain::{
+    Actor, BundleId, BundleVersion, Command, CommandEnvelope, Environment, GateReceipt,
+    ModelBundle, TenantId, Timestamp,
+};
+
+/// A valid bundle for `id@version` needing feature group `features@1`.
+pub fn bundle(id: &str, version: &str) -> ModelBundle {
+    ModelBundle {
+        bundle_id: id.parse().expect("valid id"),
+        bundle_version: version.parse().expect("valid version"),
+        kind: BundleKind::Model,
+        artifacts: vec![Artifact {
+            name: "model.onnx".into(),
+            uri: format!("s3://mpr-artifacts/{id}/{version}/model.onnx"),
+            sha256: sha256_hex(format!("{id}@{version}/model").as_bytes()),
+            size_bytes: 48_213_776,
+        }],
+        config_hash: sha256_hex(format!("{id}@{version}/config").as_bytes()),
+        compatibility: Compatibility {
+            feature_groups: vec![FeatureGroupRef {
+                name: "features".into(),
+                version: "1".into(),
+            }],
+            schema_versions: vec!["decision-input/v1".into()],
+        },
+        provenance: Provenance {
+            training_run_id: format!("run-{id}-{version}"),
+            evaluation_report_ref: format!("s3://mpr-evals/{id}/{version}/report.json"),
+            dataset_manifest_refs: vec![format!("s3://mpr-data/{id}/manifest-2026-11.json")],
+        },
+        metadata: BTreeMap::from([("owner".to_owned(), "risk-ml".to_owned())]),
+    }
+}
+
+/// A PASS receipt for `b`.
+pub fn pass_receipt(b: &ModelBundle) -> GateReceipt {
+    GateReceipt {
+        receipt_id: format!("gr-{}-{}", b.bundle_id, b.bundle_version),
+        bundle_id: b.bundle_id.clone(),
+        bundle_version: b.bundle_version.clone(),
+        bundle_digest: b.digest(),
+        verdict: GateVerdict::Pass,
+        gate_name: "offline-eval-v3".into(),
+        evaluated_at_utc: Timestamp::from_millis(1_790_000_000_000),
+        evidence_refs: vec![format!("s3://mpr-evals/{}/{}/gates.json", b.bundle_id, b.bundle_version)],
+    }
+}
+
+/// An envelope for `command` by `actor`, with a fresh command_id.
+pub fn envelope(actor: &str, command: Command) -> CommandEnvelope {
+    CommandEnvelope {
+        command_id: Uuid::new_v4(),
+        actor: actor.parse::<Actor>().expect("valid actor"),
+        submitted_at_utc: Timestamp::from_millis(1_790_000_000_000),
+        reason: None,
+        command,
+    }
+}
+
+/// PUBLISH of a sample bundle with its PASS receipt.
+pub fn publish(actor: &str, id: &str, version: &str) -> CommandEnvelope {
+    let b = bundle(id, version);
+    let gate_receipt = pass_receipt(&b);
+    envelope(actor, Command::Publish(PublishBundle { bundle: b, gate_receipt }))
+}
+
+/// A target naming `id@version`.
+pub fn target(id: &str, version: &str) -> BundleTarget {
+    BundleTarget {
+        bundle_id: id.parse::<BundleId>().expect("valid id"),
+        bundle_version: version.parse::<BundleVersion>().expect("valid version"),
+    }
+}
+
+/// PROMOTE of `id@version` to `env`/`tenant`.
+pub fn promote(actor: &str, id: &str, version: &str, env: &str, tenant: &str, degrade: bool) -> CommandEnvelope {
+    envelope(
+        actor,
+        Command::Promote(Promote {
+            bundle_id: id.parse().expect("valid id"),
+            bundle_version: version.parse().expect("valid version"),
+            environment: env.parse::<Environment>().expect("valid env"),
+            tenant_id: tenant.parse::<TenantId>().expect("valid tenant"),
+            degrade,
+        }),
+    )
+}
+
+/// ROLLBACK of `env`/`tenant`/`id`.
+pub fn rollback(actor: &str, id: &str, env: &str, tenant: &str, degrade: bool) -> CommandEnvelope {
+    envelope(
+        actor,
+        Command::Rollback(Rollback {
+            bundle_id: id.parse().expect("valid id"),
+            environment: env.parse().expect("valid env"),
+            tenant_id: tenant.parse().expect("valid tenant"),
+            degrade,
+        }),
+    )
+}

@@ -1,0 +1,253 @@
+//! The RocksDB materialized view, built only from the log. One column family per
+//! [`Table`]; each event is applied in one WriteBatch together with its partition's applied
+//! position, so a crash never leaves an event half-applied. Queries (resolve, time travel,
+//! listings) read only from here.
+
+pub mod plan;
+mod query;
+
+use std::path::Path;
+use std::sync::RwLock;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+use sha2::{Digest, Sha256};
+
+use crate::domain::event::{LogId, ScopeRef};
+use crate::domain::state::{Applied, BundleRecord, Chain, SlotRecord, chain_check};
+use crate::domain::{BundleId, BundleVersion, ErrorCode, RegistryEvent};
+pub use plan::{AppliedPosition, HistoryEntry, Table, Write};
+pub use query::{Page, ResolveAt};
+
+/// View failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored record did not parse: the store is corrupt or from another version.
+    #[error("corrupt record in {table}: {detail}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// An event arrived out of order.
+    #[error("event seq {got} does not follow applied seq {last} in {log:?}/{partition}")]
+    Gap {
+        /// Log.
+        log: LogId,
+        /// Partition.
+        partition: i32,
+        /// Last applied.
+        last: u64,
+        /// Offered.
+        got: u64,
+    },
+}
+
+impl ViewError {
+    /// Stable code.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Internal
+    }
+    /// Whether a retry may help.
+    pub fn retryable(&self) -> bool {
+        matches!(self, ViewError::Rocks(_))
+    }
+}
+
+/// Orders view states: the applied seq of the catalog log, then of each events partition.
+/// Rendered as an opaque token `v1.C.P0.P1...`; one token is at least another when every
+/// component is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ViewVersion(pub Vec<u64>);
+
+impl ViewVersion {
+    /// The token string.
+    pub fn token(&self) -> String {
+        let parts: Vec<String> = self.0.iter().map(u64::to_string).collect();
+        format!("v1.{}", parts.join("."))
+    }
+
+    /// Parses a token.
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix("v1.")?;
+        rest.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u64>>>().map(Self)
+    }
+
+    /// Whether this state includes everything `other` does.
+    pub fn covers(&self, other: &ViewVersion) -> bool {
+        other.0.iter().enumerate().all(|(i, s)| self.0.get(i).is_some_and(|m| m >= s))
+    }
+}
+
+/// The view.
+pub struct View {
+    db: DB,
+    partitions: i32,
+    positions: RwLock<Vec<Option<AppliedPosition>>>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View").field("partitions", &self.partitions).finish()
+    }
+}
+
+fn slot_of(log: LogId, partition: i32) -> usize {
+    match log {
+        LogId::Catalog => 0,
+        LogId::Events => partition as usize + 1,
+    }
+}
+
+impl View {
+    /// Opens (or creates) the view at `path` for `partitions` events partitions.
+    pub fn open(path: &Path, partitions: i32) -> Result<Self, ViewError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        let cfs = Table::ALL.map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let view = Self {
+            db,
+            partitions,
+            positions: RwLock::new(vec![None; partitions as usize + 1]),
+        };
+        view.load_positions()?;
+        Ok(view)
+    }
+
+    fn load_positions(&self) -> Result<(), ViewError> {
+        let mut pos = vec![None; self.partitions as usize + 1];
+        pos[0] = self.position(LogId::Catalog, 0)?;
+        for p in 0..self.partitions {
+            pos[p as usize + 1] = self.position(LogId::Events, p)?;
+        }
+        *self.positions.write().expect("positions lock") = pos;
+        Ok(())
+    }
+
+    fn cf(&self, t: Table) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(t.name()).expect("every table's column family is opened")
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>, ViewError> {
+        match self.db.get_pinned_cf(self.cf(t), key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ViewError::Corrupt {
+                table: t.name(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Number of events partitions.
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// The applied position of a log partition.
+    pub fn position(&self, log: LogId, partition: i32) -> Result<Option<AppliedPosition>, ViewError> {
+        self.get_json(Table::Offsets, &plan::offset_key(log, partition))
+    }
+
+    /// The cached applied position (no I/O).
+    pub fn cached_position(&self, log: LogId, partition: i32) -> Option<AppliedPosition> {
+        self.positions.read().expect("positions lock")[slot_of(log, partition)].clone()
+    }
+
+    /// The current view version.
+    pub fn version(&self) -> ViewVersion {
+        let pos = self.positions.read().expect("positions lock");
+        ViewVersion(pos.iter().map(|p| p.as_ref().map_or(0, |p| p.seq)).collect())
+    }
+
+    /// Applies one event read at Kafka `offset`, in one WriteBatch with its position.
+    /// Events at or below the applied seq are skipped.
+    pub fn apply(&self, e: &RegistryEvent, offset: i64) -> Result<Applied, ViewError> {
+        let head = self.cached_position(e.log, e.partition).map_or_else(
+            || Chain::new(e.log, e.partition),
+            |p| Chain {
+                log: e.log,
+                partition: e.partition,
+                last_seq: p.seq,
+                last_hash: p.hash,
+            },
+        );
+        match chain_check(&head, e) {
+            Ok(Some(skip)) => return Ok(skip),
+            Ok(None) => {}
+            Err(g) => {
+                return Err(ViewError::Gap {
+                    log: g.log,
+                    partition: g.partition,
+                    last: g.last,
+                    got: g.got,
+                });
+            }
+        }
+        let mut writes = plan::plan(e, self)?;
+        writes.push(plan::position_write(e, offset));
+        self.write(&writes)?;
+        let pos = AppliedPosition {
+            seq: e.seq,
+            hash: e.hash.clone(),
+            next_offset: offset + 1,
+            observed_at_utc: e.observed_at_utc,
+        };
+        self.positions.write().expect("positions lock")[slot_of(e.log, e.partition)] = Some(pos);
+        Ok(Applied::Applied)
+    }
+
+    /// Writes planned writes atomically (also used to bootstrap from the `state` topic).
+    pub fn write(&self, writes: &[Write]) -> Result<(), ViewError> {
+        let mut batch = WriteBatch::default();
+        for w in writes {
+            batch.put_cf(self.cf(w.table), &w.key, &w.value);
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Reloads cached positions after a bulk [`View::write`].
+    pub fn refresh(&self) -> Result<(), ViewError> {
+        self.load_positions()
+    }
+
+    /// SHA-256 over every table's keys and values, in order: equal digests mean equal views.
+    pub fn content_digest(&self) -> Result<String, ViewError> {
+        let mut h = Sha256::new();
+        for t in Table::ALL {
+            h.update([t as u8]);
+            for item in self.db.iterator_cf(self.cf(t), IteratorMode::Start) {
+                let (k, v) = item?;
+                h.update((k.len() as u64).to_be_bytes());
+                h.update(&k);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Flushes memtables (for footprint measurements and clean shutdown).
+    pub fn flush(&self) -> Result<(), ViewError> {
+        for t in Table::ALL {
+            self.db.flush_cf(self.cf(t))?;
+        }
+        Ok(())
+    }
+}
+
+impl plan::Snapshot for View {
+    type Error = ViewError;
+    fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, ViewError> {
+        self.get_json(Table::Bundles, &plan::bundle_key(id, v))
+    }
+    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, ViewError> {
+        self.get_json(Table::Slots, &plan::slot_key(id, scope))
+    }
+}

@@ -1,0 +1,274 @@
+//! Read paths of the view: resolve (now and as of a past seq or time), single records and
+//! cursor-paginated listings. Nothing here writes.
+
+use rocksdb::{Direction, IteratorMode};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::plan::{self, HistoryEntry, Table};
+use super::{View, ViewError};
+use crate::domain::catalog::CatalogEntry;
+use crate::domain::event::{CommandResult, ScopeRef};
+use crate::domain::resolve::{MatchedRule, ResolveQuery, resolve};
+use crate::domain::state::{BundleRecord, SlotRecord};
+use crate::domain::{BundleId, BundleVersion, Rejection, RegistryEvent, Slot, TenantId, Timestamp};
+
+/// Which state to resolve against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveAt {
+    /// The current view.
+    Now,
+    /// Just after the event with this seq in the family's partition.
+    Seq(u64),
+    /// The last change observed at or before this time.
+    Time(Timestamp),
+}
+
+/// One resolve answer, before it is shaped for HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Rule that matched.
+    pub rule: MatchedRule,
+    /// Tenant of the matching scope.
+    pub tenant_id: TenantId,
+    /// Slot of the matching scope.
+    pub slot: Slot,
+    /// The bundle.
+    pub record: BundleRecord,
+    /// The change that bound it.
+    pub activation: HistoryEntry,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Page<T> {
+    /// Items.
+    pub items: Vec<T>,
+    /// Pass back as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+impl View {
+    fn decode<T: DeserializeOwned>(t: Table, bytes: &[u8]) -> Result<T, ViewError> {
+        serde_json::from_slice(bytes).map_err(|e| ViewError::Corrupt {
+            table: t.name(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Scans `t` under `prefix`, after the key in `cursor`, up to `limit` entries.
+    fn scan(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(Box<[u8]>, Box<[u8]>)>, Option<String>), ViewError> {
+        let after = cursor.and_then(|c| hex::decode(c).ok());
+        let start = after.clone().unwrap_or_else(|| prefix.to_vec());
+        let mut out = Vec::new();
+        let mut more = false;
+        for item in self.db.iterator_cf(self.cf(t), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if after.as_deref() == Some(&k[..]) {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push((k, v));
+        }
+        let next = if more { out.last().map(|(k, _)| hex::encode(k)) } else { None };
+        Ok((out, next))
+    }
+
+    fn history_entries(&self, id: &BundleId, scope: &ScopeRef) -> Result<Vec<HistoryEntry>, ViewError> {
+        let prefix = plan::history_prefix(id, scope);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(Table::History), &prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(Self::decode(Table::History, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The change that bound `scope`'s slot as of `at`, if anything was bound then.
+    fn binding_at(&self, id: &BundleId, scope: &ScopeRef, at: ResolveAt) -> Result<Option<HistoryEntry>, ViewError> {
+        if at == ResolveAt::Now {
+            let slot: Option<SlotRecord> = self.get_json(Table::Slots, &plan::slot_key(id, scope))?;
+            if slot.as_ref().and_then(SlotRecord::bound).is_none() {
+                return Ok(None);
+            }
+        }
+        let entries = self.history_entries(id, scope)?;
+        let hit = entries.into_iter().rev().find(|h| match at {
+            ResolveAt::Now => true,
+            ResolveAt::Seq(s) => h.seq <= s,
+            ResolveAt::Time(t) => h.observed_at_utc <= t,
+        });
+        Ok(hit)
+    }
+
+    /// Resolves `q` at `at` by the fixed rule order. `Ok(Err(_))` is NO_ACTIVE_BUNDLE.
+    pub fn resolve(&self, q: &ResolveQuery, at: ResolveAt) -> Result<Result<Resolved, Rejection>, ViewError> {
+        let found = resolve(q, |tenant, slot| {
+            let scope = ScopeRef {
+                environment: q.environment.clone(),
+                tenant_id: tenant.clone(),
+                slot,
+            };
+            self.binding_at(&q.bundle_id, &scope, at)
+        })?;
+        let Ok((rule, tenant_id, slot, activation)) = found else {
+            return Ok(Err(found.err().expect("not ok")));
+        };
+        let record = self.bundle(&q.bundle_id, &activation.bundle_version)?.ok_or_else(|| ViewError::Corrupt {
+            table: "bundles",
+            detail: format!("bound version {} missing", activation.bundle_version),
+        })?;
+        Ok(Ok(Resolved { rule, tenant_id, slot, record, activation }))
+    }
+
+    /// One bundle version.
+    pub fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, ViewError> {
+        self.get_json(Table::Bundles, &plan::bundle_key(id, v))
+    }
+
+    /// Bundles, optionally of one family, in key order.
+    pub fn bundles(&self, family: Option<&BundleId>, cursor: Option<&str>, limit: usize) -> Result<Page<BundleRecord>, ViewError> {
+        let prefix = family.map(|f| format!("{f}\0").into_bytes()).unwrap_or_default();
+        let (rows, next_cursor) = self.scan(Table::Bundles, &prefix, cursor, limit)?;
+        let items = rows.iter().map(|(_, v)| Self::decode(Table::Bundles, v)).collect::<Result<_, _>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Slots of a family (optionally of one environment), with their bound versions.
+    pub fn slots(&self, family: &BundleId, env: Option<&str>) -> Result<Vec<(ScopeRef, SlotRecord)>, ViewError> {
+        let prefix = match env {
+            Some(e) => format!("{family}\0{e}\0").into_bytes(),
+            None => format!("{family}\0").into_bytes(),
+        };
+        let (rows, _) = self.scan(Table::Slots, &prefix, None, usize::MAX)?;
+        rows.iter()
+            .map(|(k, v)| {
+                let key = String::from_utf8_lossy(k);
+                let parts: Vec<&str> = key.split('\0').collect();
+                let scope = ScopeRef {
+                    environment: parts[1].parse().map_err(|_| corrupt_key(&key))?,
+                    tenant_id: parts[2].parse().map_err(|_| corrupt_key(&key))?,
+                    slot: if parts[3] == "DEGRADE" { Slot::Degrade } else { Slot::Primary },
+                };
+                Ok((scope, Self::decode(Table::Slots, v)?))
+            })
+            .collect()
+    }
+
+    /// Activation history of one scope slot, oldest first.
+    pub fn history(&self, id: &BundleId, scope: &ScopeRef, cursor: Option<&str>, limit: usize) -> Result<Page<HistoryEntry>, ViewError> {
+        let (rows, next_cursor) = self.scan(Table::History, &plan::history_prefix(id, scope), cursor, limit)?;
+        let items = rows.iter().map(|(_, v)| Self::decode(Table::History, v)).collect::<Result<_, _>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Events, optionally of one family, filtered by `keep`, in log order. `next_cursor`
+    /// marks the last event scanned, even at the end of the log; a page shorter than
+    /// `limit` means the end was reached.
+    pub fn events(
+        &self,
+        family: Option<&BundleId>,
+        cursor: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&RegistryEvent) -> bool,
+    ) -> Result<Page<RegistryEvent>, ViewError> {
+        let mut items = Vec::new();
+        let mut cursor = cursor.map(str::to_owned);
+        loop {
+            let batch = limit.max(64);
+            let (rows, next) = match family {
+                Some(f) => {
+                    let (rows, next) = self.scan(Table::EventsByBundle, format!("{f}\0").as_bytes(), cursor.as_deref(), batch)?;
+                    let mut evs = Vec::with_capacity(rows.len());
+                    for (k, _) in rows {
+                        let pos = &k[f.as_str().len() + 1..];
+                        let bytes = self.db.get_pinned_cf(self.cf(Table::Events), pos)?.ok_or_else(|| ViewError::Corrupt {
+                            table: "events",
+                            detail: "indexed event missing".into(),
+                        })?;
+                        evs.push((k, Self::decode::<RegistryEvent>(Table::Events, &bytes)?));
+                    }
+                    (evs, next)
+                }
+                None => {
+                    let (rows, next) = self.scan(Table::Events, &[], cursor.as_deref(), batch)?;
+                    let evs = rows
+                        .into_iter()
+                        .map(|(k, v)| Ok((k, Self::decode::<RegistryEvent>(Table::Events, &v)?)))
+                        .collect::<Result<Vec<_>, ViewError>>()?;
+                    (evs, next)
+                }
+            };
+            for (k, e) in rows {
+                let key = hex::encode(&k);
+                if keep(&e) {
+                    items.push(e);
+                    if items.len() == limit {
+                        return Ok(Page { items, next_cursor: Some(key) });
+                    }
+                }
+                cursor = Some(key);
+            }
+            if next.is_none() {
+                // At the end of the log the cursor still marks the last event scanned, so
+                // a follower can poll for what comes after it.
+                return Ok(Page { items, next_cursor: cursor });
+            }
+        }
+    }
+
+    /// A command's result.
+    pub fn result(&self, command_id: Uuid) -> Result<Option<CommandResult>, ViewError> {
+        self.get_json(Table::Results, command_id.as_bytes())
+    }
+
+    /// The platform catalog: version and entries.
+    pub fn catalog(&self) -> Result<(u64, Vec<CatalogEntry>), ViewError> {
+        let version = self.get_json::<u64>(Table::Catalog, plan::CATALOG_VERSION_KEY)?.unwrap_or(0);
+        let (rows, _) = self.scan(Table::Catalog, &[], None, usize::MAX)?;
+        let entries = rows
+            .iter()
+            .filter(|(k, _)| &k[..] != plan::CATALOG_VERSION_KEY)
+            .map(|(_, v)| Self::decode(Table::Catalog, v))
+            .collect::<Result<_, _>>()?;
+        Ok((version, entries))
+    }
+
+    /// Events of one log partition in seq order, starting after `after_seq`.
+    pub fn log_events(&self, log: crate::domain::event::LogId, partition: i32, after_seq: u64, limit: usize) -> Result<Vec<RegistryEvent>, ViewError> {
+        let start = plan::position_key(log, partition, after_seq + 1);
+        let prefix = &start[..5];
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(Table::Events), IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push(Self::decode(Table::Events, &v)?);
+        }
+        Ok(out)
+    }
+}
+
+fn corrupt_key(key: &str) -> ViewError {
+    ViewError::Corrupt {
+        table: "slots",
+        detail: format!("bad key {key:?}"),
+    }
+}

@@ -1,0 +1,203 @@
+//! Property tests of the domain over random command sequences: ACTIVE uniqueness and
+//! evidence, replay equality, determinism of `decide`, and the hash chain.
+
+use std::collections::BTreeMap;
+
+use mpr::domain::bundle::GateVerdict;
+use mpr::domain::catalog::{CatalogEntry, Posture};
+use mpr::domain::bundle::FeatureGroupRef;
+use mpr::domain::command::{BundleTarget, PublishBundle};
+use mpr::domain::event::{CommandSource, verify_chain};
+use mpr::domain::{
+    Actor, CatalogState, Command, CommandEnvelope, CommandInput, Decision, Grants, LifecycleState,
+    PartitionState, RegistryEvent, RegistryEventType, RoleGrant, Timestamp,
+};
+use mpr::testkit;
+use proptest::prelude::*;
+
+const FAMILIES: [&str; 2] = ["fraud", "pricing"];
+const VERSIONS: [&str; 3] = ["1.0.0", "1.1.0", "2.0.0"];
+const ENVS: [&str; 2] = ["prod", "stage"];
+const TENANTS: [&str; 2] = ["*", "acme"];
+const ACTORS: [&str; 5] = ["pub1", "appr", "dep", "admin", "nobody"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Publish { f: usize, v: usize, actor: usize, fail: bool, tweak: bool },
+    Step { kind: u8, f: usize, v: usize, actor: usize },
+    Promote { f: usize, v: usize, e: usize, t: usize, degrade: bool, actor: usize },
+    Rollback { f: usize, e: usize, t: usize, degrade: bool, actor: usize },
+    Catalog { e: usize, warn: bool, full: bool },
+    Repeat { back: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..2usize, 0..3usize, 0..5usize, prop::bool::weighted(0.1), prop::bool::weighted(0.1))
+            .prop_map(|(f, v, actor, fail, tweak)| Op::Publish { f, v, actor, fail, tweak }),
+        4 => (0..4u8, 0..2usize, 0..3usize, 0..5usize).prop_map(|(kind, f, v, actor)| Op::Step { kind, f, v, actor }),
+        4 => (0..2usize, 0..3usize, 0..2usize, 0..2usize, prop::bool::weighted(0.2), 0..5usize)
+            .prop_map(|(f, v, e, t, degrade, actor)| Op::Promote { f, v, e, t, degrade, actor }),
+        2 => (0..2usize, 0..2usize, 0..2usize, prop::bool::weighted(0.2), 0..5usize)
+            .prop_map(|(f, e, t, degrade, actor)| Op::Rollback { f, e, t, degrade, actor }),
+        1 => (0..2usize, any::<bool>(), prop::bool::weighted(0.8)).prop_map(|(e, warn, full)| Op::Catalog { e, warn, full }),
+        1 => (1..10usize).prop_map(|back| Op::Repeat { back }),
+    ]
+}
+
+fn grants() -> Grants {
+    let g = |s: &str| s.parse::<RoleGrant>().unwrap();
+    Grants::enforced([
+        ("pub1".parse::<Actor>().unwrap(), vec![g("publisher")]),
+        ("appr".parse().unwrap(), vec![g("approver"), g("publisher")]),
+        ("dep".parse().unwrap(), vec![g("deployer@prod,stage")]),
+        ("admin".parse().unwrap(), vec![g("admin")]),
+    ])
+}
+
+fn to_envelope(op: &Op, history: &[CommandEnvelope]) -> Option<CommandEnvelope> {
+    Some(match op {
+        Op::Publish { f, v, actor, fail, tweak } => {
+            let mut b = testkit::bundle(FAMILIES[*f], VERSIONS[*v]);
+            if *tweak {
+                b.metadata.insert("tweak".into(), "yes".into());
+            }
+            let mut r = testkit::pass_receipt(&b);
+            if *fail {
+                r.verdict = GateVerdict::Fail;
+            }
+            testkit::envelope(ACTORS[*actor], Command::Publish(PublishBundle { bundle: b, gate_receipt: r }))
+        }
+        Op::Step { kind, f, v, actor } => {
+            let t = BundleTarget { ..testkit::target(FAMILIES[*f], VERSIONS[*v]) };
+            let c = match kind {
+                0 => Command::Nominate(t),
+                1 => Command::Approve(t),
+                2 => Command::Reject(t),
+                _ => Command::Retire(t),
+            };
+            testkit::envelope(ACTORS[*actor], c)
+        }
+        Op::Promote { f, v, e, t, degrade, actor } => {
+            testkit::promote(ACTORS[*actor], FAMILIES[*f], VERSIONS[*v], ENVS[*e], TENANTS[*t], *degrade)
+        }
+        Op::Rollback { f, e, t, degrade, actor } => testkit::rollback(ACTORS[*actor], FAMILIES[*f], ENVS[*e], TENANTS[*t], *degrade),
+        Op::Catalog { e, warn, full } => {
+            let fgs = if *full { vec![FeatureGroupRef { name: "features".into(), version: "1".into() }] } else { vec![] };
+            testkit::envelope(
+                "admin",
+                Command::SetCatalog(CatalogEntry {
+                    environment: ENVS[*e].parse().unwrap(),
+                    feature_groups: fgs,
+                    schema_versions: vec!["decision-input/v1".into()],
+                    posture: if *warn { Posture::Warn } else { Posture::FailClosed },
+                }),
+            )
+        }
+        Op::Repeat { back } => history.get(history.len().checked_sub(*back)?)?.clone(),
+    })
+}
+
+struct World {
+    part: PartitionState,
+    cat: CatalogState,
+    events: Vec<RegistryEvent>,
+    cat_events: Vec<RegistryEvent>,
+}
+
+fn run(ops: &[Op]) -> World {
+    let grants = grants();
+    let mut w = World { part: PartitionState::new(0), cat: CatalogState::new(), events: vec![], cat_events: vec![] };
+    let mut history = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let Some(env) = to_envelope(op, &history) else { continue };
+        history.push(env.clone());
+        let input = CommandInput {
+            envelope: env,
+            source: CommandSource { partition: 0, offset: i as i64 },
+            observed_at: Timestamp::from_millis(1_800_000_000_000 + i as i64),
+        };
+        let catalog_cmd = matches!(input.envelope.command, Command::SetCatalog(_));
+        let decide = |w: &World| {
+            if catalog_cmd { w.cat.decide(&grants, &input) } else { w.part.decide(&w.cat.catalog, &grants, &input) }
+        };
+        let d = decide(&w);
+        assert_eq!(d, decide(&w), "decide is not deterministic");
+        if let Decision::Append(e) = d {
+            if catalog_cmd {
+                w.cat.apply(&e).unwrap();
+                w.cat_events.push(e);
+            } else {
+                w.part.apply(&e).unwrap();
+                w.events.push(e);
+            }
+        }
+        check_invariants(&w);
+    }
+    w
+}
+
+fn check_invariants(w: &World) {
+    for fam in w.part.families.values() {
+        let mut bindings: BTreeMap<_, u32> = BTreeMap::new();
+        for slot in fam.slots.values() {
+            if let Some(v) = slot.bound() {
+                *bindings.entry(v.clone()).or_default() += 1;
+            }
+        }
+        for (v, rec) in &fam.bundles {
+            let n = bindings.get(v).copied().unwrap_or(0);
+            assert_eq!(rec.active_bindings, n, "active_bindings of {v} disagrees with the slots");
+            assert_eq!(rec.state == LifecycleState::Active, n > 0, "{v} is {:?} with {n} bindings", rec.state);
+            if n > 0 {
+                assert_eq!(rec.gate_receipt.verdict, GateVerdict::Pass);
+                assert_eq!(rec.gate_receipt.bundle_digest, rec.bundle_digest);
+                assert_eq!(rec.bundle.digest(), rec.bundle_digest);
+                let approved = w.events.iter().any(|e| {
+                    e.event_type == RegistryEventType::BundleApproved
+                        && e.bundle_id.as_ref() == Some(&rec.bundle.bundle_id)
+                        && e.bundle_version.as_ref() == Some(v)
+                });
+                assert!(approved, "{v} is ACTIVE but was never approved");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_replay_and_chain(ops in prop::collection::vec(op(), 1..80)) {
+        let w = run(&ops);
+        let mut replay = PartitionState::new(0);
+        for e in &w.events {
+            replay.apply(e).unwrap();
+        }
+        prop_assert_eq!(&replay, &w.part);
+        let mut cat = CatalogState::new();
+        for e in &w.cat_events {
+            cat.apply(e).unwrap();
+        }
+        prop_assert_eq!(&cat, &w.cat);
+        prop_assert_eq!(verify_chain(&w.events).unwrap(), w.part.chain.last_seq);
+        prop_assert_eq!(verify_chain(&w.cat_events).unwrap(), w.cat.chain.last_seq);
+        // Exactly one event per distinct command_id.
+        let mut ids: Vec<_> = w.events.iter().map(|e| e.command_id).collect();
+        ids.sort();
+        let before = ids.len();
+        ids.dedup();
+        prop_assert_eq!(before, ids.len());
+    }
+
+    #[test]
+    fn tampering_breaks_the_chain(ops in prop::collection::vec(op(), 5..40), pick in any::<prop::sample::Index>()) {
+        let w = run(&ops);
+        prop_assume!(!w.events.is_empty());
+        let mut evs = w.events.clone();
+        let i = pick.index(evs.len());
+        evs[i].reason = Some("edited after the fact".into());
+        let err = verify_chain(&evs).unwrap_err();
+        prop_assert_eq!(err.seq, evs[i].seq);
+    }
+}

@@ -1,0 +1,315 @@
+//! Conformance vectors: each file in `tests/vectors/` is a scenario of commands, resolves
+//! and state checks against the pure domain, with the expected outcome of every step.
+//! After the steps, the runner also checks the hash chain and that replaying the events
+//! rebuilds the same state. Any difference fails the run, naming the file and the step.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mpr::codec;
+use mpr::domain::event::{CommandSource, verify_chain};
+use mpr::domain::resolve::{MatchedRule, ResolveQuery, resolve};
+use mpr::domain::state::{SlotRecord, UndecodableInput};
+use mpr::domain::{
+    Actor, BundleId, BundleVersion, CatalogState, Command, CommandInput, Decision, ErrorCode,
+    Grants, LifecycleState, Outcome, PartitionState, RegistryEvent, RegistryEventType, RoleGrant,
+    Slot, Timestamp,
+};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vector {
+    name: String,
+    description: String,
+    /// Spec rule ids this scenario covers.
+    rules: Vec<String>,
+    /// actor -> grants like "deployer@prod". Roles are enforced unless `enforce` is false.
+    #[serde(default)]
+    principals: BTreeMap<String, Vec<String>>,
+    #[serde(default = "yes")]
+    enforce: bool,
+    steps: Vec<Step>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Step {
+    Command { command: serde_json::Value, expect: ExpectCommand },
+    Raw { raw: String, expect: ExpectCommand },
+    Resolve { resolve: ResolveQuery, expect: ExpectResolve },
+    State { state: StateQuery, expect: ExpectState },
+    Digest { digest: serde_json::Value, expect: String },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ExpectCommand {
+    outcome: Outcome,
+    #[serde(default)]
+    event_type: Option<RegistryEventType>,
+    #[serde(default)]
+    error_code: Option<ErrorCode>,
+    #[serde(default)]
+    from_state: Option<LifecycleState>,
+    #[serde(default)]
+    to_state: Option<LifecycleState>,
+    #[serde(default)]
+    bundle_version: Option<BundleVersion>,
+    #[serde(default)]
+    seq: Option<u64>,
+    /// True when the command_id was seen before: no event is appended.
+    #[serde(default)]
+    repeat: bool,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+    #[serde(default)]
+    catalog_version: Option<u64>,
+    /// True when the input is undecodable without a command_id: it goes to the DLQ and
+    /// no event is appended.
+    #[serde(default)]
+    dlq: bool,
+    /// Substrings the error message must contain.
+    #[serde(default)]
+    message_contains: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectResolve {
+    #[serde(default)]
+    bundle_version: Option<BundleVersion>,
+    #[serde(default)]
+    rule: Option<MatchedRule>,
+    #[serde(default)]
+    error_code: Option<ErrorCode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    bundle_id: BundleId,
+    bundle_version: BundleVersion,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectState {
+    #[serde(default)]
+    lifecycle_state: Option<LifecycleState>,
+    #[serde(default)]
+    active_bindings: Option<u32>,
+    /// True when the version must not exist.
+    #[serde(default)]
+    absent: bool,
+}
+
+struct Run {
+    part: PartitionState,
+    cat: CatalogState,
+    grants: Grants,
+    events: Vec<RegistryEvent>,
+    catalog_events: Vec<RegistryEvent>,
+}
+
+/// Replaces `"$DIGEST"` in a publish command's receipt with the bundle's real digest.
+fn fill_digest(cmd: &mut serde_json::Value) {
+    let Some(payload) = cmd.get("payload") else { return };
+    let Some(bundle) = payload.get("bundle") else { return };
+    let Ok(b) = serde_json::from_value::<mpr::domain::ModelBundle>(bundle.clone()) else {
+        return;
+    };
+    let digest = b.digest();
+    if let Some(r) = cmd.pointer_mut("/payload/gate_receipt/bundle_digest")
+        && r == "$DIGEST"
+    {
+        *r = serde_json::Value::String(digest);
+    }
+}
+
+impl Run {
+    fn command(&mut self, idx: usize, bytes: &[u8], ctx: &str, expect: &ExpectCommand) {
+        let source = CommandSource { partition: 0, offset: idx as i64 };
+        let observed_at = Timestamp::from_millis(1_800_000_000_000 + idx as i64 * 1000);
+        let decision = match codec::decode_command(bytes, None) {
+            Ok(envelope) => {
+                let input = CommandInput { envelope, source, observed_at };
+                if matches!(input.envelope.command, Command::SetCatalog(_)) {
+                    self.cat.decide(&self.grants, &input)
+                } else {
+                    self.part.decide(&self.cat.catalog, &self.grants, &input)
+                }
+            }
+            Err(e) if e.command_id.is_none() => {
+                assert!(expect.dlq, "{ctx}: undecodable without command_id ({e}) but dlq not expected");
+                assert_eq!(Some(e.code), expect.error_code, "{ctx}: dlq error_code ({e})");
+                return;
+            }
+            Err(e) => {
+                let command_id = e.command_id.expect("checked above");
+                self.part.decide_undecodable(&UndecodableInput {
+                    command_id,
+                    bundle_id: None,
+                    error: e.rejection(),
+                    source,
+                    observed_at,
+                })
+            }
+        };
+        assert!(!expect.dlq, "{ctx}: expected the DLQ, but the input decoded");
+        let result = match decision {
+            Decision::Repeat(r) => {
+                assert!(expect.repeat, "{ctx}: command_id repeated but the vector expects a new event");
+                r
+            }
+            Decision::Append(ev) => {
+                assert!(!expect.repeat, "{ctx}: expected a repeat, got a new event {:?}", ev.event_type);
+                let r = mpr::domain::CommandResult::from_event(&ev);
+                if ev.log == mpr::domain::event::LogId::Catalog {
+                    self.cat.apply(&ev).unwrap();
+                    self.catalog_events.push(ev);
+                } else {
+                    self.part.apply(&ev).unwrap();
+                    self.events.push(ev);
+                }
+                r
+            }
+        };
+        assert_eq!(result.outcome, expect.outcome, "{ctx}: outcome (error: {:?})", result.error);
+        assert_eq!(result.error.as_ref().map(|e| e.code), expect.error_code, "{ctx}: error_code ({:?})", result.error);
+        if let Some(t) = expect.event_type {
+            assert_eq!(result.event_type, t, "{ctx}: event_type");
+        }
+        if let Some(s) = expect.to_state {
+            assert_eq!(result.lifecycle_state, Some(s), "{ctx}: to_state");
+        }
+        if let Some(s) = expect.from_state {
+            let ev = self.events.iter().chain(&self.catalog_events).find(|e| e.event_id == result.event_id).unwrap();
+            assert_eq!(ev.from_state, Some(s), "{ctx}: from_state");
+        }
+        if let Some(v) = &expect.bundle_version {
+            assert_eq!(result.bundle_version.as_ref(), Some(v), "{ctx}: bundle_version");
+        }
+        if let Some(seq) = expect.seq {
+            assert_eq!(result.seq, seq, "{ctx}: seq");
+        }
+        if let Some(w) = &expect.warnings {
+            assert_eq!(&result.warnings, w, "{ctx}: warnings");
+        }
+        if let Some(cv) = expect.catalog_version {
+            assert_eq!(result.catalog_version, Some(cv), "{ctx}: catalog_version");
+        }
+        for needle in &expect.message_contains {
+            let msg = result.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+            assert!(msg.contains(needle.as_str()), "{ctx}: message {msg:?} lacks {needle:?}");
+        }
+    }
+
+    fn resolve(&self, q: &ResolveQuery, expect: &ExpectResolve, ctx: &str) {
+        let fam = self.part.families.get(&q.bundle_id);
+        let got = resolve::<BundleVersion, ()>(q, |tenant, slot| {
+            let key = mpr::domain::event::ScopeRef {
+                environment: q.environment.clone(),
+                tenant_id: tenant.clone(),
+                slot,
+            };
+            Ok(fam.and_then(|f| f.slots.get(&key)).and_then(SlotRecord::bound).cloned())
+        })
+        .unwrap();
+        match got {
+            Ok((rule, _, _, v)) => {
+                assert_eq!(expect.error_code, None, "{ctx}: expected an error, resolved {v} by {rule:?}");
+                assert_eq!(Some(&v), expect.bundle_version.as_ref(), "{ctx}: resolved version");
+                if let Some(r) = expect.rule {
+                    assert_eq!(rule, r, "{ctx}: matched rule");
+                }
+            }
+            Err(r) => {
+                assert_eq!(Some(r.code), expect.error_code, "{ctx}: resolve error ({})", r.message);
+            }
+        }
+    }
+}
+
+fn run_vector(path: &Path) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: Vector = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(!v.description.is_empty() && !v.rules.is_empty(), "{}: needs description and rules", v.name);
+    let mut grants = Grants::enforced(v.principals.iter().map(|(a, gs)| {
+        let actor: Actor = a.parse().unwrap();
+        (actor, gs.iter().map(|g| g.parse::<RoleGrant>().unwrap()).collect())
+    }));
+    grants.enforce = v.enforce;
+    let mut run = Run {
+        part: PartitionState::new(0),
+        cat: CatalogState::new(),
+        grants,
+        events: Vec::new(),
+        catalog_events: Vec::new(),
+    };
+    for (i, step) in v.steps.iter().enumerate() {
+        let ctx = format!("{} step {}", v.name, i + 1);
+        match step {
+            Step::Command { command, expect } => {
+                let mut c = command.clone();
+                fill_digest(&mut c);
+                run.command(i, &serde_json::to_vec(&c).unwrap(), &ctx, expect);
+            }
+            Step::Raw { raw, expect } => {
+                let bytes = raw.strip_prefix("hex:").map_or_else(|| raw.as_bytes().to_vec(), |h| hex::decode(h).unwrap());
+                run.command(i, &bytes, &ctx, expect);
+            }
+            Step::Resolve { resolve, expect } => run.resolve(resolve, expect, &ctx),
+            Step::State { state, expect } => {
+                let rec = run.part.bundle(&state.bundle_id, &state.bundle_version);
+                if expect.absent {
+                    assert!(rec.is_none(), "{ctx}: expected no such bundle");
+                    continue;
+                }
+                let rec = rec.unwrap_or_else(|| panic!("{ctx}: bundle not registered"));
+                if let Some(s) = expect.lifecycle_state {
+                    assert_eq!(rec.state, s, "{ctx}: lifecycle_state");
+                }
+                if let Some(n) = expect.active_bindings {
+                    assert_eq!(rec.active_bindings, n, "{ctx}: active_bindings");
+                }
+            }
+            Step::Digest { digest, expect } => {
+                let b: mpr::domain::ModelBundle = serde_json::from_value(digest.clone()).unwrap();
+                assert_eq!(&b.digest(), expect, "{ctx}: digest");
+            }
+        }
+    }
+    verify_chain(&run.events).unwrap_or_else(|b| panic!("{}: chain broken at {b:?}", v.name));
+    verify_chain(&run.catalog_events).unwrap_or_else(|b| panic!("{}: catalog chain broken at {b:?}", v.name));
+    let mut replay = PartitionState::new(0);
+    for e in &run.events {
+        let round = codec::decode_event(&codec::encode_event(e)).unwrap();
+        assert_eq!(&round, e, "{}: Avro round trip of seq {}", v.name, e.seq);
+        replay.apply(&round).unwrap();
+    }
+    assert_eq!(replay, run.part, "{}: replay(events) != state", v.name);
+    let _ = Slot::Primary;
+    v.steps.len()
+}
+
+#[test]
+fn conformance_vectors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut steps = 0;
+    for f in &files {
+        steps += run_vector(f);
+    }
+    eprintln!("{} vectors, {steps} steps", files.len());
+    assert!(files.len() >= 30, "expected at least 30 vectors, found {}", files.len());
+}
