@@ -33,12 +33,21 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let applier = {
-        let (k, v, c, s, m, r) = (cfg.kafka.clone(), view.clone(), catalog.clone(), status.clone(), metrics.clone(), stop_rx.clone());
-        std::thread::Builder::new().name("mpr-view-applier".into()).spawn(move || {
-            if let Err(e) = run_applier(&k, v, c, s, m, r) {
-                error!(error = %e, "view applier failed");
-            }
-        })?
+        let (k, v, c, s, m, r) = (
+            cfg.kafka.clone(),
+            view.clone(),
+            catalog.clone(),
+            status.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        );
+        std::thread::Builder::new()
+            .name("mpr-view-applier".into())
+            .spawn(move || {
+                if let Err(e) = run_applier(&k, v, c, s, m, r) {
+                    error!(error = %e, "view applier failed");
+                }
+            })?
     };
     let processor = Processor::new(&cfg.kafka, cfg.grants(), catalog, metrics.clone())?;
     let proc_task = tokio::spawn(processor.run(stop_rx.clone()));

@@ -112,15 +112,23 @@ impl Default for Config {
                 group_id: "mpr-processor".into(),
                 retention_days: 7,
             },
-            view: ViewConfig { path: "var/view".into() },
+            view: ViewConfig {
+                path: "var/view".into(),
+            },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".into(),
                 command_timeout_ms: 5000,
                 read_barrier_timeout_ms: 2000,
                 open_resolve: false,
             },
-            auth: AuthConfig { enforce: true, principals: Vec::new() },
-            log: LogConfig { json: false, level: "info".into() },
+            auth: AuthConfig {
+                enforce: true,
+                principals: Vec::new(),
+            },
+            log: LogConfig {
+                json: false,
+                level: "info".into(),
+            },
         }
     }
 }
@@ -137,13 +145,25 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
             }
             fig = fig.merge(Toml::file(f));
         }
         fig = fig
-            .merge(Env::prefixed("MPR_").split("__").filter(|k| k.as_str().contains("__")).ignore(&["config"]))
-            .merge(Env::raw().only(&["MPR_BROKERS"]).map(|_| "kafka.brokers".into()));
+            .merge(
+                Env::prefixed("MPR_")
+                    .split("__")
+                    .filter(|k| k.as_str().contains("__"))
+                    .ignore(&["config"]),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["MPR_BROKERS"])
+                    .map(|_| "kafka.brokers".into()),
+            );
         let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
@@ -171,7 +191,10 @@ impl Config {
             if let Some(h) = &p.token_sha256
                 && (h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
             {
-                return bad(&format!("auth.principals[{i}].token_sha256"), "must be 64 hex characters");
+                return bad(
+                    &format!("auth.principals[{i}].token_sha256"),
+                    "must be 64 hex characters",
+                );
             }
         }
         Ok(())
@@ -179,7 +202,12 @@ impl Config {
 
     /// The grants the processor enforces.
     pub fn grants(&self) -> Grants {
-        let mut g = Grants::enforced(self.auth.principals.iter().map(|p| (p.actor.clone(), p.roles.clone())));
+        let mut g = Grants::enforced(
+            self.auth
+                .principals
+                .iter()
+                .map(|p| (p.actor.clone(), p.roles.clone())),
+        );
         g.enforce = self.auth.enforce;
         g
     }
@@ -193,9 +221,19 @@ mod tests {
     fn bad_values_name_their_key() {
         let mut c = Config::default();
         c.kafka.partitions = 0;
-        assert!(c.validate().unwrap_err().to_string().contains("kafka.partitions"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.partitions")
+        );
         let mut c = Config::default();
         c.http.listen = "nope".into();
-        assert!(c.validate().unwrap_err().to_string().contains("http.listen"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("http.listen")
+        );
     }
 }

@@ -2,8 +2,6 @@
 //! `/metrics`: resolve latency and outcomes, commands by type and result, processing
 //! latency, consumer lag, view version and DLQ count.
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -53,9 +51,9 @@ pub struct Metrics {
     /// Messages sent to the DLQ.
     pub dlq: Counter,
     /// Consumer lag of the view applier per partition.
-    pub lag: Family<PartitionLabels, Gauge<i64, AtomicU64>>,
+    pub lag: Family<PartitionLabels, Gauge>,
     /// Sum of applied seqs (a scalar stand-in for the view version).
-    pub view_applied_events: Gauge<i64, AtomicU64>,
+    pub view_applied_events: Gauge,
     /// Events skipped because they did not chain (a losing writer's fork).
     pub forks_skipped: Counter,
     /// Partition re-syncs after a conflicting writer was noticed.
@@ -92,26 +90,55 @@ impl Metrics {
             resyncs: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("resolve_duration_seconds", "Resolve latency", m.resolve_seconds.clone());
-        registry.register("resolve_requests", "Resolve requests by outcome", m.resolve_requests.clone());
-        registry.register("commands", "Commands decided by type, outcome and code", m.commands.clone());
+        registry.register(
+            "resolve_duration_seconds",
+            "Resolve latency",
+            m.resolve_seconds.clone(),
+        );
+        registry.register(
+            "resolve_requests",
+            "Resolve requests by outcome",
+            m.resolve_requests.clone(),
+        );
+        registry.register(
+            "commands",
+            "Commands decided by type, outcome and code",
+            m.commands.clone(),
+        );
         registry.register(
             "command_processing_seconds",
             "From command log timestamp to durable event",
             m.command_seconds.clone(),
         );
         registry.register("dlq_messages", "Messages sent to the DLQ", m.dlq.clone());
-        registry.register("consumer_lag", "View applier lag per partition", m.lag.clone());
-        registry.register("view_applied_events", "Events applied to the view", m.view_applied_events.clone());
-        registry.register("forks_skipped", "Non-chaining events skipped", m.forks_skipped.clone());
-        registry.register("partition_resyncs", "Processor re-syncs after a conflicting writer", m.resyncs.clone());
+        registry.register(
+            "consumer_lag",
+            "View applier lag per partition",
+            m.lag.clone(),
+        );
+        registry.register(
+            "view_applied_events",
+            "Events applied to the view",
+            m.view_applied_events.clone(),
+        );
+        registry.register(
+            "forks_skipped",
+            "Non-chaining events skipped",
+            m.forks_skipped.clone(),
+        );
+        registry.register(
+            "partition_resyncs",
+            "Processor re-syncs after a conflicting writer",
+            m.resyncs.clone(),
+        );
         Self { registry, ..m }
     }
 
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("metrics encode");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("metrics encode");
         out
     }
 }

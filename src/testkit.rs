@@ -53,7 +53,10 @@ pub fn pass_receipt(b: &ModelBundle) -> GateReceipt {
         verdict: GateVerdict::Pass,
         gate_name: "offline-eval-v3".into(),
         evaluated_at_utc: Timestamp::from_millis(1_790_000_000_000),
-        evidence_refs: vec![format!("s3://mpr-evals/{}/{}/gates.json", b.bundle_id, b.bundle_version)],
+        evidence_refs: vec![format!(
+            "s3://mpr-evals/{}/{}/gates.json",
+            b.bundle_id, b.bundle_version
+        )],
     }
 }
 
@@ -72,7 +75,13 @@ pub fn envelope(actor: &str, command: Command) -> CommandEnvelope {
 pub fn publish(actor: &str, id: &str, version: &str) -> CommandEnvelope {
     let b = bundle(id, version);
     let gate_receipt = pass_receipt(&b);
-    envelope(actor, Command::Publish(PublishBundle { bundle: b, gate_receipt }))
+    envelope(
+        actor,
+        Command::Publish(PublishBundle {
+            bundle: b,
+            gate_receipt,
+        }),
+    )
 }
 
 /// A target naming `id@version`.
@@ -84,7 +93,14 @@ pub fn target(id: &str, version: &str) -> BundleTarget {
 }
 
 /// PROMOTE of `id@version` to `env`/`tenant`.
-pub fn promote(actor: &str, id: &str, version: &str, env: &str, tenant: &str, degrade: bool) -> CommandEnvelope {
+pub fn promote(
+    actor: &str,
+    id: &str,
+    version: &str,
+    env: &str,
+    tenant: &str,
+    degrade: bool,
+) -> CommandEnvelope {
     envelope(
         actor,
         Command::Promote(Promote {

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::bundle::GateVerdict;
 use mpr::domain::catalog::{CatalogEntry, Posture};
-use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::command::{BundleTarget, PublishBundle};
 use mpr::domain::event::{CommandSource, verify_chain};
 use mpr::domain::{
@@ -23,12 +23,42 @@ const ACTORS: [&str; 5] = ["pub1", "appr", "dep", "admin", "nobody"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Publish { f: usize, v: usize, actor: usize, fail: bool, tweak: bool },
-    Step { kind: u8, f: usize, v: usize, actor: usize },
-    Promote { f: usize, v: usize, e: usize, t: usize, degrade: bool, actor: usize },
-    Rollback { f: usize, e: usize, t: usize, degrade: bool, actor: usize },
-    Catalog { e: usize, warn: bool, full: bool },
-    Repeat { back: usize },
+    Publish {
+        f: usize,
+        v: usize,
+        actor: usize,
+        fail: bool,
+        tweak: bool,
+    },
+    Step {
+        kind: u8,
+        f: usize,
+        v: usize,
+        actor: usize,
+    },
+    Promote {
+        f: usize,
+        v: usize,
+        e: usize,
+        t: usize,
+        degrade: bool,
+        actor: usize,
+    },
+    Rollback {
+        f: usize,
+        e: usize,
+        t: usize,
+        degrade: bool,
+        actor: usize,
+    },
+    Catalog {
+        e: usize,
+        warn: bool,
+        full: bool,
+    },
+    Repeat {
+        back: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -57,7 +87,13 @@ fn grants() -> Grants {
 
 fn to_envelope(op: &Op, history: &[CommandEnvelope]) -> Option<CommandEnvelope> {
     Some(match op {
-        Op::Publish { f, v, actor, fail, tweak } => {
+        Op::Publish {
+            f,
+            v,
+            actor,
+            fail,
+            tweak,
+        } => {
             let mut b = testkit::bundle(FAMILIES[*f], VERSIONS[*v]);
             if *tweak {
                 b.metadata.insert("tweak".into(), "yes".into());
@@ -66,10 +102,18 @@ fn to_envelope(op: &Op, history: &[CommandEnvelope]) -> Option<CommandEnvelope> 
             if *fail {
                 r.verdict = GateVerdict::Fail;
             }
-            testkit::envelope(ACTORS[*actor], Command::Publish(PublishBundle { bundle: b, gate_receipt: r }))
+            testkit::envelope(
+                ACTORS[*actor],
+                Command::Publish(PublishBundle {
+                    bundle: b,
+                    gate_receipt: r,
+                }),
+            )
         }
         Op::Step { kind, f, v, actor } => {
-            let t = BundleTarget { ..testkit::target(FAMILIES[*f], VERSIONS[*v]) };
+            let t = BundleTarget {
+                ..testkit::target(FAMILIES[*f], VERSIONS[*v])
+            };
             let c = match kind {
                 0 => Command::Nominate(t),
                 1 => Command::Approve(t),
@@ -78,19 +122,54 @@ fn to_envelope(op: &Op, history: &[CommandEnvelope]) -> Option<CommandEnvelope> 
             };
             testkit::envelope(ACTORS[*actor], c)
         }
-        Op::Promote { f, v, e, t, degrade, actor } => {
-            testkit::promote(ACTORS[*actor], FAMILIES[*f], VERSIONS[*v], ENVS[*e], TENANTS[*t], *degrade)
-        }
-        Op::Rollback { f, e, t, degrade, actor } => testkit::rollback(ACTORS[*actor], FAMILIES[*f], ENVS[*e], TENANTS[*t], *degrade),
+        Op::Promote {
+            f,
+            v,
+            e,
+            t,
+            degrade,
+            actor,
+        } => testkit::promote(
+            ACTORS[*actor],
+            FAMILIES[*f],
+            VERSIONS[*v],
+            ENVS[*e],
+            TENANTS[*t],
+            *degrade,
+        ),
+        Op::Rollback {
+            f,
+            e,
+            t,
+            degrade,
+            actor,
+        } => testkit::rollback(
+            ACTORS[*actor],
+            FAMILIES[*f],
+            ENVS[*e],
+            TENANTS[*t],
+            *degrade,
+        ),
         Op::Catalog { e, warn, full } => {
-            let fgs = if *full { vec![FeatureGroupRef { name: "features".into(), version: "1".into() }] } else { vec![] };
+            let fgs = if *full {
+                vec![FeatureGroupRef {
+                    name: "features".into(),
+                    version: "1".into(),
+                }]
+            } else {
+                vec![]
+            };
             testkit::envelope(
                 "admin",
                 Command::SetCatalog(CatalogEntry {
                     environment: ENVS[*e].parse().unwrap(),
                     feature_groups: fgs,
                     schema_versions: vec!["decision-input/v1".into()],
-                    posture: if *warn { Posture::Warn } else { Posture::FailClosed },
+                    posture: if *warn {
+                        Posture::Warn
+                    } else {
+                        Posture::FailClosed
+                    },
                 }),
             )
         }
@@ -107,19 +186,33 @@ struct World {
 
 fn run(ops: &[Op]) -> World {
     let grants = grants();
-    let mut w = World { part: PartitionState::new(0), cat: CatalogState::new(), events: vec![], cat_events: vec![] };
+    let mut w = World {
+        part: PartitionState::new(0),
+        cat: CatalogState::new(),
+        events: vec![],
+        cat_events: vec![],
+    };
     let mut history = Vec::new();
     for (i, op) in ops.iter().enumerate() {
-        let Some(env) = to_envelope(op, &history) else { continue };
+        let Some(env) = to_envelope(op, &history) else {
+            continue;
+        };
         history.push(env.clone());
         let input = CommandInput {
             envelope: env,
-            source: CommandSource { partition: 0, offset: i as i64 },
+            source: CommandSource {
+                partition: 0,
+                offset: i as i64,
+            },
             observed_at: Timestamp::from_millis(1_800_000_000_000 + i as i64),
         };
         let catalog_cmd = matches!(input.envelope.command, Command::SetCatalog(_));
         let decide = |w: &World| {
-            if catalog_cmd { w.cat.decide(&grants, &input) } else { w.part.decide(&w.cat.catalog, &grants, &input) }
+            if catalog_cmd {
+                w.cat.decide(&grants, &input)
+            } else {
+                w.part.decide(&w.cat.catalog, &grants, &input)
+            }
         };
         let d = decide(&w);
         assert_eq!(d, decide(&w), "decide is not deterministic");
@@ -147,8 +240,16 @@ fn check_invariants(w: &World) {
         }
         for (v, rec) in &fam.bundles {
             let n = bindings.get(v).copied().unwrap_or(0);
-            assert_eq!(rec.active_bindings, n, "active_bindings of {v} disagrees with the slots");
-            assert_eq!(rec.state == LifecycleState::Active, n > 0, "{v} is {:?} with {n} bindings", rec.state);
+            assert_eq!(
+                rec.active_bindings, n,
+                "active_bindings of {v} disagrees with the slots"
+            );
+            assert_eq!(
+                rec.state == LifecycleState::Active,
+                n > 0,
+                "{v} is {:?} with {n} bindings",
+                rec.state
+            );
             if n > 0 {
                 assert_eq!(rec.gate_receipt.verdict, GateVerdict::Pass);
                 assert_eq!(rec.gate_receipt.bundle_digest, rec.bundle_digest);

@@ -39,11 +39,26 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Step {
-    Command { command: serde_json::Value, expect: ExpectCommand },
-    Raw { raw: String, expect: ExpectCommand },
-    Resolve { resolve: ResolveQuery, expect: ExpectResolve },
-    State { state: StateQuery, expect: ExpectState },
-    Digest { digest: serde_json::Value, expect: String },
+    Command {
+        command: serde_json::Value,
+        expect: ExpectCommand,
+    },
+    Raw {
+        raw: String,
+        expect: ExpectCommand,
+    },
+    Resolve {
+        resolve: ResolveQuery,
+        expect: ExpectResolve,
+    },
+    State {
+        state: StateQuery,
+        expect: ExpectState,
+    },
+    Digest {
+        digest: serde_json::Value,
+        expect: String,
+    },
 }
 
 #[derive(Deserialize, Default)]
@@ -118,8 +133,12 @@ struct Run {
 
 /// Replaces `"$DIGEST"` in a publish command's receipt with the bundle's real digest.
 fn fill_digest(cmd: &mut serde_json::Value) {
-    let Some(payload) = cmd.get("payload") else { return };
-    let Some(bundle) = payload.get("bundle") else { return };
+    let Some(payload) = cmd.get("payload") else {
+        return;
+    };
+    let Some(bundle) = payload.get("bundle") else {
+        return;
+    };
     let Ok(b) = serde_json::from_value::<mpr::domain::ModelBundle>(bundle.clone()) else {
         return;
     };
@@ -133,11 +152,18 @@ fn fill_digest(cmd: &mut serde_json::Value) {
 
 impl Run {
     fn command(&mut self, idx: usize, bytes: &[u8], ctx: &str, expect: &ExpectCommand) {
-        let source = CommandSource { partition: 0, offset: idx as i64 };
+        let source = CommandSource {
+            partition: 0,
+            offset: idx as i64,
+        };
         let observed_at = Timestamp::from_millis(1_800_000_000_000 + idx as i64 * 1000);
         let decision = match codec::decode_command(bytes, None) {
             Ok(envelope) => {
-                let input = CommandInput { envelope, source, observed_at };
+                let input = CommandInput {
+                    envelope,
+                    source,
+                    observed_at,
+                };
                 if matches!(input.envelope.command, Command::SetCatalog(_)) {
                     self.cat.decide(&self.grants, &input)
                 } else {
@@ -145,8 +171,15 @@ impl Run {
                 }
             }
             Err(e) if e.command_id.is_none() => {
-                assert!(expect.dlq, "{ctx}: undecodable without command_id ({e}) but dlq not expected");
-                assert_eq!(Some(e.code), expect.error_code, "{ctx}: dlq error_code ({e})");
+                assert!(
+                    expect.dlq,
+                    "{ctx}: undecodable without command_id ({e}) but dlq not expected"
+                );
+                assert_eq!(
+                    Some(e.code),
+                    expect.error_code,
+                    "{ctx}: dlq error_code ({e})"
+                );
                 return;
             }
             Err(e) => {
@@ -160,14 +193,24 @@ impl Run {
                 })
             }
         };
-        assert!(!expect.dlq, "{ctx}: expected the DLQ, but the input decoded");
+        assert!(
+            !expect.dlq,
+            "{ctx}: expected the DLQ, but the input decoded"
+        );
         let result = match decision {
             Decision::Repeat(r) => {
-                assert!(expect.repeat, "{ctx}: command_id repeated but the vector expects a new event");
+                assert!(
+                    expect.repeat,
+                    "{ctx}: command_id repeated but the vector expects a new event"
+                );
                 r
             }
             Decision::Append(ev) => {
-                assert!(!expect.repeat, "{ctx}: expected a repeat, got a new event {:?}", ev.event_type);
+                assert!(
+                    !expect.repeat,
+                    "{ctx}: expected a repeat, got a new event {:?}",
+                    ev.event_type
+                );
                 let r = mpr::domain::CommandResult::from_event(&ev);
                 if ev.log == mpr::domain::event::LogId::Catalog {
                     self.cat.apply(&ev).unwrap();
@@ -179,8 +222,17 @@ impl Run {
                 r
             }
         };
-        assert_eq!(result.outcome, expect.outcome, "{ctx}: outcome (error: {:?})", result.error);
-        assert_eq!(result.error.as_ref().map(|e| e.code), expect.error_code, "{ctx}: error_code ({:?})", result.error);
+        assert_eq!(
+            result.outcome, expect.outcome,
+            "{ctx}: outcome (error: {:?})",
+            result.error
+        );
+        assert_eq!(
+            result.error.as_ref().map(|e| e.code),
+            expect.error_code,
+            "{ctx}: error_code ({:?})",
+            result.error
+        );
         if let Some(t) = expect.event_type {
             assert_eq!(result.event_type, t, "{ctx}: event_type");
         }
@@ -188,11 +240,20 @@ impl Run {
             assert_eq!(result.lifecycle_state, Some(s), "{ctx}: to_state");
         }
         if let Some(s) = expect.from_state {
-            let ev = self.events.iter().chain(&self.catalog_events).find(|e| e.event_id == result.event_id).unwrap();
+            let ev = self
+                .events
+                .iter()
+                .chain(&self.catalog_events)
+                .find(|e| e.event_id == result.event_id)
+                .unwrap();
             assert_eq!(ev.from_state, Some(s), "{ctx}: from_state");
         }
         if let Some(v) = &expect.bundle_version {
-            assert_eq!(result.bundle_version.as_ref(), Some(v), "{ctx}: bundle_version");
+            assert_eq!(
+                result.bundle_version.as_ref(),
+                Some(v),
+                "{ctx}: bundle_version"
+            );
         }
         if let Some(seq) = expect.seq {
             assert_eq!(result.seq, seq, "{ctx}: seq");
@@ -204,8 +265,15 @@ impl Run {
             assert_eq!(result.catalog_version, Some(cv), "{ctx}: catalog_version");
         }
         for needle in &expect.message_contains {
-            let msg = result.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
-            assert!(msg.contains(needle.as_str()), "{ctx}: message {msg:?} lacks {needle:?}");
+            let msg = result
+                .error
+                .as_ref()
+                .map(|e| e.message.as_str())
+                .unwrap_or("");
+            assert!(
+                msg.contains(needle.as_str()),
+                "{ctx}: message {msg:?} lacks {needle:?}"
+            );
         }
     }
 
@@ -217,19 +285,34 @@ impl Run {
                 tenant_id: tenant.clone(),
                 slot,
             };
-            Ok(fam.and_then(|f| f.slots.get(&key)).and_then(SlotRecord::bound).cloned())
+            Ok(fam
+                .and_then(|f| f.slots.get(&key))
+                .and_then(SlotRecord::bound)
+                .cloned())
         })
         .unwrap();
         match got {
             Ok((rule, _, _, v)) => {
-                assert_eq!(expect.error_code, None, "{ctx}: expected an error, resolved {v} by {rule:?}");
-                assert_eq!(Some(&v), expect.bundle_version.as_ref(), "{ctx}: resolved version");
+                assert_eq!(
+                    expect.error_code, None,
+                    "{ctx}: expected an error, resolved {v} by {rule:?}"
+                );
+                assert_eq!(
+                    Some(&v),
+                    expect.bundle_version.as_ref(),
+                    "{ctx}: resolved version"
+                );
                 if let Some(r) = expect.rule {
                     assert_eq!(rule, r, "{ctx}: matched rule");
                 }
             }
             Err(r) => {
-                assert_eq!(Some(r.code), expect.error_code, "{ctx}: resolve error ({})", r.message);
+                assert_eq!(
+                    Some(r.code),
+                    expect.error_code,
+                    "{ctx}: resolve error ({})",
+                    r.message
+                );
             }
         }
     }
@@ -237,11 +320,19 @@ impl Run {
 
 fn run_vector(path: &Path) -> usize {
     let text = std::fs::read_to_string(path).unwrap();
-    let v: Vector = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(!v.description.is_empty() && !v.rules.is_empty(), "{}: needs description and rules", v.name);
+    let v: Vector =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        !v.description.is_empty() && !v.rules.is_empty(),
+        "{}: needs description and rules",
+        v.name
+    );
     let mut grants = Grants::enforced(v.principals.iter().map(|(a, gs)| {
         let actor: Actor = a.parse().unwrap();
-        (actor, gs.iter().map(|g| g.parse::<RoleGrant>().unwrap()).collect())
+        (
+            actor,
+            gs.iter().map(|g| g.parse::<RoleGrant>().unwrap()).collect(),
+        )
     }));
     grants.enforce = v.enforce;
     let mut run = Run {
@@ -260,7 +351,9 @@ fn run_vector(path: &Path) -> usize {
                 run.command(i, &serde_json::to_vec(&c).unwrap(), &ctx, expect);
             }
             Step::Raw { raw, expect } => {
-                let bytes = raw.strip_prefix("hex:").map_or_else(|| raw.as_bytes().to_vec(), |h| hex::decode(h).unwrap());
+                let bytes = raw
+                    .strip_prefix("hex:")
+                    .map_or_else(|| raw.as_bytes().to_vec(), |h| hex::decode(h).unwrap());
                 run.command(i, &bytes, &ctx, expect);
             }
             Step::Resolve { resolve, expect } => run.resolve(resolve, expect, &ctx),
@@ -285,7 +378,8 @@ fn run_vector(path: &Path) -> usize {
         }
     }
     verify_chain(&run.events).unwrap_or_else(|b| panic!("{}: chain broken at {b:?}", v.name));
-    verify_chain(&run.catalog_events).unwrap_or_else(|b| panic!("{}: catalog chain broken at {b:?}", v.name));
+    verify_chain(&run.catalog_events)
+        .unwrap_or_else(|b| panic!("{}: catalog chain broken at {b:?}", v.name));
     let mut replay = PartitionState::new(0);
     for e in &run.events {
         let round = codec::decode_event(&codec::encode_event(e)).unwrap();
@@ -311,5 +405,9 @@ fn conformance_vectors() {
         steps += run_vector(f);
     }
     eprintln!("{} vectors, {steps} steps", files.len());
-    assert!(files.len() >= 30, "expected at least 30 vectors, found {}", files.len());
+    assert!(
+        files.len() >= 30,
+        "expected at least 30 vectors, found {}",
+        files.len()
+    );
 }

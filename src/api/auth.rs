@@ -31,10 +31,18 @@ impl Auth {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing Authorization: Bearer token"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "Authorization must be a Bearer token"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "missing Authorization: Bearer token",
+                )
+            })?;
+        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "Authorization must be a Bearer token",
+            )
+        })?;
         self.by_hash
             .get(&sha256_hex(token.trim().as_bytes()))
             .cloned()
@@ -44,5 +52,7 @@ impl Auth {
 
 /// Whether `p` holds `role` (or admin) anywhere.
 pub fn has_role(p: &Principal, role: Role) -> bool {
-    p.roles.iter().any(|g| g.role == role || g.role == Role::Admin)
+    p.roles
+        .iter()
+        .any(|g| g.role == role || g.role == Role::Admin)
 }

@@ -30,7 +30,10 @@ use crate::log::{Topics, producer_config};
 /// Where the API sends commands.
 pub trait CommandSink: Send + Sync {
     /// Makes the command durable on the `commands` log.
-    fn submit<'a>(&'a self, env: &'a CommandEnvelope) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+    fn submit<'a>(
+        &'a self,
+        env: &'a CommandEnvelope,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 }
 
 /// Produces commands to Kafka, Avro-encoded, keyed by bundle_id.
@@ -42,21 +45,39 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// A producer for `cfg`.
     pub fn new(cfg: &KafkaConfig) -> Result<Self, crate::log::LogError> {
-        Ok(Self { producer: producer_config(cfg).create()?, topic: Topics::new(&cfg.topic_prefix).commands })
+        Ok(Self {
+            producer: producer_config(cfg).create()?,
+            topic: Topics::new(&cfg.topic_prefix).commands,
+        })
     }
 }
 
 impl CommandSink for KafkaSink {
-    fn submit<'a>(&'a self, env: &'a CommandEnvelope) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+    fn submit<'a>(
+        &'a self,
+        env: &'a CommandEnvelope,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
         Box::pin(async move {
             let bytes = crate::codec::avro::encode_command(env);
             let key = env.command.partition_key().to_owned();
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "content-type", value: Some(crate::codec::CONTENT_TYPE_AVRO) });
-            let rec = FutureRecord::to(&self.topic).key(&key).payload(&bytes).headers(headers);
-            self.producer.send(rec, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| {
-                ApiError::new(ErrorCode::Unavailable, format!("could not write the command to the log: {e}"))
-            })
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(crate::codec::CONTENT_TYPE_AVRO),
+            });
+            let rec = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&bytes)
+                .headers(headers);
+            self.producer
+                .send(rec, Duration::from_secs(10))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| {
+                    ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("could not write the command to the log: {e}"),
+                    )
+                })
         })
     }
 }
@@ -66,7 +87,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/commands", post(post_command))
         .route("/v1/bundles", post(post_publish))
-        .route("/v1/bundles/{bundle_id}/versions/{version}/{action}", post(post_lifecycle))
+        .route(
+            "/v1/bundles/{bundle_id}/versions/{version}/{action}",
+            post(post_lifecycle),
+        )
         .route("/v1/promotions", post(post_promote))
         .route("/v1/rollbacks", post(post_rollback))
         .route("/v1/catalog/{environment}", put(put_catalog))
@@ -81,10 +105,15 @@ struct Meta {
     reason: Option<String>,
 }
 
-async fn submit_and_wait(s: &AppState, env: CommandEnvelope) -> Result<(Option<CommandResult>, CommandEnvelope), ApiError> {
-    s.grants.authorize(&env.actor, &env.command).map_err(ApiError::from)?;
+async fn submit_and_wait(
+    s: &AppState,
+    env: CommandEnvelope,
+) -> Result<(Option<CommandResult>, CommandEnvelope), ApiError> {
+    s.grants
+        .authorize(&env.actor, &env.command)
+        .map_err(ApiError::from)?;
     env.validate().map_err(ApiError::from)?;
-    let _span = tracing::info_span!("command", command_id = %env.command_id).entered();
+    tracing::info!(command_id = %env.command_id, command_type = env.command.command_type().as_str(), actor = %env.actor, "command submitted");
     if let Some(r) = s.view.result(env.command_id)? {
         return Ok((Some(r), env));
     }
@@ -97,7 +126,12 @@ async fn submit_and_wait(s: &AppState, env: CommandEnvelope) -> Result<(Option<C
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(ApiError::new(ErrorCode::Unavailable, "the view applier stopped")),
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the view applier stopped",
+                ));
+            }
             Err(_) => return Ok((None, env)),
         }
     }
@@ -123,11 +157,12 @@ fn answer(result: Option<CommandResult>, env: &CommandEnvelope, s: &AppState) ->
             (status_of(e.code), Json(body)).into_response()
         }
         None => {
-            let status = if r.outcome == Outcome::Accepted && r.command_type == Some(CommandType::Publish) {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
+            let status =
+                if r.outcome == Outcome::Accepted && r.command_type == Some(CommandType::Publish) {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
             let mut body = json!(r);
             body["view_version"] = json!(view_version);
             (status, Json(body)).into_response()
@@ -143,18 +178,27 @@ async fn run(s: &AppState, h: &HeaderMap, body: Value) -> Result<Response, ApiEr
 }
 
 async fn post_command(State(s): State<AppState>, h: HeaderMap, body: Json<Value>) -> Response {
-    run(&s, &h, body.0).await.unwrap_or_else(IntoResponse::into_response)
+    run(&s, &h, body.0)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: Json<Value>) -> Response {
     let inner = async {
         let p = s.principal(&h)?;
-        let req: PublishBundleRequest = serde_json::from_value(body.0)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("publish request does not match the contract: {e}")))?;
+        let req: PublishBundleRequest = serde_json::from_value(body.0).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidPayload,
+                format!("publish request does not match the contract: {e}"),
+            )
+        })?;
         if req.submitted_by.as_ref().is_some_and(|a| a != &p.actor) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!("submitted_by is set from the token ({}); the body may not name another", p.actor),
+                format!(
+                    "submitted_by is set from the token ({}); the body may not name another",
+                    p.actor
+                ),
             ));
         }
         let env = CommandEnvelope {
@@ -168,7 +212,9 @@ async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: Json<Value>
             }),
         };
         let (r, env) = submit_and_wait(&s, env).await?;
-        let Some(r) = r else { return Ok(answer(None, &env, &s)) };
+        let Some(r) = r else {
+            return Ok(answer(None, &env, &s));
+        };
         let status = match r.outcome {
             Outcome::Accepted => PublishStatus::Accepted,
             Outcome::Duplicate | Outcome::Noop => PublishStatus::Duplicate,
@@ -227,7 +273,9 @@ async fn post_lifecycle(
     };
     let payload = json!({"bundle_id": bundle_id, "bundle_version": version});
     let v = typed(command_type, payload, body.map(|b| b.0).unwrap_or_default());
-    run(&s, &h, v).await.unwrap_or_else(IntoResponse::into_response)
+    run(&s, &h, v)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Body of promote and rollback routes: the command payload plus optional meta.
@@ -242,16 +290,29 @@ struct WithMeta {
 }
 
 async fn post_typed(s: AppState, h: HeaderMap, command_type: &str, body: WithMeta) -> Response {
-    let meta = Meta { command_id: body.command_id, reason: body.reason };
+    let meta = Meta {
+        command_id: body.command_id,
+        reason: body.reason,
+    };
     let v = typed(command_type, Value::Object(body.payload), meta);
-    run(&s, &h, v).await.unwrap_or_else(IntoResponse::into_response)
+    run(&s, &h, v)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn post_promote(State(s): State<AppState>, h: HeaderMap, Json(body): Json<WithMeta>) -> Response {
+async fn post_promote(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Json(body): Json<WithMeta>,
+) -> Response {
     post_typed(s, h, "PROMOTE", body).await
 }
 
-async fn post_rollback(State(s): State<AppState>, h: HeaderMap, Json(body): Json<WithMeta>) -> Response {
+async fn post_rollback(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Json(body): Json<WithMeta>,
+) -> Response {
     post_typed(s, h, "ROLLBACK", body).await
 }
 
@@ -261,7 +322,8 @@ async fn put_catalog(
     Path(environment): Path<String>,
     Json(mut body): Json<WithMeta>,
 ) -> Response {
-    body.payload.insert("environment".into(), json!(environment));
+    body.payload
+        .insert("environment".into(), json!(environment));
     post_typed(s, h, "SET_CATALOG", body).await
 }
 
@@ -272,7 +334,10 @@ impl<F> CommandSink for FnSink<F>
 where
     F: Fn(&CommandEnvelope) -> Result<(), ApiError> + Send + Sync,
 {
-    fn submit<'a>(&'a self, env: &'a CommandEnvelope) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+    fn submit<'a>(
+        &'a self,
+        env: &'a CommandEnvelope,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
         let r = (self.0)(env);
         Box::pin(async move { r })
     }

@@ -34,7 +34,12 @@ pub struct ApiError(pub ErrorResponse);
 impl ApiError {
     /// From a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self(ErrorResponse { code, message: message.into(), retryable: code.retryable(), details: None })
+        Self(ErrorResponse {
+            code,
+            message: message.into(),
+            retryable: code.retryable(),
+            details: None,
+        })
     }
 
     /// With structured details.
@@ -46,7 +51,10 @@ impl ApiError {
     /// An internal failure: logged in full, answered without detail.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
-        Self::new(ErrorCode::Internal, "internal error; see the registry's logs")
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; see the registry's logs",
+        )
     }
 }
 

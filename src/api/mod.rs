@@ -21,7 +21,7 @@ use crate::domain::{CommandEnvelope, ErrorCode, Grants, Role};
 use crate::log::applier::ApplierStatus;
 use crate::metrics::Metrics;
 use crate::view::{View, ViewVersion};
-pub use commands::{CommandSink, KafkaSink};
+pub use commands::{CommandSink, FnSink, KafkaSink};
 use error::ApiError;
 
 /// Everything a handler needs.
@@ -89,28 +89,45 @@ impl AppState {
 }
 
 /// Submits envelopes; the processor enforces roles again.
-pub fn envelope_for(p: &Principal, mut body: serde_json::Value) -> Result<CommandEnvelope, ApiError> {
-    let obj = body
-        .as_object_mut()
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidPayload, "command body must be a JSON object"))?;
+pub fn envelope_for(
+    p: &Principal,
+    mut body: serde_json::Value,
+) -> Result<CommandEnvelope, ApiError> {
+    let obj = body.as_object_mut().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidPayload,
+            "command body must be a JSON object",
+        )
+    })?;
     if let Some(a) = obj.get("actor")
         && a.as_str() != Some(p.actor.as_str())
     {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
-            format!("actor is set from the token ({}); the body may not name another", p.actor),
+            format!(
+                "actor is set from the token ({}); the body may not name another",
+                p.actor
+            ),
         ));
     }
-    obj.insert("actor".into(), serde_json::Value::String(p.actor.to_string()));
-    obj.entry("command_id").or_insert_with(|| serde_json::Value::String(uuid::Uuid::new_v4().to_string()));
+    obj.insert(
+        "actor".into(),
+        serde_json::Value::String(p.actor.to_string()),
+    );
+    obj.entry("command_id")
+        .or_insert_with(|| serde_json::Value::String(uuid::Uuid::new_v4().to_string()));
     obj.entry("submitted_at_utc").or_insert_with(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         serde_json::Value::String(crate::domain::Timestamp::from_millis(now).to_string())
     });
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("command does not match the contract: {e}")))
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidPayload,
+            format!("command does not match the contract: {e}"),
+        )
+    })
 }
 
 /// The whole router.

@@ -30,14 +30,21 @@ async fn get_ready(State(s): State<AppState>) -> Response {
     if s.status.ready.load(Ordering::SeqCst) {
         Json(json!({"status": "ready", "view_version": s.view.version().token()})).into_response()
     } else {
-        ApiError::new(ErrorCode::Unavailable, "the view is still catching up with the log").into_response()
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the view is still catching up with the log",
+        )
+        .into_response()
     }
 }
 
 async fn get_metrics(State(s): State<AppState>) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()

@@ -12,16 +12,27 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::event::ScopeRef;
-use crate::domain::{BundleId, BundleVersion, Environment, ErrorCode, RegistryEventType, Slot, TenantId};
+use crate::domain::{
+    BundleId, BundleVersion, Environment, ErrorCode, RegistryEventType, Slot, TenantId,
+};
 
 /// Query routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/bundles", get(list_bundles))
         .route("/v1/bundles/{bundle_id}", get(list_family))
-        .route("/v1/bundles/{bundle_id}/versions/{version}", get(get_bundle))
-        .route("/v1/scopes/{environment}/{tenant_id}/{bundle_id}", get(get_scope))
-        .route("/v1/scopes/{environment}/{tenant_id}/{bundle_id}/history", get(get_scope_history))
+        .route(
+            "/v1/bundles/{bundle_id}/versions/{version}",
+            get(get_bundle),
+        )
+        .route(
+            "/v1/scopes/{environment}/{tenant_id}/{bundle_id}",
+            get(get_scope),
+        )
+        .route(
+            "/v1/scopes/{environment}/{tenant_id}/{bundle_id}/history",
+            get(get_scope_history),
+        )
         .route("/v1/events", get(list_events))
         .route("/v1/commands/{command_id}", get(get_command_result))
         .route("/v1/catalog", get(get_catalog))
@@ -58,10 +69,16 @@ fn parse<T: std::str::FromStr<Err = crate::domain::Rejection>>(s: &str) -> Resul
     s.parse::<T>().map_err(ApiError::from)
 }
 
-async fn list_bundles(State(s): State<AppState>, h: HeaderMap, Query(p): Query<PageParams>) -> Result<Json<Value>, ApiError> {
+async fn list_bundles(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Query<PageParams>,
+) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
     let family = p.bundle_id.as_deref().map(parse::<BundleId>).transpose()?;
-    let page = s.view.bundles(family.as_ref(), p.cursor.as_deref(), p.limit())?;
+    let page = s
+        .view
+        .bundles(family.as_ref(), p.cursor.as_deref(), p.limit())?;
     Ok(Json(json!(page)))
 }
 
@@ -85,10 +102,12 @@ async fn get_bundle(
     s.principal(&h)?;
     let id = parse::<BundleId>(&bundle_id)?;
     let v = parse::<BundleVersion>(&version)?;
-    let rec = s
-        .view
-        .bundle(&id, &v)?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownBundle, format!("{id}@{v} is not registered")))?;
+    let rec = s.view.bundle(&id, &v)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownBundle,
+            format!("{id}@{v} is not registered"),
+        )
+    })?;
     Ok(Json(json!(rec)))
 }
 
@@ -137,20 +156,36 @@ async fn get_scope_history(
         slot: p.slot.unwrap_or(Slot::Primary),
     };
     let id = parse::<BundleId>(&bundle_id)?;
-    let page = s.view.history(&id, &scope, p.cursor.as_deref(), p.limit())?;
+    let page = s
+        .view
+        .history(&id, &scope, p.cursor.as_deref(), p.limit())?;
     Ok(Json(json!(page)))
 }
 
-async fn list_events(State(s): State<AppState>, h: HeaderMap, Query(p): Query<PageParams>) -> Result<Json<Value>, ApiError> {
+async fn list_events(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Query(p): Query<PageParams>,
+) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
     let family = p.bundle_id.as_deref().map(parse::<BundleId>).transpose()?;
-    let env = p.environment.as_deref().map(parse::<Environment>).transpose()?;
+    let env = p
+        .environment
+        .as_deref()
+        .map(parse::<Environment>)
+        .transpose()?;
     let tenant = p.tenant_id.as_deref().map(parse::<TenantId>).transpose()?;
-    let page = s.view.events(family.as_ref(), p.cursor.as_deref(), p.limit(), |e| {
-        p.event_type.is_none_or(|t| e.event_type == t)
-            && env.as_ref().is_none_or(|en| e.scope.as_ref().is_some_and(|sc| &sc.environment == en))
-            && tenant.as_ref().is_none_or(|t| e.scope.as_ref().is_some_and(|sc| &sc.tenant_id == t))
-    })?;
+    let page = s
+        .view
+        .events(family.as_ref(), p.cursor.as_deref(), p.limit(), |e| {
+            p.event_type.is_none_or(|t| e.event_type == t)
+                && env
+                    .as_ref()
+                    .is_none_or(|en| e.scope.as_ref().is_some_and(|sc| &sc.environment == en))
+                && tenant
+                    .as_ref()
+                    .is_none_or(|t| e.scope.as_ref().is_some_and(|sc| &sc.tenant_id == t))
+        })?;
     Ok(Json(json!(page)))
 }
 
@@ -160,11 +195,18 @@ async fn get_command_result(
     Path(command_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
-    let id = uuid::Uuid::parse_str(&command_id)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, format!("command_id is not a UUID: {e}")))?;
+    let id = uuid::Uuid::parse_str(&command_id).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidPayload,
+            format!("command_id is not a UUID: {e}"),
+        )
+    })?;
     let r = s.view.result(id)?.ok_or_else(|| {
-        ApiError::new(ErrorCode::Unavailable, format!("no result for {id} yet; it may still be in flight"))
-            .with_details(json!({"command_id": id}))
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("no result for {id} yet; it may still be in flight"),
+        )
+        .with_details(json!({"command_id": id}))
     })?;
     Ok(Json(json!(r)))
 }
@@ -172,5 +214,7 @@ async fn get_command_result(
 async fn get_catalog(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
     let (version, entries) = s.view.catalog()?;
-    Ok(Json(json!({"catalog_version": version, "entries": entries})))
+    Ok(Json(
+        json!({"catalog_version": version, "entries": entries}),
+    ))
 }

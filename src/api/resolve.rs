@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 
 use super::AppState;
@@ -49,9 +49,20 @@ fn bad(msg: String) -> ApiError {
 impl ResolveParams {
     fn parse(&self) -> Result<(ResolveQuery, ResolveAt, Option<ViewVersion>), ApiError> {
         let q = ResolveQuery {
-            environment: self.environment.parse::<Environment>().map_err(|r| bad(r.message))?,
-            bundle_id: self.bundle_id.parse::<BundleId>().map_err(|r| bad(r.message))?,
-            tenant_id: self.tenant_id.as_deref().map(str::parse::<TenantId>).transpose().map_err(|r| bad(r.message))?,
+            environment: self
+                .environment
+                .parse::<Environment>()
+                .map_err(|r| bad(r.message))?,
+            bundle_id: self
+                .bundle_id
+                .parse::<BundleId>()
+                .map_err(|r| bad(r.message))?,
+            tenant_id: self
+                .tenant_id
+                .as_deref()
+                .map(str::parse::<TenantId>)
+                .transpose()
+                .map_err(|r| bad(r.message))?,
             degrade: self.degrade.unwrap_or(false),
         };
         let at = match (self.as_of_seq, &self.as_of) {
@@ -63,13 +74,23 @@ impl ResolveParams {
         let min = self
             .min_view_version
             .as_deref()
-            .map(|m| ViewVersion::parse(m).ok_or_else(|| bad(format!("min_view_version {m:?} is not a view_version token"))))
+            .map(|m| {
+                ViewVersion::parse(m).ok_or_else(|| {
+                    bad(format!(
+                        "min_view_version {m:?} is not a view_version token"
+                    ))
+                })
+            })
             .transpose()?;
         Ok((q, at, min))
     }
 }
 
-async fn get_resolve(State(s): State<AppState>, headers: HeaderMap, Query(params): Query<ResolveParams>) -> Response {
+async fn get_resolve(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<ResolveParams>,
+) -> Response {
     let started = Instant::now();
     let r = resolve_inner(&s, &headers, &params).await;
     let outcome = match &r {
@@ -77,12 +98,21 @@ async fn get_resolve(State(s): State<AppState>, headers: HeaderMap, Query(params
         Ok(_) => "ok".to_owned(),
         Err(e) => e.0.code.as_str().to_owned(),
     };
-    s.metrics.resolve_requests.get_or_create(&OutcomeLabels { outcome }).inc();
-    s.metrics.resolve_seconds.observe(started.elapsed().as_secs_f64());
+    s.metrics
+        .resolve_requests
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    s.metrics
+        .resolve_seconds
+        .observe(started.elapsed().as_secs_f64());
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn resolve_inner(s: &AppState, headers: &HeaderMap, params: &ResolveParams) -> Result<Response, ApiError> {
+async fn resolve_inner(
+    s: &AppState,
+    headers: &HeaderMap,
+    params: &ResolveParams,
+) -> Result<Response, ApiError> {
     if !s.http.open_resolve {
         s.require(headers, Role::Reader)?;
     }
@@ -91,7 +121,10 @@ async fn resolve_inner(s: &AppState, headers: &HeaderMap, params: &ResolveParams
         s.barrier(min).await?;
     }
     if !s.status.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::new(ErrorCode::Unavailable, "the view is still catching up with the log"));
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the view is still catching up with the log",
+        ));
     }
     let version = s.view.version();
     let found = s.view.resolve(&q, at)?.map_err(ApiError::from)?;
@@ -111,7 +144,11 @@ async fn resolve_inner(s: &AppState, headers: &HeaderMap, params: &ResolveParams
         kind: found.record.bundle.kind,
         artifacts: found.record.bundle.artifacts.clone(),
         compatibility: found.record.bundle.compatibility.clone(),
-        lifecycle_state: if at == ResolveAt::Now { found.record.state } else { LifecycleState::Active },
+        lifecycle_state: if at == ResolveAt::Now {
+            found.record.state
+        } else {
+            LifecycleState::Active
+        },
         activation: Activation {
             event_id: found.activation.event_id,
             partition: found.activation.partition,
@@ -134,7 +171,13 @@ async fn resolve_inner(s: &AppState, headers: &HeaderMap, params: &ResolveParams
     }
     Ok((
         StatusCode::OK,
-        [(header::ETAG, etag_value), (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [
+            (header::ETAG, etag_value),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
         bytes,
     )
         .into_response())

@@ -32,7 +32,9 @@ impl ClientError {
     /// Process exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ClientError::Rejected { code, .. } if matches!(code.as_str(), "UNAVAILABLE" | "TIMEOUT" | "INTERNAL") => {
+            ClientError::Rejected { code, .. }
+                if matches!(code.as_str(), "UNAVAILABLE" | "TIMEOUT" | "INTERNAL") =>
+            {
                 EXIT_UNAVAILABLE
             }
             ClientError::Rejected { .. } => EXIT_REJECTED,
@@ -50,19 +52,32 @@ struct Client<'a> {
 
 fn hint_for(code: &str) -> &'static str {
     match code {
-        "INCOMPATIBLE" => "\n  the target environment's catalog lacks the items listed; update it with `mpr catalog set` or promote elsewhere",
-        "SEPARATION_OF_DUTIES" => "\n  a bundle must be approved by someone other than its submitter",
+        "INCOMPATIBLE" => {
+            "\n  the target environment's catalog lacks the items listed; update it with `mpr catalog set` or promote elsewhere"
+        }
+        "SEPARATION_OF_DUTIES" => {
+            "\n  a bundle must be approved by someone other than its submitter"
+        }
         "FORBIDDEN" => "\n  the token's actor lacks the role for this command",
         "UNAUTHENTICATED" => "\n  pass a valid token with --token or MPR_TOKEN",
         "NOTHING_TO_ROLL_BACK" => "\n  the scope has no earlier usable activation",
-        "GATE_NOT_PASS" | "GATE_RECEIPT_MISMATCH" => "\n  only bundles with a PASS receipt for exactly this digest are accepted",
+        "GATE_NOT_PASS" | "GATE_RECEIPT_MISMATCH" => {
+            "\n  only bundles with a PASS receipt for exactly this digest are accepted"
+        }
         _ => "",
     }
 }
 
 impl Client<'_> {
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), ClientError> {
-        let mut req = self.agent.request(method, &format!("{}{path}", self.url.trim_end_matches('/')));
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), ClientError> {
+        let mut req = self
+            .agent
+            .request(method, &format!("{}{path}", self.url.trim_end_matches('/')));
         if let Some(t) = self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
@@ -126,23 +141,30 @@ impl Client<'_> {
                 Err(e) => return Err(e),
             }
         }
-        Err(ClientError::Unavailable(format!("no result for {id} after 60 s")))
+        Err(ClientError::Unavailable(format!(
+            "no result for {id} after 60 s"
+        )))
     }
 }
 
 fn split_target(s: &str) -> Result<(&str, &str), ClientError> {
-    s.split_once('@').ok_or_else(|| ClientError::Other(format!("expected bundle_id@version, got {s:?}")))
+    s.split_once('@')
+        .ok_or_else(|| ClientError::Other(format!("expected bundle_id@version, got {s:?}")))
 }
 
 fn read_json(path: &std::path::Path) -> Result<Value, ClientError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| ClientError::Other(format!("{}: not JSON: {e}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClientError::Other(format!("{}: not JSON: {e}", path.display())))
 }
 
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -157,7 +179,13 @@ fn table(rows: &[Vec<String>]) -> String {
     }
     rows.iter()
         .map(|r| {
-            r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -177,9 +205,18 @@ fn print_result(v: &Value, json_out: bool) {
         return;
     }
     let rows = vec![
-        vec!["outcome".into(), s(&v["outcome"]).replace('-', &s(&v["status"]))],
-        vec!["event".into(), format!("{} seq {}", s(&v["event_type"]), s(&v["seq"]))],
-        vec!["bundle".into(), format!("{}@{}", s(&v["bundle_id"]), s(&v["bundle_version"]))],
+        vec![
+            "outcome".into(),
+            s(&v["outcome"]).replace('-', &s(&v["status"])),
+        ],
+        vec![
+            "event".into(),
+            format!("{} seq {}", s(&v["event_type"]), s(&v["seq"])),
+        ],
+        vec![
+            "bundle".into(),
+            format!("{}@{}", s(&v["bundle_id"]), s(&v["bundle_version"])),
+        ],
         vec!["state".into(), s(&v["lifecycle_state"])],
         vec!["command_id".into(), s(&v["command_id"])],
         vec!["view_version".into(), s(&v["view_version"])],
@@ -197,7 +234,9 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
     let c = Client {
         url: &cli.url,
         token: cli.token.as_deref(),
-        agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build(),
     };
     let j = cli.json;
     match &cli.command {
@@ -214,41 +253,98 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             };
             let (id, ver) = split_target(&t.bundle)?;
             let body = json!({"reason": t.reason});
-            let v = c.command("POST", &format!("/v1/bundles/{}/versions/{}/{action}", enc(id), enc(ver)), &body)?;
+            let v = c.command(
+                "POST",
+                &format!("/v1/bundles/{}/versions/{}/{action}", enc(id), enc(ver)),
+                &body,
+            )?;
             print_result(&v, j);
         }
-        Cmd::Promote { bundle, scope, reason } => {
+        Cmd::Promote {
+            bundle,
+            scope,
+            reason,
+        } => {
             let (id, ver) = split_target(bundle)?;
             let body = json!({"bundle_id": id, "bundle_version": ver, "environment": scope.env,
                 "tenant_id": scope.tenant, "degrade": scope.degrade, "reason": reason});
             print_result(&c.command("POST", "/v1/promotions", &body)?, j);
         }
-        Cmd::Rollback { bundle_id, scope, reason } => {
+        Cmd::Rollback {
+            bundle_id,
+            scope,
+            reason,
+        } => {
             let body = json!({"bundle_id": bundle_id, "environment": scope.env,
                 "tenant_id": scope.tenant, "degrade": scope.degrade, "reason": reason});
             print_result(&c.command("POST", "/v1/rollbacks", &body)?, j);
         }
-        Cmd::Catalog { action: CatalogCmd::Set { file } } => {
+        Cmd::Catalog {
+            action: CatalogCmd::Set { file },
+        } => {
             let body = read_json(file)?;
-            let env = body["environment"].as_str().ok_or_else(|| ClientError::Other("catalog file needs environment".into()))?.to_owned();
-            print_result(&c.command("PUT", &format!("/v1/catalog/{}", enc(&env)), &body)?, j);
+            let env = body["environment"]
+                .as_str()
+                .ok_or_else(|| ClientError::Other("catalog file needs environment".into()))?
+                .to_owned();
+            print_result(
+                &c.command("PUT", &format!("/v1/catalog/{}", enc(&env)), &body)?,
+                j,
+            );
         }
-        Cmd::Catalog { action: CatalogCmd::List } => {
+        Cmd::Catalog {
+            action: CatalogCmd::List,
+        } => {
             let v = c.get("/v1/catalog")?;
             if j {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                let mut rows = vec![vec!["ENVIRONMENT".into(), "POSTURE".into(), "FEATURE GROUPS".into(), "SCHEMAS".into()]];
+                let mut rows = vec![vec![
+                    "ENVIRONMENT".into(),
+                    "POSTURE".into(),
+                    "FEATURE GROUPS".into(),
+                    "SCHEMAS".into(),
+                ]];
                 for e in v["entries"].as_array().into_iter().flatten() {
-                    let fgs: Vec<String> = e["feature_groups"].as_array().into_iter().flatten().map(|f| format!("{}@{}", s(&f["name"]), s(&f["version"]))).collect();
-                    let sv: Vec<String> = e["schema_versions"].as_array().into_iter().flatten().map(s).collect();
-                    rows.push(vec![s(&e["environment"]), s(&e["posture"]), fgs.join(","), sv.join(",")]);
+                    let fgs: Vec<String> = e["feature_groups"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|f| format!("{}@{}", s(&f["name"]), s(&f["version"])))
+                        .collect();
+                    let sv: Vec<String> = e["schema_versions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(s)
+                        .collect();
+                    rows.push(vec![
+                        s(&e["environment"]),
+                        s(&e["posture"]),
+                        fgs.join(","),
+                        sv.join(","),
+                    ]);
                 }
-                println!("catalog version {}\n{}", s(&v["catalog_version"]), table(&rows));
+                println!(
+                    "catalog version {}\n{}",
+                    s(&v["catalog_version"]),
+                    table(&rows)
+                );
             }
         }
-        Cmd::Resolve { bundle_id, env, tenant, degrade, as_of_seq, as_of } => {
-            let mut q = format!("/v1/resolve?environment={}&bundle_id={}&degrade={degrade}", enc(env), enc(bundle_id));
+        Cmd::Resolve {
+            bundle_id,
+            env,
+            tenant,
+            degrade,
+            as_of_seq,
+            as_of,
+        } => {
+            let mut q = format!(
+                "/v1/resolve?environment={}&bundle_id={}&degrade={degrade}",
+                enc(env),
+                enc(bundle_id)
+            );
             if let Some(t) = tenant {
                 q.push_str(&format!("&tenant_id={}", enc(t)));
             }
@@ -264,11 +360,30 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             } else {
                 let r = &v["active_bundle_ref"];
                 let rows = vec![
-                    vec!["bundle".into(), format!("{}@{}", s(&r["bundle_id"]), s(&r["bundle_version"]))],
+                    vec![
+                        "bundle".into(),
+                        format!("{}@{}", s(&r["bundle_id"]), s(&r["bundle_version"])),
+                    ],
                     vec!["digest".into(), s(&r["bundle_digest"])],
                     vec!["rule".into(), s(&v["matched_rule"])],
-                    vec!["scope".into(), format!("{}/{}/{} {}", s(&v["scope"]["environment"]), s(&v["scope"]["tenant_id"]), s(&v["scope"]["bundle_id"]), s(&v["scope"]["slot"]))],
-                    vec!["activated".into(), format!("seq {} at {}", s(&v["activation"]["seq"]), s(&v["activation"]["activated_at_utc"]))],
+                    vec![
+                        "scope".into(),
+                        format!(
+                            "{}/{}/{} {}",
+                            s(&v["scope"]["environment"]),
+                            s(&v["scope"]["tenant_id"]),
+                            s(&v["scope"]["bundle_id"]),
+                            s(&v["scope"]["slot"])
+                        ),
+                    ],
+                    vec![
+                        "activated".into(),
+                        format!(
+                            "seq {} at {}",
+                            s(&v["activation"]["seq"]),
+                            s(&v["activation"]["activated_at_utc"])
+                        ),
+                    ],
                     vec!["view_version".into(), s(&v["view_version"])],
                 ];
                 println!("{}", table(&rows));
@@ -276,13 +391,32 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
         }
         Cmd::History { bundle_id, scope } => {
             let slot = if scope.degrade { "DEGRADE" } else { "PRIMARY" };
-            let v = c.get(&format!("/v1/scopes/{}/{}/{}/history?slot={slot}&limit=1000", enc(&scope.env), enc(&scope.tenant), enc(bundle_id)))?;
+            let v = c.get(&format!(
+                "/v1/scopes/{}/{}/{}/history?slot={slot}&limit=1000",
+                enc(&scope.env),
+                enc(&scope.tenant),
+                enc(bundle_id)
+            ))?;
             if j {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                let mut rows = vec![vec!["SEQ".into(), "EVENT".into(), "BOUND".into(), "PREVIOUS".into(), "ACTOR".into(), "AT".into()]];
+                let mut rows = vec![vec![
+                    "SEQ".into(),
+                    "EVENT".into(),
+                    "BOUND".into(),
+                    "PREVIOUS".into(),
+                    "ACTOR".into(),
+                    "AT".into(),
+                ]];
                 for h in v["items"].as_array().into_iter().flatten() {
-                    rows.push(vec![s(&h["seq"]), s(&h["event_type"]), s(&h["bundle_version"]), s(&h["previous_version"]), s(&h["actor"]), s(&h["observed_at_utc"])]);
+                    rows.push(vec![
+                        s(&h["seq"]),
+                        s(&h["event_type"]),
+                        s(&h["bundle_version"]),
+                        s(&h["previous_version"]),
+                        s(&h["actor"]),
+                        s(&h["observed_at_utc"]),
+                    ]);
                 }
                 println!("{}", table(&rows));
             }
@@ -302,16 +436,32 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 let items = v["items"].as_array().cloned().unwrap_or_default();
                 let mut rows = Vec::new();
                 if header {
-                    rows.push(vec!["LOG".into(), "P".into(), "SEQ".into(), "EVENT".into(), "BUNDLE".into(), "ACTOR".into(), "CODE".into(), "AT".into()]);
+                    rows.push(vec![
+                        "LOG".into(),
+                        "P".into(),
+                        "SEQ".into(),
+                        "EVENT".into(),
+                        "BUNDLE".into(),
+                        "ACTOR".into(),
+                        "CODE".into(),
+                        "AT".into(),
+                    ]);
                     header = false;
                 }
                 for e in &items {
                     if j {
                         println!("{}", serde_json::to_string(e).unwrap_or_default());
                     } else {
-                        rows.push(vec![s(&e["log"]), s(&e["partition"]), s(&e["seq"]), s(&e["event_type"]),
-                            format!("{}@{}", s(&e["bundle_id"]), s(&e["bundle_version"])), s(&e["actor"]),
-                            s(&e["error"]["code"]), s(&e["observed_at_utc"])]);
+                        rows.push(vec![
+                            s(&e["log"]),
+                            s(&e["partition"]),
+                            s(&e["seq"]),
+                            s(&e["event_type"]),
+                            format!("{}@{}", s(&e["bundle_id"]), s(&e["bundle_version"])),
+                            s(&e["actor"]),
+                            s(&e["error"]["code"]),
+                            s(&e["observed_at_utc"]),
+                        ]);
                     }
                 }
                 if !rows.is_empty() && !j {
@@ -337,10 +487,27 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             if j {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
-                let mut rows = vec![vec!["BUNDLE".into(), "KIND".into(), "STATE".into(), "BINDINGS".into(), "SUBMITTED BY".into(), "DIGEST".into()]];
+                let mut rows = vec![vec![
+                    "BUNDLE".into(),
+                    "KIND".into(),
+                    "STATE".into(),
+                    "BINDINGS".into(),
+                    "SUBMITTED BY".into(),
+                    "DIGEST".into(),
+                ]];
                 for b in v["items"].as_array().into_iter().flatten() {
-                    rows.push(vec![format!("{}@{}", s(&b["bundle"]["bundle_id"]), s(&b["bundle"]["bundle_version"])), s(&b["bundle"]["kind"]),
-                        s(&b["state"]), s(&b["active_bindings"]), s(&b["submitted_by"]), s(&b["bundle_digest"])[..12.min(s(&b["bundle_digest"]).len())].to_owned()]);
+                    rows.push(vec![
+                        format!(
+                            "{}@{}",
+                            s(&b["bundle"]["bundle_id"]),
+                            s(&b["bundle"]["bundle_version"])
+                        ),
+                        s(&b["bundle"]["kind"]),
+                        s(&b["state"]),
+                        s(&b["active_bindings"]),
+                        s(&b["submitted_by"]),
+                        s(&b["bundle_digest"])[..12.min(s(&b["bundle_digest"]).len())].to_owned(),
+                    ]);
                 }
                 println!("{}", table(&rows));
             }

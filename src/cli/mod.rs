@@ -20,13 +20,22 @@ pub const EXIT_UNAVAILABLE: i32 = 3;
 
 /// `mpr`: Model/Policy Registry.
 #[derive(Debug, Parser)]
-#[command(name = "mpr", version, about = "Model/Policy Registry: server and client")]
+#[command(
+    name = "mpr",
+    version,
+    about = "Model/Policy Registry: server and client"
+)]
 pub struct Cli {
     /// Config file (TOML). `MPR_` environment variables override it.
     #[arg(long, global = true, env = "MPR_CONFIG")]
     pub config: Option<PathBuf>,
     /// Registry URL for client commands.
-    #[arg(long, global = true, env = "MPR_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "MPR_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// Bearer token for client commands.
     #[arg(long, global = true, env = "MPR_TOKEN", hide_env_values = true)]
@@ -214,7 +223,9 @@ pub enum CatalogCmd {
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     let result = match &cli.command {
-        Cmd::Serve | Cmd::Topics { .. } | Cmd::View { .. } | Cmd::VerifyAudit | Cmd::Openapi => ops::run(&cli),
+        Cmd::Serve | Cmd::Topics { .. } | Cmd::View { .. } | Cmd::VerifyAudit | Cmd::Openapi => {
+            ops::run(&cli)
+        }
         _ => client::run(&cli),
     };
     match result {

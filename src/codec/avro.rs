@@ -33,13 +33,19 @@ impl Codec {
 
     fn encode<T: Serialize>(&self, value: &T) -> Vec<u8> {
         let v = apache_avro::to_value(value).expect("domain values map to Avro");
-        let v = v.resolve(&self.schema).expect("domain values conform to the bundled schema");
+        let v = v
+            .resolve(&self.schema)
+            .expect("domain values conform to the bundled schema");
         let mut out = self.header.clone();
         out.extend(apache_avro::to_avro_datum(&self.schema, v).expect("resolved values encode"));
         out
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(&self, bytes: &[u8], what: &str) -> Result<T, DecodeError> {
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<T, DecodeError> {
         if !is_framed(bytes) || bytes.len() < self.header.len() {
             return Err(DecodeError::new(
                 ErrorCode::InvalidPayload,
@@ -57,16 +63,25 @@ impl Codec {
         }
         let mut body = &bytes[self.header.len()..];
         let value = apache_avro::from_avro_datum(&self.schema, &mut body, None).map_err(|e| {
-            DecodeError::new(ErrorCode::InvalidPayload, format!("{what} Avro datum is invalid: {e}"))
+            DecodeError::new(
+                ErrorCode::InvalidPayload,
+                format!("{what} Avro datum is invalid: {e}"),
+            )
         })?;
         if !body.is_empty() {
             return Err(DecodeError::new(
                 ErrorCode::InvalidPayload,
-                format!("{what} has {} trailing bytes after the Avro datum", body.len()),
+                format!(
+                    "{what} has {} trailing bytes after the Avro datum",
+                    body.len()
+                ),
             ));
         }
         apache_avro::from_value::<T>(&value).map_err(|e| {
-            DecodeError::new(ErrorCode::InvalidPayload, format!("{what} does not fit the contract: {e}"))
+            DecodeError::new(
+                ErrorCode::InvalidPayload,
+                format!("{what} does not fit the contract: {e}"),
+            )
         })
     }
 }
@@ -110,7 +125,10 @@ impl From<&CommandEnvelope> for AvroEnvelope {
         };
         match &e.command {
             Command::Publish(p) => a.publish = Some(p.clone()),
-            Command::Nominate(t) | Command::Approve(t) | Command::Reject(t) | Command::Retire(t) => {
+            Command::Nominate(t)
+            | Command::Approve(t)
+            | Command::Reject(t)
+            | Command::Retire(t) => {
                 a.target = Some(t.clone());
             }
             Command::Promote(p) => a.promote = Some(p.clone()),
@@ -126,7 +144,10 @@ impl AvroEnvelope {
         let id = self.command_id;
         let missing = |field: &str| DecodeError {
             code: ErrorCode::InvalidPayload,
-            message: format!("command_type {} requires field {field}", self.command_type.as_str()),
+            message: format!(
+                "command_type {} requires field {field}",
+                self.command_type.as_str()
+            ),
             command_id: Some(id),
         };
         let set = [
@@ -144,14 +165,24 @@ impl AvroEnvelope {
             });
         }
         let command = match self.command_type {
-            CommandType::Publish => Command::Publish(self.publish.ok_or_else(|| missing("publish"))?),
-            CommandType::Nominate => Command::Nominate(self.target.ok_or_else(|| missing("target"))?),
+            CommandType::Publish => {
+                Command::Publish(self.publish.ok_or_else(|| missing("publish"))?)
+            }
+            CommandType::Nominate => {
+                Command::Nominate(self.target.ok_or_else(|| missing("target"))?)
+            }
             CommandType::Approve => Command::Approve(self.target.ok_or_else(|| missing("target"))?),
             CommandType::Reject => Command::Reject(self.target.ok_or_else(|| missing("target"))?),
             CommandType::Retire => Command::Retire(self.target.ok_or_else(|| missing("target"))?),
-            CommandType::Promote => Command::Promote(self.promote.ok_or_else(|| missing("promote"))?),
-            CommandType::Rollback => Command::Rollback(self.rollback.ok_or_else(|| missing("rollback"))?),
-            CommandType::SetCatalog => Command::SetCatalog(self.catalog.ok_or_else(|| missing("catalog"))?),
+            CommandType::Promote => {
+                Command::Promote(self.promote.ok_or_else(|| missing("promote"))?)
+            }
+            CommandType::Rollback => {
+                Command::Rollback(self.rollback.ok_or_else(|| missing("rollback"))?)
+            }
+            CommandType::SetCatalog => {
+                Command::SetCatalog(self.catalog.ok_or_else(|| missing("catalog"))?)
+            }
         };
         Ok(CommandEnvelope {
             command_id: id,
@@ -170,7 +201,9 @@ pub fn encode_command(e: &CommandEnvelope) -> Vec<u8> {
 
 /// Decodes a command envelope.
 pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
-    COMMANDS.decode::<AvroEnvelope>(bytes, "command")?.into_envelope()
+    COMMANDS
+        .decode::<AvroEnvelope>(bytes, "command")?
+        .into_envelope()
 }
 
 /// Encodes an event.

@@ -44,14 +44,21 @@ impl DecodeError {
 
 /// Decodes a command from the `commands` topic: JSON when `content_type` says so or the
 /// payload is not Avro-framed, otherwise Avro single-object encoding.
-pub fn decode_command(bytes: &[u8], content_type: Option<&str>) -> Result<CommandEnvelope, DecodeError> {
+pub fn decode_command(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<CommandEnvelope, DecodeError> {
     if bytes.len() > MAX_COMMAND_BYTES {
         return Err(DecodeError::new(
             ErrorCode::InvalidPayload,
-            format!("command is {} bytes; the limit is {MAX_COMMAND_BYTES}", bytes.len()),
+            format!(
+                "command is {} bytes; the limit is {MAX_COMMAND_BYTES}",
+                bytes.len()
+            ),
         ));
     }
-    let json = content_type.is_some_and(|c| c.starts_with(CONTENT_TYPE_JSON)) || !avro::is_framed(bytes);
+    let json =
+        content_type.is_some_and(|c| c.starts_with(CONTENT_TYPE_JSON)) || !avro::is_framed(bytes);
     if json {
         decode_command_json(bytes)
     } else {

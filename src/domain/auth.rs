@@ -67,12 +67,18 @@ impl FromStr for RoleGrant {
             other => {
                 return Err(Rejection::new(
                     ErrorCode::InvalidPayload,
-                    format!("unknown role {other:?}; expected reader, publisher, approver, deployer or admin"),
+                    format!(
+                        "unknown role {other:?}; expected reader, publisher, approver, deployer or admin"
+                    ),
                 ));
             }
         };
         let environments = envs
-            .map(|e| e.split(',').map(str::parse).collect::<Result<BTreeSet<_>, _>>())
+            .map(|e| {
+                e.split(',')
+                    .map(str::parse)
+                    .collect::<Result<BTreeSet<_>, _>>()
+            })
             .transpose()?;
         Ok(Self { role, environments })
     }
@@ -142,7 +148,9 @@ impl Grants {
         if self.allows(actor, role, env) {
             return Ok(());
         }
-        let scope = env.map(|e| format!(" in environment {e}")).unwrap_or_default();
+        let scope = env
+            .map(|e| format!(" in environment {e}"))
+            .unwrap_or_default();
         Err(Rejection::new(
             ErrorCode::Forbidden,
             format!(

@@ -205,25 +205,48 @@ impl ModelBundle {
             check_str(&format!("bundle.artifacts[{i}].uri"), &a.uri)?;
             check_sha256(&format!("bundle.artifacts[{i}].sha256"), &a.sha256)?;
             if !names.insert(a.name.as_str()) {
-                return bad(format!("bundle.artifacts[{i}].name {:?} is repeated", a.name));
+                return bad(format!(
+                    "bundle.artifacts[{i}].name {:?} is repeated",
+                    a.name
+                ));
             }
         }
         check_sha256("bundle.config_hash", &self.config_hash)?;
-        check_list("bundle.compatibility.feature_groups", self.compatibility.feature_groups.len())?;
+        check_list(
+            "bundle.compatibility.feature_groups",
+            self.compatibility.feature_groups.len(),
+        )?;
         for (i, fg) in self.compatibility.feature_groups.iter().enumerate() {
-            check_str(&format!("bundle.compatibility.feature_groups[{i}].name"), &fg.name)?;
-            check_str(&format!("bundle.compatibility.feature_groups[{i}].version"), &fg.version)?;
+            check_str(
+                &format!("bundle.compatibility.feature_groups[{i}].name"),
+                &fg.name,
+            )?;
+            check_str(
+                &format!("bundle.compatibility.feature_groups[{i}].version"),
+                &fg.version,
+            )?;
         }
-        check_list("bundle.compatibility.schema_versions", self.compatibility.schema_versions.len())?;
+        check_list(
+            "bundle.compatibility.schema_versions",
+            self.compatibility.schema_versions.len(),
+        )?;
         for (i, s) in self.compatibility.schema_versions.iter().enumerate() {
             check_str(&format!("bundle.compatibility.schema_versions[{i}]"), s)?;
         }
         let p = &self.provenance;
         check_str("bundle.provenance.training_run_id", &p.training_run_id)?;
-        check_str("bundle.provenance.evaluation_report_ref", &p.evaluation_report_ref)?;
-        check_list("bundle.provenance.dataset_manifest_refs", p.dataset_manifest_refs.len())?;
+        check_str(
+            "bundle.provenance.evaluation_report_ref",
+            &p.evaluation_report_ref,
+        )?;
+        check_list(
+            "bundle.provenance.dataset_manifest_refs",
+            p.dataset_manifest_refs.len(),
+        )?;
         if p.dataset_manifest_refs.is_empty() {
-            return bad("bundle.provenance.dataset_manifest_refs must name at least one manifest".into());
+            return bad(
+                "bundle.provenance.dataset_manifest_refs must name at least one manifest".into(),
+            );
         }
         for (i, r) in p.dataset_manifest_refs.iter().enumerate() {
             check_str(&format!("bundle.provenance.dataset_manifest_refs[{i}]"), r)?;
@@ -284,7 +307,10 @@ impl GateReceipt {
         if self.verdict != GateVerdict::Pass {
             return Err(Rejection::new(
                 ErrorCode::GateNotPass,
-                format!("gate receipt {} verdict is FAIL; only PASS bundles are accepted", self.receipt_id),
+                format!(
+                    "gate receipt {} verdict is FAIL; only PASS bundles are accepted",
+                    self.receipt_id
+                ),
             ));
         }
         Ok(())
@@ -296,7 +322,11 @@ pub fn check_str(field: &str, value: &str) -> Result<(), Rejection> {
     if value.is_empty() || value.len() > limits::MAX_STRING {
         return Err(Rejection::new(
             ErrorCode::InvalidPayload,
-            format!("{field} must be 1-{} bytes (got {})", limits::MAX_STRING, value.len()),
+            format!(
+                "{field} must be 1-{} bytes (got {})",
+                limits::MAX_STRING,
+                value.len()
+            ),
         ));
     }
     Ok(())
@@ -306,14 +336,20 @@ pub fn check_list(field: &str, len: usize) -> Result<(), Rejection> {
     if len > limits::MAX_LIST {
         return Err(Rejection::new(
             ErrorCode::InvalidPayload,
-            format!("{field} holds {len} items; the limit is {}", limits::MAX_LIST),
+            format!(
+                "{field} holds {len} items; the limit is {}",
+                limits::MAX_LIST
+            ),
         ));
     }
     Ok(())
 }
 
 fn check_sha256(field: &str, value: &str) -> Result<(), Rejection> {
-    let ok = value.len() == 64 && value.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    let ok = value.len() == 64
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
     if ok {
         Ok(())
     } else {

@@ -33,7 +33,11 @@ pub struct CommandEnvelope {
 
 /// The command bodies, tagged by `command_type` with the body under `payload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command_type", content = "payload", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(
+    tag = "command_type",
+    content = "payload",
+    rename_all = "SCREAMING_SNAKE_CASE"
+)]
 pub enum Command {
     /// Register a new immutable bundle version (publisher).
     Publish(PublishBundle),
@@ -148,7 +152,11 @@ impl CommandType {
 impl Slot {
     /// The slot a `degrade` flag selects.
     pub fn from_degrade(degrade: bool) -> Slot {
-        if degrade { Slot::Degrade } else { Slot::Primary }
+        if degrade {
+            Slot::Degrade
+        } else {
+            Slot::Primary
+        }
     }
 }
 
@@ -171,9 +179,10 @@ impl Command {
     pub fn bundle_id(&self) -> Option<&BundleId> {
         match self {
             Command::Publish(p) => Some(&p.bundle.bundle_id),
-            Command::Nominate(t) | Command::Approve(t) | Command::Reject(t) | Command::Retire(t) => {
-                Some(&t.bundle_id)
-            }
+            Command::Nominate(t)
+            | Command::Approve(t)
+            | Command::Reject(t)
+            | Command::Retire(t) => Some(&t.bundle_id),
             Command::Promote(p) => Some(&p.bundle_id),
             Command::Rollback(r) => Some(&r.bundle_id),
             Command::SetCatalog(_) => None,

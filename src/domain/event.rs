@@ -280,7 +280,9 @@ pub struct BrokenLink {
 /// By the appliers' rule, events that repeat an applied seq or do not link to the head (a
 /// losing writer's fork) are skipped, not breaks; a link whose hash does not match its
 /// content, or a missing seq, is the first broken link. Returns the head seq.
-pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a RegistryEvent>) -> Result<u64, BrokenLink> {
+pub fn verify_chain<'a>(
+    events: impl IntoIterator<Item = &'a RegistryEvent>,
+) -> Result<u64, BrokenLink> {
     let mut head_seq = 0;
     let mut head_hash = GENESIS_HASH.to_owned();
     for e in events {
@@ -290,7 +292,11 @@ pub fn verify_chain<'a>(events: impl IntoIterator<Item = &'a RegistryEvent>) -> 
             }
             return Err(BrokenLink {
                 seq: e.seq,
-                reason: format!("expected seq {} after {head_seq}, found {}", head_seq + 1, e.seq),
+                reason: format!(
+                    "expected seq {} after {head_seq}, found {}",
+                    head_seq + 1,
+                    e.seq
+                ),
             });
         }
         if e.seq != head_seq + 1 {

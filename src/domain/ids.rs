@@ -69,7 +69,11 @@ impl FromStr for BundleId {
         if check_chars(s, 128, lower_alnum, rest) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("bundle_id", s, "must match [a-z0-9][a-z0-9._-]{0,127}"))
+            Err(invalid(
+                "bundle_id",
+                s,
+                "must match [a-z0-9][a-z0-9._-]{0,127}",
+            ))
         }
     }
 }
@@ -85,7 +89,11 @@ impl FromStr for Environment {
         if check_chars(s, 64, lower_alnum, rest) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("environment", s, "must match [a-z0-9][a-z0-9-]{0,63}"))
+            Err(invalid(
+                "environment",
+                s,
+                "must match [a-z0-9][a-z0-9-]{0,63}",
+            ))
         }
     }
 }
@@ -108,13 +116,20 @@ impl FromStr for TenantId {
     type Err = Rejection;
     fn from_str(s: &str) -> Result<Self, Rejection> {
         let ok = s == "*"
-            || check_chars(s, 128, |c| c.is_ascii_alphanumeric(), |c| {
-                c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')
-            });
+            || check_chars(
+                s,
+                128,
+                |c| c.is_ascii_alphanumeric(),
+                |c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'),
+            );
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("tenant_id", s, "must be * or match [A-Za-z0-9][A-Za-z0-9._-]{0,127}"))
+            Err(invalid(
+                "tenant_id",
+                s,
+                "must be * or match [A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+            ))
         }
     }
 }
@@ -129,7 +144,11 @@ impl FromStr for Actor {
         if check_chars(s, 128, |c| c.is_ascii_graphic(), |c| c.is_ascii_graphic()) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("actor", s, "must be 1-128 printable ASCII characters"))
+            Err(invalid(
+                "actor",
+                s,
+                "must be 1-128 printable ASCII characters",
+            ))
         }
     }
 }
@@ -206,7 +225,11 @@ pub struct ScopeKey {
 
 impl fmt::Display for ScopeKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.environment, self.tenant_id, self.bundle_id)
+        write!(
+            f,
+            "{}/{}/{}",
+            self.environment, self.tenant_id, self.bundle_id
+        )
     }
 }
 

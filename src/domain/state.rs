@@ -377,8 +377,15 @@ fn accept(
     e.from_state = Some(from);
     e.to_state = Some(to);
     if from != to {
-        let v = e.bundle_version.clone().expect("accepted bundle events name a version");
-        e.state_changes.push(StateChange { bundle_version: v, from, to });
+        let v = e
+            .bundle_version
+            .clone()
+            .expect("accepted bundle events name a version");
+        e.state_changes.push(StateChange {
+            bundle_version: v,
+            from,
+            to,
+        });
     }
     e
 }
@@ -519,7 +526,11 @@ impl PartitionState {
         })
     }
 
-    fn decide_publish(&self, p: &PublishBundle, mut e: RegistryEvent) -> Result<RegistryEvent, Rejection> {
+    fn decide_publish(
+        &self,
+        p: &PublishBundle,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Rejection> {
         p.bundle.validate()?;
         let digest = p.bundle.digest();
         e.bundle_digest = Some(digest.clone());
@@ -564,7 +575,12 @@ impl PartitionState {
         Ok(accept(e, event_type, from, to))
     }
 
-    fn decide_promote(&self, catalog: &Catalog, p: &Promote, mut e: RegistryEvent) -> Result<RegistryEvent, Rejection> {
+    fn decide_promote(
+        &self,
+        catalog: &Catalog,
+        p: &Promote,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Rejection> {
         let t = BundleTarget {
             bundle_id: p.bundle_id.clone(),
             bundle_version: p.bundle_version.clone(),
@@ -572,10 +588,16 @@ impl PartitionState {
         let rec = self.existing(&t)?;
         e.bundle_digest = Some(rec.bundle_digest.clone());
         if !matches!(rec.state, LifecycleState::Approved | LifecycleState::Active) {
-            return Err(illegal("promote", &p.bundle_id, &p.bundle_version, rec.state));
+            return Err(illegal(
+                "promote",
+                &p.bundle_id,
+                &p.bundle_version,
+                rec.state,
+            ));
         }
         // Defence in depth: the receipt was checked at intake and is immutable since.
-        rec.gate_receipt.check_for(&rec.bundle, &rec.bundle_digest)?;
+        rec.gate_receipt
+            .check_for(&rec.bundle, &rec.bundle_digest)?;
         let slot_key = e.scope.clone().expect("promote drafts carry a scope");
         let family = &self.families[&p.bundle_id];
         let current = family.slots.get(&slot_key).and_then(SlotRecord::bound);
@@ -586,7 +608,12 @@ impl PartitionState {
         e.warnings = catalog
             .check(&p.environment, &rec.bundle.compatibility)
             .into_result(&p.environment)?;
-        let mut e = accept(e, RegistryEventType::BundlePromoted, rec.state, LifecycleState::Active);
+        let mut e = accept(
+            e,
+            RegistryEventType::BundlePromoted,
+            rec.state,
+            LifecycleState::Active,
+        );
         if let Some(prev) = current {
             self.release(&mut e, family, prev);
         }
@@ -613,7 +640,11 @@ impl PartitionState {
         }
     }
 
-    fn decide_rollback(&self, r: &Rollback, mut e: RegistryEvent) -> Result<RegistryEvent, Rejection> {
+    fn decide_rollback(
+        &self,
+        r: &Rollback,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Rejection> {
         let slot_key = e.scope.clone().expect("rollback drafts carry a scope");
         let nothing = || {
             Rejection::new(
@@ -649,7 +680,12 @@ impl PartitionState {
         let rec = &family.bundles[target];
         e.bundle_version = Some(target.clone());
         e.bundle_digest = Some(rec.bundle_digest.clone());
-        let mut e = accept(e, RegistryEventType::BundleRolledBack, rec.state, LifecycleState::Active);
+        let mut e = accept(
+            e,
+            RegistryEventType::BundleRolledBack,
+            rec.state,
+            LifecycleState::Active,
+        );
         self.release(&mut e, family, current);
         e.binding = Some(BindingChange {
             pop,
@@ -667,8 +703,12 @@ impl PartitionState {
             return Ok(skip);
         }
         self.chain.advance(e);
-        self.commands.insert(e.command_id, CommandResult::from_event(e));
-        self.last_command_offset = Some(self.last_command_offset.map_or(e.source.offset, |o| o.max(e.source.offset)));
+        self.commands
+            .insert(e.command_id, CommandResult::from_event(e));
+        self.last_command_offset = Some(
+            self.last_command_offset
+                .map_or(e.source.offset, |o| o.max(e.source.offset)),
+        );
         let Some(id) = &e.bundle_id else {
             return Ok(Applied::Applied);
         };
@@ -679,13 +719,17 @@ impl PartitionState {
         if e.event_type == RegistryEventType::BundleRegistered
             && let Some(rec) = BundleRecord::from_event(e)
         {
-            family.bundles.insert(rec.bundle.bundle_version.clone(), rec);
+            family
+                .bundles
+                .insert(rec.bundle.bundle_version.clone(), rec);
         }
-        let touched = e
-            .state_changes
-            .iter()
-            .map(|sc| &sc.bundle_version)
-            .chain(e.binding.iter().flat_map(|b| std::iter::once(&b.bundle_version).chain(b.previous_version.as_ref())));
+        let touched =
+            e.state_changes
+                .iter()
+                .map(|sc| &sc.bundle_version)
+                .chain(e.binding.iter().flat_map(|b| {
+                    std::iter::once(&b.bundle_version).chain(b.previous_version.as_ref())
+                }));
         let mut seen = Vec::new();
         for v in touched {
             if !seen.contains(&v) {
@@ -752,13 +796,19 @@ impl CatalogState {
             return Ok(skip);
         }
         self.chain.advance(e);
-        self.commands.insert(e.command_id, CommandResult::from_event(e));
-        let o = self.last_command_offset.entry(e.source.partition).or_insert(e.source.offset);
+        self.commands
+            .insert(e.command_id, CommandResult::from_event(e));
+        let o = self
+            .last_command_offset
+            .entry(e.source.partition)
+            .or_insert(e.source.offset);
         *o = (*o).max(e.source.offset);
         if e.event_type == RegistryEventType::CatalogUpdated
             && let Some(entry) = &e.catalog_entry
         {
-            self.catalog.entries.insert(entry.environment.clone(), entry.clone());
+            self.catalog
+                .entries
+                .insert(entry.environment.clone(), entry.clone());
             self.catalog.version = e.seq;
         }
         Ok(Applied::Applied)

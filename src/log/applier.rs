@@ -35,7 +35,10 @@ pub struct ApplierStatus {
 impl ApplierStatus {
     /// A not-ready status at `version`.
     pub fn new(version: ViewVersion) -> Arc<Self> {
-        Arc::new(Self { ready: AtomicBool::new(false), version: watch::Sender::new(version) })
+        Arc::new(Self {
+            ready: AtomicBool::new(false),
+            version: watch::Sender::new(version),
+        })
     }
 }
 
@@ -58,7 +61,10 @@ pub fn run_applier(
     let n = view.partitions();
     let mut tpl = TopicPartitionList::new();
     let mut targets: Vec<(String, i32, i64)> = Vec::new();
-    let from = |log: LogId, p: i32| view.cached_position(log, p).map_or(0, |pos| pos.next_offset);
+    let from = |log: LogId, p: i32| {
+        view.cached_position(log, p)
+            .map_or(0, |pos| pos.next_offset)
+    };
     let cat_from = from(LogId::Catalog, 0);
     // The shared catalog is rebuilt from the log; the view's catalog table is not enough
     // for deciding because deciding needs the full catalog state (command index).
@@ -71,7 +77,9 @@ pub fn run_applier(
         targets.push((topics.events.clone(), p, hwm));
     }
     consumer.assign(&tpl)?;
-    let mut next: Vec<i64> = std::iter::once(0).chain((0..n).map(|p| from(LogId::Events, p))).collect();
+    let mut next: Vec<i64> = std::iter::once(0)
+        .chain((0..n).map(|p| from(LogId::Events, p)))
+        .collect();
     info!(?targets, catalog_from = cat_from, "view applier started");
     let mut ready = false;
     let mut last_lag_report = std::time::Instant::now();
@@ -97,16 +105,24 @@ pub fn run_applier(
         };
         let is_catalog = msg.topic == topics.catalog;
         apply_record(&view, &catalog, &metrics, &msg, is_catalog)?;
-        let idx = if is_catalog { 0 } else { msg.partition as usize + 1 };
+        let idx = if is_catalog {
+            0
+        } else {
+            msg.partition as usize + 1
+        };
         next[idx] = msg.offset + 1;
         let _ = status.version.send(view.version());
         if last_lag_report.elapsed() > Duration::from_secs(5) {
             last_lag_report = std::time::Instant::now();
             for (i, (topic, p, _)) in targets.iter().enumerate() {
-                if let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(1)) {
+                if let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(1))
+                {
                     metrics
                         .lag
-                        .get_or_create(&PartitionLabels { topic: topic.clone(), partition: p.to_string() })
+                        .get_or_create(&PartitionLabels {
+                            topic: topic.clone(),
+                            partition: p.to_string(),
+                        })
                         .set(high - next[i]);
                 }
             }
@@ -127,11 +143,13 @@ fn apply_record(
     if is_catalog {
         apply_catalog_record(catalog, r)?;
     }
-    let e = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| LogError::Corrupt {
-        topic: r.topic.clone(),
-        partition: r.partition,
-        offset: r.offset,
-        detail: e.to_string(),
+    let e = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| {
+        LogError::Corrupt {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            detail: e.to_string(),
+        }
     })?;
     match view.apply(&e, r.offset)? {
         Applied::Applied => metrics.view_applied_events.inc(),
@@ -192,7 +210,11 @@ pub fn bootstrap_from_state(
                 detail: "state key without a known table id".into(),
             });
         };
-        buf.push(Write { table, key: key[1..].to_vec(), value: r.payload.unwrap_or_default() });
+        buf.push(Write {
+            table,
+            key: key[1..].to_vec(),
+            value: r.payload.unwrap_or_default(),
+        });
         n += 1;
         if buf.len() == 4096 {
             view.write(&buf)?;

@@ -83,9 +83,18 @@ pub fn result_record(topics: &Topics, r: &CommandResult) -> OutRecord {
 /// Every derived record of `e`, delivered at `offset`, whose planned view writes are
 /// `writes`. State records come first and the applied position last, in that order on
 /// the single `state` partition, so any prefix of `state` is a consistent cut.
-pub fn derived(topics: &Topics, e: &RegistryEvent, writes: &[Write], offset: i64) -> Vec<OutRecord> {
+pub fn derived(
+    topics: &Topics,
+    e: &RegistryEvent,
+    writes: &[Write],
+    offset: i64,
+) -> Vec<OutRecord> {
     let mut out = Vec::with_capacity(writes.len() + 4);
-    for w in writes.iter().cloned().chain(std::iter::once(position_write(e, offset))) {
+    for w in writes
+        .iter()
+        .cloned()
+        .chain(std::iter::once(position_write(e, offset)))
+    {
         out.push(OutRecord {
             topic: topics.state.clone(),
             key: w.changelog_key(),
@@ -101,7 +110,10 @@ pub fn derived(topics: &Topics, e: &RegistryEvent, writes: &[Write], offset: i64
         payload: ce.clone(),
         content_type: "application/cloudevents+json",
     });
-    if matches!(e.event_type, RegistryEventType::BundlePromoted | RegistryEventType::BundleRolledBack) {
+    if matches!(
+        e.event_type,
+        RegistryEventType::BundlePromoted | RegistryEventType::BundleRolledBack
+    ) {
         out.push(OutRecord {
             topic: topics.bundle_promoted.clone(),
             key: key_of(e),

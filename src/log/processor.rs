@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -52,14 +54,23 @@ pub type CatalogHandle = Arc<RwLock<SharedCatalog>>;
 
 /// A new, empty catalog handle.
 pub fn new_catalog() -> CatalogHandle {
-    Arc::new(RwLock::new(SharedCatalog { state: CatalogState::new(), next_offset: 0 }))
+    Arc::new(RwLock::new(SharedCatalog {
+        state: CatalogState::new(),
+        next_offset: 0,
+    }))
 }
 
 /// Applies one `catalog` record to the shared catalog.
-pub fn apply_catalog_record(cat: &CatalogHandle, r: &Record) -> Result<Option<RegistryEvent>, LogError> {
+pub fn apply_catalog_record(
+    cat: &CatalogHandle,
+    r: &Record,
+) -> Result<Option<RegistryEvent>, LogError> {
     let e = decode_event_record("catalog", r)?;
     let mut c = cat.write().expect("catalog lock");
-    let applied = c.state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))?;
+    let applied = c
+        .state
+        .apply(&e)
+        .map_err(|g| LogError::Gap(g.to_string()))?;
     c.next_offset = c.next_offset.max(r.offset + 1);
     Ok((applied == Applied::Applied).then_some(e))
 }
@@ -128,7 +139,9 @@ pub struct Processor {
 
 impl std::fmt::Debug for Processor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Processor").field("owned", &self.owned.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Processor")
+            .field("owned", &self.owned.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -151,12 +164,19 @@ fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Processor {
     /// Joins the consumer group on `commands`.
-    pub fn new(cfg: &KafkaConfig, grants: Grants, catalog: CatalogHandle, metrics: Arc<Metrics>) -> Result<Self, LogError> {
+    pub fn new(
+        cfg: &KafkaConfig,
+        grants: Grants,
+        catalog: CatalogHandle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, LogError> {
         let topics = Topics::new(&cfg.topic_prefix);
         let consumer: StreamConsumer<Ctx> = client_config(cfg)
             .set("group.id", &cfg.group_id)
@@ -219,12 +239,14 @@ impl Processor {
     }
 
     async fn handle_rebalance(&mut self) {
-        let revoked: Vec<i32> = std::mem::take(&mut *self.consumer.context().revoked.lock().expect("lock"));
+        let revoked: Vec<i32> =
+            std::mem::take(&mut *self.consumer.context().revoked.lock().expect("lock"));
         for p in revoked {
             debug!(partition = p, "partition revoked");
             self.owned.remove(&p);
         }
-        let assigned: Vec<i32> = std::mem::take(&mut *self.consumer.context().assigned.lock().expect("lock"));
+        let assigned: Vec<i32> =
+            std::mem::take(&mut *self.consumer.context().assigned.lock().expect("lock"));
         for p in assigned {
             let committed = self.committed(p).unwrap_or(0);
             if let Err(e) = self.load(p, committed).await {
@@ -236,7 +258,10 @@ impl Processor {
     fn committed(&self, p: i32) -> Option<i64> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.topics.commands, p);
-        let c = self.consumer.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+        let c = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .ok()?;
         match c.find_partition(&self.topics.commands, p)?.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,
@@ -254,7 +279,8 @@ impl Processor {
             let mut rederive = Vec::new();
             let events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
                 let e = decode_event_record(&topics.events, &r)?;
-                let writes = (e.source.offset >= committed).then(|| infallible(plan::plan(&e, &state)));
+                let writes =
+                    (e.source.offset >= committed).then(|| infallible(plan::plan(&e, &state)));
                 if state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))? == Applied::Applied
                     && let Some(w) = writes
                 {
@@ -295,7 +321,8 @@ impl Processor {
     }
 
     async fn enqueue(&self, r: &OutRecord) -> Result<DeliveryFuture, LogError> {
-        self.send(&r.topic, None, &r.key, &r.payload, r.content_type, &[]).await
+        self.send(&r.topic, None, &r.key, &r.payload, r.content_type, &[])
+            .await
     }
 
     async fn send(
@@ -308,11 +335,20 @@ impl Processor {
         extra: &[(&str, String)],
     ) -> Result<DeliveryFuture, LogError> {
         loop {
-            let mut headers = OwnedHeaders::new().insert(Header { key: "content-type", value: Some(content_type) });
+            let mut headers = OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(content_type),
+            });
             for (k, v) in extra {
-                headers = headers.insert(Header { key: k, value: Some(v.as_str()) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
             }
-            let mut rec = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+            let mut rec = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers);
             if let Some(p) = partition {
                 rec = rec.partition(p);
             }
@@ -328,7 +364,14 @@ impl Processor {
 
     fn skip_offset(&self, p: i32) -> Option<i64> {
         let own = self.owned.get(&p)?.state.last_command_offset;
-        let cat = self.catalog.read().expect("catalog lock").state.last_command_offset.get(&p).copied();
+        let cat = self
+            .catalog
+            .read()
+            .expect("catalog lock")
+            .state
+            .last_command_offset
+            .get(&p)
+            .copied();
         own.max(cat)
     }
 
@@ -359,16 +402,27 @@ impl Processor {
                     let (topic, part, writes) = if ev.log == LogId::Catalog {
                         let w = infallible(plan::plan(&ev, &NoSnapshot));
                         let mut c = self.catalog.write().expect("catalog lock");
-                        c.state.apply(&ev).map_err(|g| LogError::Gap(g.to_string()))?;
+                        c.state
+                            .apply(&ev)
+                            .map_err(|g| LogError::Gap(g.to_string()))?;
                         (self.topics.catalog.clone(), 0, w)
                     } else {
                         let own = self.owned.get_mut(&p).expect("loaded above");
                         let w = infallible(plan::plan(&ev, &own.state));
-                        own.state.apply(&ev).map_err(|g| LogError::Gap(g.to_string()))?;
+                        own.state
+                            .apply(&ev)
+                            .map_err(|g| LogError::Gap(g.to_string()))?;
                         (self.topics.events.clone(), p, w)
                     };
                     let delivery = self
-                        .send(&topic, Some(part), &key, &bytes, codec::CONTENT_TYPE_AVRO, &[("mpr-command-id", ev.command_id.to_string())])
+                        .send(
+                            &topic,
+                            Some(part),
+                            &key,
+                            &bytes,
+                            codec::CONTENT_TYPE_AVRO,
+                            &[("mpr-command-id", ev.command_id.to_string())],
+                        )
                         .await?;
                     pending.push(Pending {
                         partition: p,
@@ -408,7 +462,10 @@ impl Processor {
                 }
                 exp
             } else {
-                let own = self.owned.get_mut(&pe.partition).expect("owned while pending");
+                let own = self
+                    .owned
+                    .get_mut(&pe.partition)
+                    .expect("owned while pending");
                 let exp = own.events_next;
                 if d.offset == exp {
                     own.events_next = d.offset + 1;
@@ -442,7 +499,12 @@ impl Processor {
                 // The catalog is re-read on the next load as well.
             }
             let from = first_offset.get(p).copied().unwrap_or(0);
-            self.consumer.seek(&self.topics.commands, *p, Offset::Offset(from), Duration::from_secs(10))?;
+            self.consumer.seek(
+                &self.topics.commands,
+                *p,
+                Offset::Offset(from),
+                Duration::from_secs(10),
+            )?;
             commit.remove(p);
         }
         if !commit.is_empty() {
@@ -461,18 +523,29 @@ impl Processor {
             .get_or_create(&CommandLabels {
                 command_type: r.command_type.map_or("UNKNOWN", |t| t.as_str()).to_owned(),
                 outcome: format!("{:?}", r.outcome).to_uppercase(),
-                code: r.error.as_ref().map_or("none", |e| e.code.as_str()).to_owned(),
+                code: r
+                    .error
+                    .as_ref()
+                    .map_or("none", |e| e.code.as_str())
+                    .to_owned(),
             })
             .inc();
     }
 
     /// Decodes and decides one record. Undecodable input goes to the DLQ (its future is
     /// pushed to `other`); when its command_id is recoverable it is also rejected.
-    async fn decide(&self, rec: &Record, other: &mut Vec<DeliveryFuture>) -> Result<(Option<Decision>, Vec<u8>), LogError> {
+    async fn decide(
+        &self,
+        rec: &Record,
+        other: &mut Vec<DeliveryFuture>,
+    ) -> Result<(Option<Decision>, Vec<u8>), LogError> {
         let p = rec.partition;
         let key = rec.key.clone().unwrap_or_default();
         let payload = rec.payload.as_deref().unwrap_or_default();
-        let source = CommandSource { partition: p, offset: rec.offset };
+        let source = CommandSource {
+            partition: p,
+            offset: rec.offset,
+        };
         let observed_at = Timestamp::from_millis(rec.timestamp_ms.unwrap_or(0));
         let key_str = String::from_utf8_lossy(&key).into_owned();
         let undecodable = |command_id, error: Rejection| UndecodableInput {
@@ -493,12 +566,25 @@ impl Processor {
                             envelope.command.partition_key()
                         ),
                     );
-                    return Ok((Some(state.decide_undecodable(&undecodable(envelope.command_id, r))), key));
+                    return Ok((
+                        Some(state.decide_undecodable(&undecodable(envelope.command_id, r))),
+                        key,
+                    ));
                 }
-                let input = CommandInput { envelope, source, observed_at };
-                let _span = tracing::info_span!("command", command_id = %input.envelope.command_id).entered();
-                let d = if matches!(input.envelope.command, Command::SetCatalog(_)) || key_str == CATALOG_KEY {
-                    self.catalog.read().expect("catalog lock").state.decide(&self.grants, &input)
+                let input = CommandInput {
+                    envelope,
+                    source,
+                    observed_at,
+                };
+                debug!(command_id = %input.envelope.command_id, partition = p, offset = rec.offset, "deciding");
+                let d = if matches!(input.envelope.command, Command::SetCatalog(_))
+                    || key_str == CATALOG_KEY
+                {
+                    self.catalog
+                        .read()
+                        .expect("catalog lock")
+                        .state
+                        .decide(&self.grants, &input)
                 } else {
                     let c = self.catalog.read().expect("catalog lock");
                     state.decide(&c.state.catalog, &self.grants, &input)
@@ -518,9 +604,17 @@ impl Processor {
                 if let Some(id) = e.command_id {
                     headers.push(("mpr-command-id", id.to_string()));
                 }
-                let ct = rec.header("content-type").unwrap_or("application/octet-stream").to_owned();
-                other.push(self.send(&self.topics.dlq, Some(p), &key, payload, &ct, &headers).await?);
-                let d = e.command_id.map(|id| state.decide_undecodable(&undecodable(id, e.rejection())));
+                let ct = rec
+                    .header("content-type")
+                    .unwrap_or("application/octet-stream")
+                    .to_owned();
+                other.push(
+                    self.send(&self.topics.dlq, Some(p), &key, payload, &ct, &headers)
+                        .await?,
+                );
+                let d = e
+                    .command_id
+                    .map(|id| state.decide_undecodable(&undecodable(id, e.rejection())));
                 Ok((d, key))
             }
         }
@@ -528,7 +622,10 @@ impl Processor {
 }
 
 fn delivered(
-    r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+    r: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
 ) -> Result<rdkafka::producer::future_producer::Delivery, LogError> {
     match r {
         Ok(Ok(d)) => Ok(d),

@@ -35,7 +35,11 @@ impl Record {
         use rdkafka::message::Headers;
         let headers = m
             .headers()
-            .map(|h| h.iter().map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec())).collect())
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), x.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             topic: m.topic().to_owned(),
@@ -50,7 +54,10 @@ impl Record {
 
     /// A header value as text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 }
 

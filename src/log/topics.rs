@@ -24,18 +24,60 @@ pub struct TopicSpec {
 pub fn plan(cfg: &KafkaConfig) -> Vec<TopicSpec> {
     let t = Topics::new(&cfg.topic_prefix);
     let days = (i64::from(cfg.retention_days) * 86_400_000).to_string();
-    let delete = || vec![("cleanup.policy", "delete".to_owned()), ("retention.ms", days.clone())];
-    let forever = || vec![("cleanup.policy", "delete".to_owned()), ("retention.ms", "-1".to_owned())];
+    let delete = || {
+        vec![
+            ("cleanup.policy", "delete".to_owned()),
+            ("retention.ms", days.clone()),
+        ]
+    };
+    let forever = || {
+        vec![
+            ("cleanup.policy", "delete".to_owned()),
+            ("retention.ms", "-1".to_owned()),
+        ]
+    };
     let n = cfg.partitions;
     vec![
-        TopicSpec { name: t.commands, partitions: n, configs: delete() },
-        TopicSpec { name: t.events, partitions: n, configs: forever() },
-        TopicSpec { name: t.catalog, partitions: 1, configs: forever() },
-        TopicSpec { name: t.state, partitions: 1, configs: vec![("cleanup.policy", "compact".to_owned())] },
-        TopicSpec { name: t.results, partitions: n, configs: delete() },
-        TopicSpec { name: t.lifecycle, partitions: n, configs: delete() },
-        TopicSpec { name: t.bundle_promoted, partitions: n, configs: delete() },
-        TopicSpec { name: t.dlq, partitions: n, configs: delete() },
+        TopicSpec {
+            name: t.commands,
+            partitions: n,
+            configs: delete(),
+        },
+        TopicSpec {
+            name: t.events,
+            partitions: n,
+            configs: forever(),
+        },
+        TopicSpec {
+            name: t.catalog,
+            partitions: 1,
+            configs: forever(),
+        },
+        TopicSpec {
+            name: t.state,
+            partitions: 1,
+            configs: vec![("cleanup.policy", "compact".to_owned())],
+        },
+        TopicSpec {
+            name: t.results,
+            partitions: n,
+            configs: delete(),
+        },
+        TopicSpec {
+            name: t.lifecycle,
+            partitions: n,
+            configs: delete(),
+        },
+        TopicSpec {
+            name: t.bundle_promoted,
+            partitions: n,
+            configs: delete(),
+        },
+        TopicSpec {
+            name: t.dlq,
+            partitions: n,
+            configs: delete(),
+        },
     ]
 }
 
@@ -48,7 +90,11 @@ pub async fn ensure(cfg: &KafkaConfig) -> Result<Vec<String>, LogError> {
         .iter()
         .map(|s| {
             s.configs.iter().fold(
-                NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(cfg.replication_factor)),
+                NewTopic::new(
+                    &s.name,
+                    s.partitions,
+                    TopicReplication::Fixed(cfg.replication_factor),
+                ),
                 |t, (k, v)| t.set(k, v),
             )
         })
@@ -60,7 +106,9 @@ pub async fn ensure(cfg: &KafkaConfig) -> Result<Vec<String>, LogError> {
         match r {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(LogError::Topic(format!("{name}: create failed: {code}"))),
+            Err((name, code)) => {
+                return Err(LogError::Topic(format!("{name}: create failed: {code}")));
+            }
         }
     }
     Ok(created)

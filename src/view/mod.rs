@@ -73,12 +73,19 @@ impl ViewVersion {
     /// Parses a token.
     pub fn parse(s: &str) -> Option<Self> {
         let rest = s.strip_prefix("v1.")?;
-        rest.split('.').map(|p| p.parse().ok()).collect::<Option<Vec<u64>>>().map(Self)
+        rest.split('.')
+            .map(|p| p.parse().ok())
+            .collect::<Option<Vec<u64>>>()
+            .map(Self)
     }
 
     /// Whether this state includes everything `other` does.
     pub fn covers(&self, other: &ViewVersion) -> bool {
-        other.0.iter().enumerate().all(|(i, s)| self.0.get(i).is_some_and(|m| m >= s))
+        other
+            .0
+            .iter()
+            .enumerate()
+            .all(|(i, s)| self.0.get(i).is_some_and(|m| m >= s))
     }
 }
 
@@ -91,7 +98,9 @@ pub struct View {
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View").field("partitions", &self.partitions).finish()
+        f.debug_struct("View")
+            .field("partitions", &self.partitions)
+            .finish()
     }
 }
 
@@ -131,16 +140,26 @@ impl View {
     }
 
     fn cf(&self, t: Table) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(t.name()).expect("every table's column family is opened")
+        self.db
+            .cf_handle(t.name())
+            .expect("every table's column family is opened")
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>, ViewError> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        t: Table,
+        key: &[u8],
+    ) -> Result<Option<T>, ViewError> {
         match self.db.get_pinned_cf(self.cf(t), key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ViewError::Corrupt {
-                table: t.name(),
-                detail: e.to_string(),
-            }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| ViewError::Corrupt {
+                        table: t.name(),
+                        detail: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -150,7 +169,11 @@ impl View {
     }
 
     /// The applied position of a log partition.
-    pub fn position(&self, log: LogId, partition: i32) -> Result<Option<AppliedPosition>, ViewError> {
+    pub fn position(
+        &self,
+        log: LogId,
+        partition: i32,
+    ) -> Result<Option<AppliedPosition>, ViewError> {
         self.get_json(Table::Offsets, &plan::offset_key(log, partition))
     }
 
@@ -162,7 +185,11 @@ impl View {
     /// The current view version.
     pub fn version(&self) -> ViewVersion {
         let pos = self.positions.read().expect("positions lock");
-        ViewVersion(pos.iter().map(|p| p.as_ref().map_or(0, |p| p.seq)).collect())
+        ViewVersion(
+            pos.iter()
+                .map(|p| p.as_ref().map_or(0, |p| p.seq))
+                .collect(),
+        )
     }
 
     /// Applies one event read at Kafka `offset`, in one WriteBatch with its position.

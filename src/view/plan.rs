@@ -129,7 +129,8 @@ pub trait Snapshot {
     /// Error of the underlying store.
     type Error;
     /// One bundle record.
-    fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, Self::Error>;
+    fn bundle(&self, id: &BundleId, v: &BundleVersion)
+    -> Result<Option<BundleRecord>, Self::Error>;
     /// One slot record.
     fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error>;
 }
@@ -141,7 +142,13 @@ pub fn bundle_key(id: &BundleId, v: &BundleVersion) -> Vec<u8> {
 
 /// Key of a slot record.
 pub fn slot_key(id: &BundleId, s: &ScopeRef) -> Vec<u8> {
-    format!("{id}\0{}\0{}\0{}", s.environment, s.tenant_id, s.slot.as_str()).into_bytes()
+    format!(
+        "{id}\0{}\0{}\0{}",
+        s.environment,
+        s.tenant_id,
+        s.slot.as_str()
+    )
+    .into_bytes()
 }
 
 /// Prefix of a slot's history entries.
@@ -187,12 +194,20 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 pub fn plan<S: Snapshot>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::Error> {
     let mut w = Vec::with_capacity(8);
     let pos = position_key(e.log, e.partition, e.seq);
-    w.push(Write { table: Table::Events, key: pos.clone(), value: json(e) });
+    w.push(Write {
+        table: Table::Events,
+        key: pos.clone(),
+        value: json(e),
+    });
     if let Some(id) = &e.bundle_id {
         let mut k = id.as_str().as_bytes().to_vec();
         k.push(0);
         k.extend_from_slice(&pos);
-        w.push(Write { table: Table::EventsByBundle, key: k, value: Vec::new() });
+        w.push(Write {
+            table: Table::EventsByBundle,
+            key: k,
+            value: Vec::new(),
+        });
     }
     w.push(Write {
         table: Table::Results,
@@ -235,8 +250,14 @@ pub fn position_write(e: &RegistryEvent, offset: i64) -> Write {
     }
 }
 
-fn plan_family<S: Snapshot>(e: &RegistryEvent, id: &BundleId, snap: &S, w: &mut Vec<Write>) -> Result<(), S::Error> {
-    let mut touched: Vec<&BundleVersion> = e.state_changes.iter().map(|s| &s.bundle_version).collect();
+fn plan_family<S: Snapshot>(
+    e: &RegistryEvent,
+    id: &BundleId,
+    snap: &S,
+    w: &mut Vec<Write>,
+) -> Result<(), S::Error> {
+    let mut touched: Vec<&BundleVersion> =
+        e.state_changes.iter().map(|s| &s.bundle_version).collect();
     if let Some(b) = &e.binding {
         touched.push(&b.bundle_version);
         touched.extend(b.previous_version.as_ref());
@@ -248,18 +269,30 @@ fn plan_family<S: Snapshot>(e: &RegistryEvent, id: &BundleId, snap: &S, w: &mut 
     {
         let key = bundle_key(id, &rec.bundle.bundle_version);
         touched.retain(|v| **v != rec.bundle.bundle_version);
-        w.push(Write { table: Table::Bundles, key, value: json(&rec) });
+        w.push(Write {
+            table: Table::Bundles,
+            key,
+            value: json(&rec),
+        });
     }
     for v in touched {
         if let Some(mut rec) = snap.bundle(id, v)? {
             rec.apply(e);
-            w.push(Write { table: Table::Bundles, key: bundle_key(id, v), value: json(&rec) });
+            w.push(Write {
+                table: Table::Bundles,
+                key: bundle_key(id, v),
+                value: json(&rec),
+            });
         }
     }
     if let (Some(b), Some(scope)) = (&e.binding, &e.scope) {
         let mut slot = snap.slot(id, scope)?.unwrap_or_default();
         slot.apply(b, e);
-        w.push(Write { table: Table::Slots, key: slot_key(id, scope), value: json(&slot) });
+        w.push(Write {
+            table: Table::Slots,
+            key: slot_key(id, scope),
+            value: json(&slot),
+        });
         let mut hk = history_prefix(id, scope);
         hk.extend_from_slice(&e.partition.to_be_bytes());
         hk.extend_from_slice(&e.seq.to_be_bytes());
@@ -275,7 +308,11 @@ fn plan_family<S: Snapshot>(e: &RegistryEvent, id: &BundleId, snap: &S, w: &mut 
             reason: e.reason.clone(),
             observed_at_utc: e.observed_at_utc,
         };
-        w.push(Write { table: Table::History, key: hk, value: json(&entry) });
+        w.push(Write {
+            table: Table::History,
+            key: hk,
+            value: json(&entry),
+        });
     }
     Ok(())
 }
@@ -283,10 +320,18 @@ fn plan_family<S: Snapshot>(e: &RegistryEvent, id: &BundleId, snap: &S, w: &mut 
 /// A snapshot over the processor's in-memory partition state.
 impl Snapshot for crate::domain::PartitionState {
     type Error = std::convert::Infallible;
-    fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, Self::Error> {
+    fn bundle(
+        &self,
+        id: &BundleId,
+        v: &BundleVersion,
+    ) -> Result<Option<BundleRecord>, Self::Error> {
         Ok(crate::domain::PartitionState::bundle(self, id, v).cloned())
     }
     fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
-        Ok(self.families.get(id).and_then(|f| f.slots.get(scope)).cloned())
+        Ok(self
+            .families
+            .get(id)
+            .and_then(|f| f.slots.get(scope))
+            .cloned())
     }
 }

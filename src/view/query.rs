@@ -11,7 +11,7 @@ use crate::domain::catalog::CatalogEntry;
 use crate::domain::event::{CommandResult, ScopeRef};
 use crate::domain::resolve::{MatchedRule, ResolveQuery, resolve};
 use crate::domain::state::{BundleRecord, SlotRecord};
-use crate::domain::{BundleId, BundleVersion, Rejection, RegistryEvent, Slot, TenantId, Timestamp};
+use crate::domain::{BundleId, BundleVersion, RegistryEvent, Rejection, Slot, TenantId, Timestamp};
 
 /// Which state to resolve against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,10 @@ impl View {
         let start = after.clone().unwrap_or_else(|| prefix.to_vec());
         let mut out = Vec::new();
         let mut more = false;
-        for item in self.db.iterator_cf(self.cf(t), IteratorMode::From(&start, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(t), IteratorMode::From(&start, Direction::Forward))
+        {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
@@ -83,11 +86,19 @@ impl View {
             }
             out.push((k, v));
         }
-        let next = if more { out.last().map(|(k, _)| hex::encode(k)) } else { None };
+        let next = if more {
+            out.last().map(|(k, _)| hex::encode(k))
+        } else {
+            None
+        };
         Ok((out, next))
     }
 
-    fn history_entries(&self, id: &BundleId, scope: &ScopeRef) -> Result<Vec<HistoryEntry>, ViewError> {
+    fn history_entries(
+        &self,
+        id: &BundleId,
+        scope: &ScopeRef,
+    ) -> Result<Vec<HistoryEntry>, ViewError> {
         let prefix = plan::history_prefix(id, scope);
         let mut out = Vec::new();
         for item in self.db.prefix_iterator_cf(self.cf(Table::History), &prefix) {
@@ -101,9 +112,15 @@ impl View {
     }
 
     /// The change that bound `scope`'s slot as of `at`, if anything was bound then.
-    fn binding_at(&self, id: &BundleId, scope: &ScopeRef, at: ResolveAt) -> Result<Option<HistoryEntry>, ViewError> {
+    fn binding_at(
+        &self,
+        id: &BundleId,
+        scope: &ScopeRef,
+        at: ResolveAt,
+    ) -> Result<Option<HistoryEntry>, ViewError> {
         if at == ResolveAt::Now {
-            let slot: Option<SlotRecord> = self.get_json(Table::Slots, &plan::slot_key(id, scope))?;
+            let slot: Option<SlotRecord> =
+                self.get_json(Table::Slots, &plan::slot_key(id, scope))?;
             if slot.as_ref().and_then(SlotRecord::bound).is_none() {
                 return Ok(None);
             }
@@ -118,7 +135,11 @@ impl View {
     }
 
     /// Resolves `q` at `at` by the fixed rule order. `Ok(Err(_))` is NO_ACTIVE_BUNDLE.
-    pub fn resolve(&self, q: &ResolveQuery, at: ResolveAt) -> Result<Result<Resolved, Rejection>, ViewError> {
+    pub fn resolve(
+        &self,
+        q: &ResolveQuery,
+        at: ResolveAt,
+    ) -> Result<Result<Resolved, Rejection>, ViewError> {
         let found = resolve(q, |tenant, slot| {
             let scope = ScopeRef {
                 environment: q.environment.clone(),
@@ -130,28 +151,54 @@ impl View {
         let Ok((rule, tenant_id, slot, activation)) = found else {
             return Ok(Err(found.err().expect("not ok")));
         };
-        let record = self.bundle(&q.bundle_id, &activation.bundle_version)?.ok_or_else(|| ViewError::Corrupt {
-            table: "bundles",
-            detail: format!("bound version {} missing", activation.bundle_version),
-        })?;
-        Ok(Ok(Resolved { rule, tenant_id, slot, record, activation }))
+        let record = self
+            .bundle(&q.bundle_id, &activation.bundle_version)?
+            .ok_or_else(|| ViewError::Corrupt {
+                table: "bundles",
+                detail: format!("bound version {} missing", activation.bundle_version),
+            })?;
+        Ok(Ok(Resolved {
+            rule,
+            tenant_id,
+            slot,
+            record,
+            activation,
+        }))
     }
 
     /// One bundle version.
-    pub fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, ViewError> {
+    pub fn bundle(
+        &self,
+        id: &BundleId,
+        v: &BundleVersion,
+    ) -> Result<Option<BundleRecord>, ViewError> {
         self.get_json(Table::Bundles, &plan::bundle_key(id, v))
     }
 
     /// Bundles, optionally of one family, in key order.
-    pub fn bundles(&self, family: Option<&BundleId>, cursor: Option<&str>, limit: usize) -> Result<Page<BundleRecord>, ViewError> {
-        let prefix = family.map(|f| format!("{f}\0").into_bytes()).unwrap_or_default();
+    pub fn bundles(
+        &self,
+        family: Option<&BundleId>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<BundleRecord>, ViewError> {
+        let prefix = family
+            .map(|f| format!("{f}\0").into_bytes())
+            .unwrap_or_default();
         let (rows, next_cursor) = self.scan(Table::Bundles, &prefix, cursor, limit)?;
-        let items = rows.iter().map(|(_, v)| Self::decode(Table::Bundles, v)).collect::<Result<_, _>>()?;
+        let items = rows
+            .iter()
+            .map(|(_, v)| Self::decode(Table::Bundles, v))
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
     /// Slots of a family (optionally of one environment), with their bound versions.
-    pub fn slots(&self, family: &BundleId, env: Option<&str>) -> Result<Vec<(ScopeRef, SlotRecord)>, ViewError> {
+    pub fn slots(
+        &self,
+        family: &BundleId,
+        env: Option<&str>,
+    ) -> Result<Vec<(ScopeRef, SlotRecord)>, ViewError> {
         let prefix = match env {
             Some(e) => format!("{family}\0{e}\0").into_bytes(),
             None => format!("{family}\0").into_bytes(),
@@ -164,7 +211,11 @@ impl View {
                 let scope = ScopeRef {
                     environment: parts[1].parse().map_err(|_| corrupt_key(&key))?,
                     tenant_id: parts[2].parse().map_err(|_| corrupt_key(&key))?,
-                    slot: if parts[3] == "DEGRADE" { Slot::Degrade } else { Slot::Primary },
+                    slot: if parts[3] == "DEGRADE" {
+                        Slot::Degrade
+                    } else {
+                        Slot::Primary
+                    },
                 };
                 Ok((scope, Self::decode(Table::Slots, v)?))
             })
@@ -172,9 +223,23 @@ impl View {
     }
 
     /// Activation history of one scope slot, oldest first.
-    pub fn history(&self, id: &BundleId, scope: &ScopeRef, cursor: Option<&str>, limit: usize) -> Result<Page<HistoryEntry>, ViewError> {
-        let (rows, next_cursor) = self.scan(Table::History, &plan::history_prefix(id, scope), cursor, limit)?;
-        let items = rows.iter().map(|(_, v)| Self::decode(Table::History, v)).collect::<Result<_, _>>()?;
+    pub fn history(
+        &self,
+        id: &BundleId,
+        scope: &ScopeRef,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<HistoryEntry>, ViewError> {
+        let (rows, next_cursor) = self.scan(
+            Table::History,
+            &plan::history_prefix(id, scope),
+            cursor,
+            limit,
+        )?;
+        let items = rows
+            .iter()
+            .map(|(_, v)| Self::decode(Table::History, v))
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
@@ -194,14 +259,22 @@ impl View {
             let batch = limit.max(64);
             let (rows, next) = match family {
                 Some(f) => {
-                    let (rows, next) = self.scan(Table::EventsByBundle, format!("{f}\0").as_bytes(), cursor.as_deref(), batch)?;
+                    let (rows, next) = self.scan(
+                        Table::EventsByBundle,
+                        format!("{f}\0").as_bytes(),
+                        cursor.as_deref(),
+                        batch,
+                    )?;
                     let mut evs = Vec::with_capacity(rows.len());
                     for (k, _) in rows {
                         let pos = &k[f.as_str().len() + 1..];
-                        let bytes = self.db.get_pinned_cf(self.cf(Table::Events), pos)?.ok_or_else(|| ViewError::Corrupt {
-                            table: "events",
-                            detail: "indexed event missing".into(),
-                        })?;
+                        let bytes = self
+                            .db
+                            .get_pinned_cf(self.cf(Table::Events), pos)?
+                            .ok_or_else(|| ViewError::Corrupt {
+                                table: "events",
+                                detail: "indexed event missing".into(),
+                            })?;
                         evs.push((k, Self::decode::<RegistryEvent>(Table::Events, &bytes)?));
                     }
                     (evs, next)
@@ -220,7 +293,10 @@ impl View {
                 if keep(&e) {
                     items.push(e);
                     if items.len() == limit {
-                        return Ok(Page { items, next_cursor: Some(key) });
+                        return Ok(Page {
+                            items,
+                            next_cursor: Some(key),
+                        });
                     }
                 }
                 cursor = Some(key);
@@ -228,7 +304,10 @@ impl View {
             if next.is_none() {
                 // At the end of the log the cursor still marks the last event scanned, so
                 // a follower can poll for what comes after it.
-                return Ok(Page { items, next_cursor: cursor });
+                return Ok(Page {
+                    items,
+                    next_cursor: cursor,
+                });
             }
         }
     }
@@ -240,7 +319,9 @@ impl View {
 
     /// The platform catalog: version and entries.
     pub fn catalog(&self) -> Result<(u64, Vec<CatalogEntry>), ViewError> {
-        let version = self.get_json::<u64>(Table::Catalog, plan::CATALOG_VERSION_KEY)?.unwrap_or(0);
+        let version = self
+            .get_json::<u64>(Table::Catalog, plan::CATALOG_VERSION_KEY)?
+            .unwrap_or(0);
         let (rows, _) = self.scan(Table::Catalog, &[], None, usize::MAX)?;
         let entries = rows
             .iter()
@@ -251,11 +332,20 @@ impl View {
     }
 
     /// Events of one log partition in seq order, starting after `after_seq`.
-    pub fn log_events(&self, log: crate::domain::event::LogId, partition: i32, after_seq: u64, limit: usize) -> Result<Vec<RegistryEvent>, ViewError> {
+    pub fn log_events(
+        &self,
+        log: crate::domain::event::LogId,
+        partition: i32,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<RegistryEvent>, ViewError> {
         let start = plan::position_key(log, partition, after_seq + 1);
         let prefix = &start[..5];
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(Table::Events), IteratorMode::From(&start, Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            self.cf(Table::Events),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             let (k, v) = item?;
             if !k.starts_with(prefix) || out.len() == limit {
                 break;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Starts or stops the embedded default broker (tansu) with durable SQLite storage.
+#   scripts/broker.sh start [DATA_DIR] [PORT]   (defaults: var/broker, 9092)
+#   scripts/broker.sh stop  [DATA_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
+TANSU="${MPR_TANSU_BIN:-$MPR_TOOLS/bin/tansu}"
+action="${1:-start}"
+dir="${2:-var/broker}"
+port="${3:-9092}"
+mkdir -p "$dir"
+pidfile="$dir/tansu.pid"
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+case "$action" in
+  start)
+    if running; then echo "broker: already running (pid $(cat "$pidfile"))"; exit 0; fi
+    [ -x "$TANSU" ] || ./scripts/install-broker.sh
+    env -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
+      "$TANSU" broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "sqlite://$(realpath "$dir")/tansu.db" \
+        >"$dir/tansu.log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 100); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "broker: tansu listening on 127.0.0.1:$port (data $dir, log $dir/tansu.log)"
+        exit 0
+      fi
+      sleep 0.1
+    done
+    echo "broker: tansu did not start; see $dir/tansu.log" >&2
+    exit 1
+    ;;
+  stop)
+    if running; then kill "$(cat "$pidfile")"; rm -f "$pidfile"; echo "broker: stopped"; else echo "broker: not running"; fi
+    ;;
+  *) echo "usage: $0 start|stop [DATA_DIR] [PORT]" >&2; exit 2 ;;
+esac

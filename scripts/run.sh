@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The README's run command: installs what is missing, starts the embedded broker with
+# durable storage under var/broker, creates the topics, and serves the registry on
+# 127.0.0.1:8080 with config/local.toml. Point it at another Kafka cluster with
+# MPR_BROKERS=host:port (the embedded broker is then not started).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+if [ -z "${MPR_BROKERS:-}" ]; then
+  ./scripts/broker.sh start var/broker 9092
+fi
+cargo build --locked --bin mpr
+MPR="${CARGO_TARGET_DIR:-target}/debug/mpr"
+"$MPR" --config config/local.toml topics ensure
+exec "$MPR" --config config/local.toml serve
