@@ -18,12 +18,13 @@ case "$action" in
   start)
     if running; then echo "broker: already running (pid $(cat "$pidfile"))"; exit 0; fi
     [ -x "$TANSU" ] || ./scripts/install-broker.sh
-    env -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
+    # tansu resolves the SQLite path against its working directory.
+    (cd "$dir" && exec env -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
       "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "sqlite://$(realpath "$dir")/tansu.db" \
-        >"$dir/tansu.log" 2>&1 &
+        --storage-engine "sqlite://tansu.db" \
+        >tansu.log 2>&1) &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

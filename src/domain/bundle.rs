@@ -24,6 +24,8 @@ pub mod limits {
     pub const MAX_STRING: usize = 2048;
     /// Feature groups, schema versions, dataset refs or evidence refs per list.
     pub const MAX_LIST: usize = 256;
+    /// Largest `size_bytes`: 2^53-1, so every JSON implementation reproduces the digest.
+    pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
     /// Bytes of one encoded command on the wire.
     pub const MAX_COMMAND_BYTES: usize = 256 * 1024;
 }
@@ -204,6 +206,12 @@ impl ModelBundle {
             check_str(&format!("bundle.artifacts[{i}].name"), &a.name)?;
             check_str(&format!("bundle.artifacts[{i}].uri"), &a.uri)?;
             check_sha256(&format!("bundle.artifacts[{i}].sha256"), &a.sha256)?;
+            if a.size_bytes > limits::MAX_SAFE_INTEGER {
+                return bad(format!(
+                    "bundle.artifacts[{i}].size_bytes {} exceeds 2^53-1, the largest integer every JSON reader keeps exactly",
+                    a.size_bytes
+                ));
+            }
             if !names.insert(a.name.as_str()) {
                 return bad(format!(
                     "bundle.artifacts[{i}].name {:?} is repeated",

@@ -268,6 +268,13 @@ impl fmt::Display for Timestamp {
 impl FromStr for Timestamp {
     type Err = Rejection;
     fn from_str(s: &str) -> Result<Self, Rejection> {
+        if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+            return Err(invalid(
+                "timestamp",
+                s,
+                "not RFC 3339 (date and time are separated by T)",
+            ));
+        }
         let dt = OffsetDateTime::parse(s, &Rfc3339)
             .map_err(|e| invalid("timestamp", s, &format!("not RFC 3339 ({e})")))?;
         let ms = dt.unix_timestamp_nanos() / 1_000_000;

@@ -1,0 +1,430 @@
+//! Shared harness: a real tansu broker per test (free port, temporary SQLite store), the
+//! registry in-process (port 0) or as a child process (for kill -9), Kafka helpers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mpr::config::{Config, Principal};
+use mpr::domain::bundle::sha256_hex;
+use mpr::domain::{CommandEnvelope, RegistryEvent};
+use mpr::log::Topics;
+use mpr::log::reader::{Record, read_to_end};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Tokens of the test principals: actor -> (token, roles).
+pub const PRINCIPALS: &[(&str, &str, &[&str])] = &[
+    ("mf", "tok-publisher", &["publisher"]),
+    ("alice", "tok-approver", &["approver"]),
+    ("bob", "tok-deployer", &["deployer"]),
+    ("dana", "tok-stage-deployer", &["deployer@stage"]),
+    ("carol", "tok-pub-approver", &["publisher", "approver"]),
+    ("admin", "tok-admin", &["admin"]),
+    ("df", "tok-reader", &["reader"]),
+];
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("MPR_TANSU_BIN") {
+        return p.into();
+    }
+    let tools = std::env::var("MPR_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mpr"));
+    let p = tools.join("bin/tansu");
+    assert!(
+        p.exists(),
+        "tansu not found at {}; run scripts/setup.sh",
+        p.display()
+    );
+    p
+}
+
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker on a free port with durable SQLite storage in a temp dir.
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let mut b = Self {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.dir.path().join("tansu.log")).unwrap();
+        let child = Command::new(tansu_bin())
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            // tansu resolves the SQLite path against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("the broker port", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A registry config for `broker`, with its view under `dir`.
+pub fn config(brokers: &str, dir: &Path, prefix: &str) -> Config {
+    let mut c = Config::default();
+    c.kafka.brokers = brokers.to_owned();
+    c.kafka.topic_prefix = prefix.to_owned();
+    c.kafka.partitions = 3;
+    c.kafka.group_id = format!("{prefix}processor");
+    c.view.path = dir.join("view");
+    c.http.listen = "127.0.0.1:0".into();
+    c.http.command_timeout_ms = 10_000;
+    c.http.read_barrier_timeout_ms = 1_000;
+    c.auth.principals = PRINCIPALS
+        .iter()
+        .map(|(actor, token, roles)| Principal {
+            actor: actor.parse().unwrap(),
+            roles: roles.iter().map(|r| r.parse().unwrap()).collect(),
+            token_sha256: Some(sha256_hex(token.as_bytes())),
+        })
+        .collect();
+    c
+}
+
+/// The registry running in this process on its own runtime thread.
+pub struct InProcess {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    pub fn start(cfg: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                mpr::app::run(cfg, l, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let r = Self {
+            url,
+            stop: Some(tx),
+            thread: Some(thread),
+        };
+        r.wait_ready();
+        r
+    }
+
+    pub fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.url);
+        wait_for("readiness", Duration::from_secs(60), || {
+            ureq::get(&url).call().ok()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The `mpr` binary as a child process (so it can be killed with SIGKILL).
+pub struct ChildRegistry {
+    child: Child,
+    pub url: String,
+}
+
+impl ChildRegistry {
+    pub fn start(cfg: &Config, dir: &Path) -> Self {
+        let port = free_port();
+        let mut cfg = cfg.clone();
+        cfg.http.listen = format!("127.0.0.1:{port}");
+        let file = dir.join("mpr.toml");
+        std::fs::write(&file, toml_of(&cfg)).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("mpr.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mpr"))
+            .args(["--config"])
+            .arg(&file)
+            .arg("serve")
+            .env("MPR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let r = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let url = format!("{}/readyz", r.url);
+        wait_for("child readiness", Duration::from_secs(60), || {
+            ureq::get(&url).call().ok()
+        });
+        r
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildRegistry {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn toml_of(cfg: &Config) -> String {
+    let v = serde_json::to_value(cfg).unwrap();
+    fn emit(prefix: &str, v: &Value, out: &mut String) {
+        let obj = v.as_object().unwrap();
+        let mut tables = Vec::new();
+        for (k, val) in obj {
+            match val {
+                Value::Object(_) => tables.push((k, val)),
+                Value::Array(a) if a.first().is_some_and(Value::is_object) => tables.push((k, val)),
+                Value::Null => {}
+                other => out.push_str(&format!("{k} = {other}\n")),
+            }
+        }
+        for (k, val) in tables {
+            let name = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match val {
+                Value::Array(items) => {
+                    for item in items {
+                        out.push_str(&format!("\n[[{name}]]\n"));
+                        emit(&name, item, out);
+                    }
+                }
+                _ => {
+                    out.push_str(&format!("\n[{name}]\n"));
+                    emit(&name, val, out);
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    emit("", &v, &mut out);
+    out
+}
+
+/// A producer for test commands.
+pub fn producer(brokers: &str) -> FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "2")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap()
+}
+
+/// Produces raw bytes to the commands topic.
+pub async fn produce_raw(
+    p: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    content_type: Option<&str>,
+) {
+    let mut rec = FutureRecord::to(topic).key(key).payload(payload);
+    if let Some(ct) = content_type {
+        rec = rec.headers(OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some(ct),
+        }));
+    }
+    p.send(rec, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+/// Produces a command, Avro-encoded, keyed by its partition key.
+pub async fn produce(p: &FutureProducer, topics: &Topics, env: &CommandEnvelope) {
+    let bytes = mpr::codec::avro::encode_command(env);
+    produce_raw(
+        p,
+        &topics.commands,
+        env.command.partition_key(),
+        &bytes,
+        None,
+    )
+    .await;
+}
+
+/// Every record of a topic (all `partitions`).
+pub fn read_all(cfg: &Config, topic: &str, partitions: i32) -> Vec<Record> {
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        read_to_end(&cfg.kafka, topic, p, 0, |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
+    }
+    out
+}
+
+/// Every event of the events topic, per partition in log order.
+pub fn read_events(cfg: &Config) -> Vec<Vec<RegistryEvent>> {
+    let t = Topics::new(&cfg.kafka.topic_prefix);
+    (0..cfg.kafka.partitions)
+        .map(|p| {
+            let mut evs = Vec::new();
+            read_to_end(&cfg.kafka, &t.events, p, 0, |r| {
+                evs.push(mpr::codec::decode_event(r.payload.as_deref().unwrap()).unwrap());
+                Ok(())
+            })
+            .unwrap();
+            evs
+        })
+        .collect()
+}
+
+/// HTTP GET with a token; returns (status, JSON body).
+pub fn get(url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = ureq::get(url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.call() {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+/// HTTP with a JSON body.
+pub fn send(method: &str, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut req = ureq::request(method, url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.send_json(body.clone()) {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// A fresh runtime for async helpers in sync tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Waits until the registry at `url` has a result for `command_id`.
+pub fn wait_result(url: &str, command_id: uuid::Uuid) -> Value {
+    let u = format!("{url}/v1/commands/{command_id}");
+    wait_for("a command result", Duration::from_secs(60), || {
+        let (s, v) = get(&u, Some("tok-reader"));
+        (s == 200).then_some(v)
+    })
+}

@@ -1,0 +1,5 @@
+//! Integration tests against a real Kafka-protocol broker (tansu over TCP) and a real
+//! RocksDB in a temp dir. One binary, one shared harness; every test starts its own broker.
+
+mod harness;
+mod pipeline;
