@@ -61,7 +61,7 @@ enum Step {
     },
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectCommand {
     outcome: Outcome,

@@ -49,13 +49,22 @@ pub fn decode_command(
     content_type: Option<&str>,
 ) -> Result<CommandEnvelope, DecodeError> {
     if bytes.len() > MAX_COMMAND_BYTES {
-        return Err(DecodeError::new(
-            ErrorCode::InvalidPayload,
-            format!(
+        // The broker bounds a record's size, so reading the id of an oversized JSON command
+        // is bounded work; it lets the command be rejected instead of only dead-lettered.
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            command_id: Uuid,
+        }
+        return Err(DecodeError {
+            code: ErrorCode::InvalidPayload,
+            message: format!(
                 "command is {} bytes; the limit is {MAX_COMMAND_BYTES}",
                 bytes.len()
             ),
-        ));
+            command_id: serde_json::from_slice::<IdOnly>(bytes)
+                .ok()
+                .map(|i| i.command_id),
+        });
     }
     let json =
         content_type.is_some_and(|c| c.starts_with(CONTENT_TYPE_JSON)) || !avro::is_framed(bytes);
@@ -88,4 +97,18 @@ pub fn encode_event(e: &RegistryEvent) -> Vec<u8> {
 /// Decodes an event from the `events`/`catalog` topics.
 pub fn decode_event(bytes: &[u8]) -> Result<RegistryEvent, DecodeError> {
     avro::decode_event(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_json_keeps_its_command_id() {
+        let id = Uuid::new_v4();
+        let big = serde_json::json!({"command_id": id, "pad": "x".repeat(300 * 1024)}).to_string();
+        let e = decode_command(big.as_bytes(), Some(CONTENT_TYPE_JSON)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidPayload);
+        assert_eq!(e.command_id, Some(id));
+    }
 }

@@ -111,7 +111,7 @@ pub fn run_applier(
             msg.partition as usize + 1
         };
         next[idx] = msg.offset + 1;
-        let _ = status.version.send(view.version());
+        status.version.send_replace(view.version());
         if last_lag_report.elapsed() > Duration::from_secs(5) {
             last_lag_report = std::time::Instant::now();
             for (i, (topic, p, _)) in targets.iter().enumerate() {

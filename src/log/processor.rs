@@ -108,6 +108,9 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// Marks a conflict on the catalog log in the set of conflicted partitions.
+const CATALOG_PARTITION: i32 = -1;
+
 /// One owned partition.
 struct Owned {
     state: PartitionState,
@@ -134,6 +137,9 @@ pub struct Processor {
     producer: FutureProducer,
     owned: HashMap<i32, Owned>,
     catalog: CatalogHandle,
+    /// Next offset this processor expects its own catalog event to land at (set when a
+    /// partition load reads the catalog log to its end).
+    catalog_expected: i64,
     metrics: Arc<Metrics>,
 }
 
@@ -198,6 +204,7 @@ impl Processor {
             producer,
             owned: HashMap::new(),
             catalog,
+            catalog_expected: 0,
             metrics,
         })
     }
@@ -274,33 +281,37 @@ impl Processor {
         let cfg = self.cfg.clone();
         let topics = self.topics.clone();
         let catalog = self.catalog.clone();
-        let (owned, rederive) = tokio::task::block_in_place(|| -> Result<_, LogError> {
-            let mut state = PartitionState::new(p);
-            let mut rederive = Vec::new();
-            let events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
-                let e = decode_event_record(&topics.events, &r)?;
-                let writes =
-                    (e.source.offset >= committed).then(|| infallible(plan::plan(&e, &state)));
-                if state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))? == Applied::Applied
-                    && let Some(w) = writes
-                {
-                    rederive.push((e, w, r.offset));
-                }
-                Ok(())
+        let (owned, rederive, catalog_end) =
+            tokio::task::block_in_place(|| -> Result<_, LogError> {
+                let mut state = PartitionState::new(p);
+                let mut rederive = Vec::new();
+                let events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
+                    let e = decode_event_record(&topics.events, &r)?;
+                    let writes =
+                        (e.source.offset >= committed).then(|| infallible(plan::plan(&e, &state)));
+                    if state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))?
+                        == Applied::Applied
+                        && let Some(w) = writes
+                    {
+                        rederive.push((e, w, r.offset));
+                    }
+                    Ok(())
+                })?;
+                let from = catalog.read().expect("catalog lock").next_offset;
+                let catalog_end = read_to_end(&cfg, &topics.catalog, 0, from, |r| {
+                    if let Some(e) = apply_catalog_record(&catalog, &r)?
+                        && e.source.partition == p
+                        && e.source.offset >= committed
+                    {
+                        let w = infallible(plan::plan(&e, &NoSnapshot));
+                        rederive.push((e, w, r.offset));
+                    }
+                    Ok(())
+                })?;
+                Ok((Owned { state, events_next }, rederive, catalog_end))
             })?;
-            let from = catalog.read().expect("catalog lock").next_offset;
-            read_to_end(&cfg, &topics.catalog, 0, from, |r| {
-                if let Some(e) = apply_catalog_record(&catalog, &r)?
-                    && e.source.partition == p
-                    && e.source.offset >= committed
-                {
-                    let w = infallible(plan::plan(&e, &NoSnapshot));
-                    rederive.push((e, w, r.offset));
-                }
-                Ok(())
-            })?;
-            Ok((Owned { state, events_next }, rederive))
-        })?;
+        self.catalog_expected =
+            catalog_end.max(self.catalog.read().expect("catalog lock").next_offset);
         info!(
             partition = p,
             last_seq = owned.state.chain.last_seq,
@@ -375,14 +386,42 @@ impl Processor {
         own.max(cat)
     }
 
+    /// Processes a batch; partitions where another writer was noticed are reloaded from
+    /// the log and their records run again (those already decided are skipped).
     async fn process(&mut self, batch: Vec<Record>) -> Result<(), LogError> {
+        let mut todo = batch;
+        for _ in 0..10 {
+            let conflicted = self.process_once(&todo).await?;
+            if conflicted.is_empty() {
+                return Ok(());
+            }
+            if conflicted.contains(&CATALOG_PARTITION) {
+                self.reset_catalog();
+            }
+            todo.retain(|r| {
+                conflicted.contains(&r.partition) || conflicted.contains(&CATALOG_PARTITION)
+            });
+        }
+        Err(LogError::Topic(
+            "a partition kept conflicting with another writer; giving up this batch".into(),
+        ))
+    }
+
+    /// Forgets the catalog state so that the next load re-reads the catalog log.
+    fn reset_catalog(&mut self) {
+        let mut c = self.catalog.write().expect("catalog lock");
+        c.state = CatalogState::new();
+        c.next_offset = 0;
+        self.owned.clear();
+    }
+
+    async fn process_once(&mut self, batch: &[Record]) -> Result<Vec<i32>, LogError> {
         let mut pending: Vec<Pending> = Vec::new();
         let mut other = Vec::new();
-        let mut first_offset: BTreeMap<i32, i64> = BTreeMap::new();
         let mut commit: BTreeMap<i32, i64> = BTreeMap::new();
         for rec in batch {
+            let rec = rec.clone();
             let p = rec.partition;
-            first_offset.entry(p).or_insert(rec.offset);
             commit.insert(p, rec.offset + 1);
             if !self.owned.contains_key(&p) {
                 self.load(p, rec.offset).await?;
@@ -435,7 +474,7 @@ impl Processor {
                 }
             }
         }
-        self.settle(pending, other, &first_offset, commit).await
+        self.settle(pending, other, commit).await
     }
 
     /// Waits for the appended events, checks each landed where expected, writes derived
@@ -444,21 +483,29 @@ impl Processor {
         &mut self,
         pending: Vec<Pending>,
         other: Vec<DeliveryFuture>,
-        first_offset: &BTreeMap<i32, i64>,
         mut commit: BTreeMap<i32, i64>,
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<i32>, LogError> {
         let mut conflicted: BTreeMap<i32, i64> = BTreeMap::new();
         let mut derived_futs = Vec::new();
+        debug!(
+            events = pending.len(),
+            other = other.len(),
+            "settling batch"
+        );
         for pe in pending {
-            if conflicted.contains_key(&pe.partition) {
+            let key = if pe.event.log == LogId::Catalog {
+                CATALOG_PARTITION
+            } else {
+                pe.partition
+            };
+            if conflicted.contains_key(&key) {
                 continue;
             }
             let d = delivered(pe.delivery.await)?;
             let expected = if pe.event.log == LogId::Catalog {
-                let mut c = self.catalog.write().expect("catalog lock");
-                let exp = c.next_offset;
+                let exp = self.catalog_expected;
                 if d.offset == exp {
-                    c.next_offset = d.offset + 1;
+                    self.catalog_expected = d.offset + 1;
                 }
                 exp
             } else {
@@ -480,7 +527,7 @@ impl Processor {
                     "another writer appended to this log; re-syncing"
                 );
                 self.metrics.resyncs.inc();
-                conflicted.insert(pe.partition, pe.source_offset);
+                conflicted.insert(key, pe.source_offset);
                 continue;
             }
             self.count(&crate::domain::CommandResult::from_event(&pe.event));
@@ -490,21 +537,16 @@ impl Processor {
                 derived_futs.push(self.enqueue(&r).await?);
             }
         }
+        debug!(
+            derived = derived_futs.len(),
+            "events durable; awaiting derived outputs"
+        );
         for f in other.into_iter().chain(derived_futs) {
             delivered(f.await)?;
         }
-        for (p, _) in &conflicted {
+        debug!("batch settled");
+        for p in conflicted.keys() {
             self.owned.remove(p);
-            if self.catalog.read().is_ok() {
-                // The catalog is re-read on the next load as well.
-            }
-            let from = first_offset.get(p).copied().unwrap_or(0);
-            self.consumer.seek(
-                &self.topics.commands,
-                *p,
-                Offset::Offset(from),
-                Duration::from_secs(10),
-            )?;
             commit.remove(p);
         }
         if !commit.is_empty() {
@@ -514,7 +556,7 @@ impl Processor {
             }
             self.consumer.commit(&tpl, CommitMode::Async)?;
         }
-        Ok(())
+        Ok(conflicted.into_keys().collect())
     }
 
     fn count(&self, r: &crate::domain::CommandResult) {

@@ -30,10 +30,13 @@ pub fn plan(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             ("retention.ms", days.clone()),
         ]
     };
+    // "Never deleted" is retention.ms = i64::MAX rather than -1: Apache Kafka reads both as
+    // forever, but tansu 0.6 applies `now - timestamp > retention.ms` literally at start-up,
+    // so -1 would delete every record of the audit log.
     let forever = || {
         vec![
             ("cleanup.policy", "delete".to_owned()),
-            ("retention.ms", "-1".to_owned()),
+            ("retention.ms", i64::MAX.to_string()),
         ]
     };
     let n = cfg.partitions;
@@ -85,7 +88,20 @@ pub fn plan(cfg: &KafkaConfig) -> Vec<TopicSpec> {
 /// names created.
 pub async fn ensure(cfg: &KafkaConfig) -> Result<Vec<String>, LogError> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
-    let specs = plan(cfg);
+    let existing: Vec<String> = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))?
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .collect();
+    let specs: Vec<TopicSpec> = plan(cfg)
+        .into_iter()
+        .filter(|s| !existing.contains(&s.name))
+        .collect();
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {

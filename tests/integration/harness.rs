@@ -111,12 +111,23 @@ impl Broker {
         });
     }
 
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if std::env::var("PROBE_TERM").is_ok() {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(c.id().to_string())
+                    .status();
+                std::thread::sleep(Duration::from_secs(2));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -163,8 +174,19 @@ pub struct InProcess {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Logs of in-process registries go to the test's output (filter with MPR_LOG).
+pub fn init_logs() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("MPR_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 impl InProcess {
     pub fn start(cfg: Config) -> Self {
+        init_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -423,7 +445,28 @@ pub fn rt() -> tokio::runtime::Runtime {
 /// Waits until the registry at `url` has a result for `command_id`.
 pub fn wait_result(url: &str, command_id: uuid::Uuid) -> Value {
     let u = format!("{url}/v1/commands/{command_id}");
-    wait_for("a command result", Duration::from_secs(60), || {
+    let ready = format!("{url}/readyz");
+    let what = format!("the result of {command_id}");
+    let started = std::time::Instant::now();
+    wait_for(&what, Duration::from_secs(60), || {
+        if started.elapsed() > Duration::from_secs(55) {
+            eprintln!(
+                "still waiting for {command_id}; readyz: {:?}",
+                get(&ready, None)
+            );
+            if let Ok(r) = ureq::get(&format!("{url}/metrics")).call() {
+                let text = r.into_string().unwrap_or_default();
+                for l in text.lines().filter(|l| {
+                    !l.starts_with('#')
+                        && (l.contains("fork")
+                            || l.contains("applied")
+                            || l.contains("lag")
+                            || l.contains("resync"))
+                }) {
+                    eprintln!("  {l}");
+                }
+            }
+        }
         let (s, v) = get(&u, Some("tok-reader"));
         (s == 200).then_some(v)
     })

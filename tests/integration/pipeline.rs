@@ -118,17 +118,16 @@ fn end_to_end_commands_to_view_and_outputs() {
     let results_topic = read_all(&cfg, &topics.results, 3);
     assert!(results_topic.len() >= 9);
     let lifecycle_topic = read_all(&cfg, &topics.lifecycle, 3);
-    let types: Vec<String> =
-        lifecycle_topic
-            .iter()
-            .map(|r| {
-                serde_json::from_slice::<serde_json::Value>(r.payload.as_deref().unwrap()).unwrap()
+    let types: Vec<String> = lifecycle_topic
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(r.payload.as_deref().unwrap()).unwrap()
                     ["type"]
                     .as_str()
                     .unwrap()
                     .to_owned()
-            })
-            .collect();
+        })
+        .collect();
     assert_eq!(
         types.iter().filter(|t| *t == "mpr.bundle.promoted").count(),
         2,
