@@ -152,12 +152,13 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
+        // `MPR_SECTION__KEY` sets `section.key`; MPR_CONFIG, MPR_URL, MPR_TOKEN (the CLI) and
+        // MPR_LOG (the log filter) are not config keys; MPR_BROKERS is `kafka.brokers`.
         fig = fig
             .merge(
                 Env::prefixed("MPR_")
                     .split("__")
-                    .filter(|k| k.as_str().contains("__"))
-                    .ignore(&["config"]),
+                    .ignore(&["config", "url", "token", "log", "brokers"]),
             )
             .merge(
                 Env::raw()
