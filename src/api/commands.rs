@@ -231,10 +231,14 @@ async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: Json<Value>
             seq: r.seq,
             error: r.error.clone(),
         };
-        let code = match (&r.error, status) {
-            (Some(e), _) => status_of(e.code),
-            (None, PublishStatus::Accepted) => StatusCode::CREATED,
-            _ => StatusCode::OK,
+        if let Some(e) = &r.error {
+            let err = ApiError::from(e.clone()).with_details(json!({"result": body}));
+            return Ok(err.into_response());
+        }
+        let code = if status == PublishStatus::Accepted {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
         };
         Ok((code, Json(body)).into_response())
     };

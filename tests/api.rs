@@ -1,0 +1,819 @@
+//! Router tests without a socket (tower `oneshot`): every route and every error code the API
+//! answers. Commands go to an in-process sink that decides with the pure domain and applies
+//! the events to a real RocksDB view in a temp dir (the Kafka path is covered by the
+//! integration tests).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use mpr::api::error::ApiError;
+use mpr::api::{AppState, FnSink};
+use mpr::config::{Config, Principal};
+use mpr::domain::bundle::sha256_hex;
+use mpr::domain::event::{CommandSource, LogId};
+use mpr::domain::{
+    CatalogState, Command, CommandEnvelope, CommandInput, Decision, PartitionState, Timestamp,
+};
+use mpr::log::applier::ApplierStatus;
+use mpr::metrics::Metrics;
+use mpr::view::View;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Sim {
+    part: PartitionState,
+    cat: CatalogState,
+    offsets: (i64, i64),
+}
+
+struct Harness {
+    router: axum::Router,
+    status: Arc<ApplierStatus>,
+    _dir: tempfile::TempDir,
+}
+
+const TOKENS: &[(&str, &str, &[&str])] = &[
+    ("mf", "t-pub", &["publisher"]),
+    ("alice", "t-appr", &["approver"]),
+    ("bob", "t-dep", &["deployer@prod"]),
+    ("carol", "t-pubappr", &["publisher", "approver"]),
+    ("admin", "t-admin", &["admin"]),
+    ("df", "t-read", &["reader"]),
+];
+
+fn harness_with(apply: bool) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let view = Arc::new(View::open(dir.path(), 1).unwrap());
+    let status = ApplierStatus::new(view.version());
+    status.ready.store(true, Ordering::SeqCst);
+    let mut cfg = Config::default();
+    cfg.http.command_timeout_ms = 300;
+    cfg.http.read_barrier_timeout_ms = 100;
+    cfg.auth.principals = TOKENS
+        .iter()
+        .map(|(a, t, r)| Principal {
+            actor: a.parse().unwrap(),
+            roles: r.iter().map(|g| g.parse().unwrap()).collect(),
+            token_sha256: Some(sha256_hex(t.as_bytes())),
+        })
+        .collect();
+    let grants = cfg.grants();
+    let sim = Arc::new(Mutex::new(Sim {
+        part: PartitionState::new(0),
+        cat: CatalogState::new(),
+        offsets: (0, 0),
+    }));
+    let (v2, s2, g2) = (view.clone(), status.clone(), grants.clone());
+    let sink = FnSink(Arc::new(
+        move |env: &CommandEnvelope| -> Result<(), ApiError> {
+            if !apply {
+                return Ok(());
+            }
+            let mut sim = sim.lock().unwrap();
+            let offset = sim.offsets.0 + sim.offsets.1;
+            let input = CommandInput {
+                envelope: env.clone(),
+                source: CommandSource {
+                    partition: 0,
+                    offset,
+                },
+                observed_at: Timestamp::from_millis(1_800_000_000_000 + offset * 1000),
+            };
+            let d = if matches!(env.command, Command::SetCatalog(_)) {
+                sim.cat.decide(&g2, &input)
+            } else {
+                let Sim { part, cat, .. } = &*sim;
+                part.decide(&cat.catalog, &g2, &input)
+            };
+            if let Decision::Append(e) = d {
+                let off = if e.log == LogId::Catalog {
+                    sim.cat.apply(&e).unwrap();
+                    sim.offsets.1 += 1;
+                    sim.offsets.1 - 1
+                } else {
+                    sim.part.apply(&e).unwrap();
+                    sim.offsets.0 += 1;
+                    sim.offsets.0 - 1
+                };
+                v2.apply(&e, off).unwrap();
+                s2.version.send_replace(v2.version());
+            }
+            Ok(())
+        },
+    ));
+    let state = AppState {
+        view,
+        status: status.clone(),
+        sink: Arc::new(sink),
+        auth: Arc::new(mpr::api::auth::Auth::new(&cfg.auth.principals)),
+        grants: Arc::new(grants),
+        metrics: Arc::new(Metrics::new()),
+        http: Arc::new(cfg.http.clone()),
+    };
+    Harness {
+        router: mpr::api::router(state),
+        status,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        self.call_h(method, uri, token, body, &[]).await
+    }
+
+    async fn call_h(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, v, headers)
+    }
+
+    async fn ok(&self, method: &str, uri: &str, token: &str, body: Value) -> Value {
+        let (s, v, _) = self.call(method, uri, Some(token), Some(body)).await;
+        assert!(s.is_success(), "{method} {uri}: {s} {v}");
+        v
+    }
+}
+
+fn publish_body(id: &str, version: &str) -> Value {
+    let b = mpr::testkit::bundle(id, version);
+    let r = mpr::testkit::pass_receipt(&b);
+    json!({"command_id": uuid::Uuid::new_v4(), "submitted_at_utc": "2026-11-20T09:00:00.000Z", "bundle": b, "gate_receipt": r})
+}
+
+fn catalog_body() -> Value {
+    json!({"feature_groups": [{"name": "features", "version": "1"}], "schema_versions": ["decision-input/v1"], "posture": "fail_closed"})
+}
+
+/// Publishes, nominates, approves and promotes `id@version` into prod for `tenant`.
+async fn live(h: &Harness, id: &str, version: &str, tenant: &str) {
+    h.ok("POST", "/v1/bundles", "t-pub", publish_body(id, version))
+        .await;
+    h.ok(
+        "POST",
+        &format!("/v1/bundles/{id}/versions/{version}/nominate"),
+        "t-appr",
+        json!({}),
+    )
+    .await;
+    h.ok(
+        "POST",
+        &format!("/v1/bundles/{id}/versions/{version}/approve"),
+        "t-appr",
+        json!({}),
+    )
+    .await;
+    h.ok("POST", "/v1/promotions", "t-dep", json!({"bundle_id": id, "bundle_version": version, "environment": "prod", "tenant_id": tenant})).await;
+}
+
+fn code(v: &Value) -> &str {
+    v["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_routes() {
+    let h = harness_with(true);
+    let (s, v, _) = h.call("GET", "/healthz", None, None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, _, _) = h.call("GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    h.status.ready.store(false, Ordering::SeqCst);
+    let (s, v, _) = h.call("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+    );
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/resolve?environment=prod&bundle_id=x",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        "a catching-up view must not answer"
+    );
+    h.status.ready.store(true, Ordering::SeqCst);
+    let (s, v, _) = h.call("GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v.as_str().unwrap().contains("mpr_resolve_requests"), "{v}");
+    let (s, v, _) = h.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["openapi"], "3.1.0");
+}
+
+#[test]
+fn checked_in_openapi_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contracts/openapi.json");
+    let generated = mpr::api::openapi::document();
+    let checked_in: Value = serde_json::from_str(
+        &std::fs::read_to_string(path).expect("contracts/openapi.json exists"),
+    )
+    .unwrap();
+    assert!(
+        checked_in == generated,
+        "contracts/openapi.json drifted; run `mpr openapi > contracts/openapi.json`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_their_error_codes() {
+    let h = harness_with(true);
+    // 401 and 403 before anything is produced.
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles",
+            None,
+            Some(publish_body("fraud", "1.0.0")),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles",
+            Some("nope"),
+            Some(publish_body("fraud", "1.0.0")),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles",
+            Some("t-appr"),
+            Some(publish_body("fraud", "1.0.0")),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    // The caller cannot choose the actor.
+    let mut body = publish_body("fraud", "1.0.0");
+    body["submitted_by"] = json!("alice");
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(body))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    // 400 INVALID_PAYLOAD.
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles",
+            Some("t-pub"),
+            Some(json!({"bundle": 1})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
+    // 201 ACCEPTED, then DUPLICATE with the existing record.
+    let body = publish_body("fraud", "1.0.0");
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(body.clone()))
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::CREATED, Some("ACCEPTED")),
+        "{v}"
+    );
+    let mut again = body.clone();
+    again["command_id"] = json!(uuid::Uuid::new_v4());
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(again))
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str(), v["lifecycle_state"].as_str()),
+        (StatusCode::OK, Some("DUPLICATE"), Some("REGISTERED"))
+    );
+    // A repeated command_id returns the first result.
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(body))
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str(), v["seq"].as_u64()),
+        (StatusCode::CREATED, Some("ACCEPTED"), Some(1))
+    );
+    // 409 IMMUTABLE_CONFLICT.
+    let mut changed = publish_body("fraud", "1.0.0");
+    changed["bundle"]["metadata"]["owner"] = json!("someone-else");
+    let digest = serde_json::from_value::<mpr::domain::ModelBundle>(changed["bundle"].clone())
+        .unwrap()
+        .digest();
+    changed["gate_receipt"]["bundle_digest"] = json!(digest);
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(changed))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "IMMUTABLE_CONFLICT"),
+        "{v}"
+    );
+    // 422 GATE_NOT_PASS and GATE_RECEIPT_MISMATCH.
+    let mut fail = publish_body("fraud", "1.1.0");
+    fail["gate_receipt"]["verdict"] = json!("FAIL");
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(fail))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "GATE_NOT_PASS")
+    );
+    let mut other = publish_body("fraud", "1.2.0");
+    other["gate_receipt"]["bundle_digest"] = json!("0".repeat(64));
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(other))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "GATE_RECEIPT_MISMATCH")
+    );
+    // 404 UNKNOWN_BUNDLE, 409 ILLEGAL_TRANSITION, unknown action 400.
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles/fraud/versions/9.9.9/nominate",
+            Some("t-appr"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "UNKNOWN_BUNDLE"));
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles/fraud/versions/1.0.0/approve",
+            Some("t-appr"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "ILLEGAL_TRANSITION"));
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles/fraud/versions/1.0.0/explode",
+            Some("t-appr"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
+    // 403 SEPARATION_OF_DUTIES: a publisher that is also an approver cannot approve its own bundle.
+    h.ok(
+        "POST",
+        "/v1/bundles",
+        "t-pubappr",
+        publish_body("pricing", "1.0.0"),
+    )
+    .await;
+    h.ok(
+        "POST",
+        "/v1/bundles/pricing/versions/1.0.0/nominate",
+        "t-pubappr",
+        json!({}),
+    )
+    .await;
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/bundles/pricing/versions/1.0.0/approve",
+            Some("t-pubappr"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::FORBIDDEN, "SEPARATION_OF_DUTIES")
+    );
+    // Approve twice: the second is a reported no-op.
+    h.ok(
+        "POST",
+        "/v1/bundles/fraud/versions/1.0.0/nominate",
+        "t-appr",
+        json!({}),
+    )
+    .await;
+    let v = h
+        .ok(
+            "POST",
+            "/v1/bundles/fraud/versions/1.0.0/approve",
+            "t-appr",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["outcome"], "ACCEPTED");
+    let v = h
+        .ok(
+            "POST",
+            "/v1/bundles/fraud/versions/1.0.0/approve",
+            "t-appr",
+            json!({"reason": "again"}),
+        )
+        .await;
+    assert_eq!(v["outcome"], "NOOP");
+    // 409 INCOMPATIBLE (no catalog for prod yet), listing what is missing.
+    let promote = json!({"bundle_id": "fraud", "bundle_version": "1.0.0", "environment": "prod"});
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/promotions",
+            Some("t-dep"),
+            Some(promote.clone()),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "INCOMPATIBLE"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("feature_group features@1"),
+        "{v}"
+    );
+    // Catalog: admin only (403 for a deployer), then the promotion goes through.
+    let (s, v, _) = h
+        .call(
+            "PUT",
+            "/v1/catalog/prod",
+            Some("t-dep"),
+            Some(catalog_body()),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    let v = h.ok("POST", "/v1/promotions", "t-dep", promote).await;
+    assert_eq!(
+        (v["outcome"].as_str(), v["lifecycle_state"].as_str()),
+        (Some("ACCEPTED"), Some("ACTIVE"))
+    );
+    // deployer@prod cannot promote into stage.
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/promotions",
+            Some("t-dep"),
+            Some(json!({"bundle_id": "fraud", "bundle_version": "1.0.0", "environment": "stage"})),
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    // 409 NOTHING_TO_ROLL_BACK.
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/rollbacks",
+            Some("t-dep"),
+            Some(json!({"bundle_id": "fraud", "environment": "prod"})),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "NOTHING_TO_ROLL_BACK")
+    );
+    // Generic POST /v1/commands with any command; the actor in the body must be the caller.
+    let cmd = json!({"command_type": "RETIRE", "payload": {"bundle_id": "fraud", "bundle_version": "1.0.0"}, "actor": "mallory"});
+    let (s, v, _) = h
+        .call("POST", "/v1/commands", Some("t-admin"), Some(cmd))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    let cmd = json!({"command_type": "RETIRE", "payload": {"bundle_id": "fraud", "bundle_version": "1.0.0"}});
+    let (s, v, _) = h
+        .call("POST", "/v1/commands", Some("t-admin"), Some(cmd))
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "ILLEGAL_TRANSITION"),
+        "an ACTIVE bundle cannot be retired: {v}"
+    );
+    let cmd = json!({"command_type": "SELF_DESTRUCT", "payload": {}});
+    let (s, v, _) = h
+        .call("POST", "/v1/commands", Some("t-admin"), Some(cmd))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_commands_answer_202_with_the_command_id() {
+    let h = harness_with(false);
+    let id = uuid::Uuid::new_v4();
+    let mut body = publish_body("fraud", "1.0.0");
+    body["command_id"] = json!(id);
+    let (s, v, _) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(body))
+        .await;
+    assert_eq!(
+        (s, v["command_id"].as_str()),
+        (StatusCode::ACCEPTED, Some(id.to_string().as_str()))
+    );
+    let (s, v, _) = h
+        .call("GET", &format!("/v1/commands/{id}"), Some("t-read"), None)
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+    );
+    assert_eq!(v["retryable"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_etag_barrier_and_time_travel() {
+    let h = harness_with(true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    live(&h, "fraud", "1.0.0", "*").await;
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/resolve?environment=prod&bundle_id=fraud",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/resolve?environment=prod&bundle_id=fraud",
+            Some("t-pub"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/resolve?environment=Prod&bundle_id=fraud",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/resolve?environment=prod&bundle_id=nothing",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "NO_ACTIVE_BUNDLE"));
+
+    let uri = "/v1/resolve?environment=prod&bundle_id=fraud&tenant_id=acme";
+    let (s, first, hdr) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(
+        (
+            first["matched_rule"].as_str(),
+            first["active_bundle_ref"]["bundle_version"].as_str()
+        ),
+        (Some("GLOBAL"), Some("1.0.0"))
+    );
+    let etag = hdr[header::ETAG].to_str().unwrap().to_owned();
+    let (_, second, _) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(
+        first, second,
+        "same inputs and view_version give the same body"
+    );
+    let (s, _, _) = h
+        .call_h(
+            "GET",
+            uri,
+            Some("t-read"),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
+    let v1_seq = first["activation"]["seq"].as_u64().unwrap();
+
+    // A new version, then time travel back to the first activation.
+    live(&h, "fraud", "2.0.0", "*").await;
+    let (_, now, _) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(now["active_bundle_ref"]["bundle_version"], "2.0.0");
+    let (s, _, _) = h
+        .call_h(
+            "GET",
+            uri,
+            Some("t-read"),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "a changed view is not 304");
+    let (_, then, _) = h
+        .call(
+            "GET",
+            &format!("{uri}&as_of_seq={v1_seq}"),
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            then["active_bundle_ref"]["bundle_version"].as_str(),
+            then["as_of_seq"].as_u64()
+        ),
+        (Some("1.0.0"), Some(v1_seq))
+    );
+    let at = first["activation"]["activated_at_utc"].as_str().unwrap();
+    let (_, then, _) = h
+        .call("GET", &format!("{uri}&as_of={at}"), Some("t-read"), None)
+        .await;
+    assert_eq!(then["active_bundle_ref"]["bundle_version"], "1.0.0");
+    let (s, v, _) = h
+        .call("GET", &format!("{uri}&as_of_seq=0"), Some("t-read"), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "NO_ACTIVE_BUNDLE"));
+
+    // The read barrier: the current version passes, a future one times out with 503.
+    let token = now["view_version"].as_str().unwrap();
+    let (s, _, _) = h
+        .call(
+            "GET",
+            &format!("{uri}&min_view_version={token}"),
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v, _) = h
+        .call(
+            "GET",
+            &format!("{uri}&min_view_version=v1.99.99"),
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v), v["retryable"].as_bool()),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", Some(true))
+    );
+
+    // Tenant scope and degrade slot.
+    h.ok("POST", "/v1/promotions", "t-dep", json!({"bundle_id": "fraud", "bundle_version": "1.0.0", "environment": "prod", "tenant_id": "acme"})).await;
+    let (_, v, _) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(
+        (
+            v["matched_rule"].as_str(),
+            v["active_bundle_ref"]["bundle_version"].as_str()
+        ),
+        (Some("TENANT"), Some("1.0.0"))
+    );
+    h.ok("POST", "/v1/promotions", "t-dep", json!({"bundle_id": "fraud", "bundle_version": "2.0.0", "environment": "prod", "degrade": true})).await;
+    let (_, v, _) = h
+        .call("GET", &format!("{uri}&degrade=true"), Some("t-read"), None)
+        .await;
+    assert_eq!(
+        (v["matched_rule"].as_str(), v["scope"]["slot"].as_str()),
+        (Some("DEGRADE_GLOBAL"), Some("DEGRADE"))
+    );
+    // Rollback in the * scope goes back to 1.0.0.
+    let v = h
+        .ok(
+            "POST",
+            "/v1/rollbacks",
+            "t-dep",
+            json!({"bundle_id": "fraud", "environment": "prod"}),
+        )
+        .await;
+    assert_eq!(
+        (v["event_type"].as_str(), v["bundle_version"].as_str()),
+        (Some("BUNDLE_ROLLED_BACK"), Some("1.0.0"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_routes() {
+    let h = harness_with(true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    live(&h, "fraud", "1.0.0", "*").await;
+    live(&h, "fraud", "1.1.0", "*").await;
+    live(&h, "pricing", "1.0.0", "acme").await;
+    let (s, v, _) = h.call("GET", "/v1/bundles", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let (_, v, _) = h
+        .call("GET", "/v1/bundles?limit=2", Some("t-read"), None)
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let cursor = v["next_cursor"].as_str().unwrap().to_owned();
+    let (_, v, _) = h
+        .call(
+            "GET",
+            &format!("/v1/bundles?limit=2&cursor={cursor}"),
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert!(v.get("next_cursor").is_none());
+    let (_, v, _) = h
+        .call("GET", "/v1/bundles/fraud", Some("t-read"), None)
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let (_, v, _) = h
+        .call(
+            "GET",
+            "/v1/bundles/fraud/versions/1.0.0",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (v["state"].as_str(), v["submitted_by"].as_str()),
+        (Some("APPROVED"), Some("mf"))
+    );
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/bundles/fraud/versions/7.0.0",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "UNKNOWN_BUNDLE"));
+    let (_, v, _) = h
+        .call("GET", "/v1/scopes/prod/*/fraud", Some("t-read"), None)
+        .await;
+    assert_eq!(v["bindings"][0]["bundle_version"], "1.1.0");
+    let (_, v, _) = h
+        .call(
+            "GET",
+            "/v1/scopes/prod/*/fraud/history",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    let hist: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["bundle_version"].as_str().unwrap())
+        .collect();
+    assert_eq!(hist, ["1.0.0", "1.1.0"]);
+    let (_, v, _) = h
+        .call(
+            "GET",
+            "/v1/events?bundle_id=fraud&event_type=BUNDLE_PROMOTED",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let (_, v, _) = h
+        .call(
+            "GET",
+            "/v1/events?environment=prod&tenant_id=acme",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    let (_, v, _) = h
+        .call("GET", "/v1/events?limit=3", Some("t-read"), None)
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 3);
+    let (_, v, _) = h.call("GET", "/v1/catalog", Some("t-read"), None).await;
+    assert_eq!(
+        (
+            v["catalog_version"].as_u64(),
+            v["entries"][0]["environment"].as_str()
+        ),
+        (Some(1), Some("prod"))
+    );
+    let (s, v, _) = h
+        .call("GET", "/v1/commands/not-a-uuid", Some("t-read"), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
+}
