@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Benchmarks (never part of the tests): command throughput and latency through the real
+# pipeline, cold rebuild from `events` and from `state`, footprint, resolve throughput and
+# open-loop latency with oha, and MLflow's registry as a peer on the same machine.
+#   ./scripts/bench.sh              full run (RUNS=3, CMDS=100000)
+#   SMOKE=1 ./scripts/bench.sh      a tiny run that only checks the benchmarks still work
+# Results: bench-results/<timestamp>/ (raw outputs, summary.json, summary.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
+if [ -n "${SMOKE:-}" ]; then
+  RUNS=${RUNS:-1}; CMDS=${CMDS:-2000}; RATE=${RATE:-200}; LAT_SECONDS=${LAT_SECONDS:-3}
+  FAMILIES=${FAMILIES:-20}; TENANTS=${TENANTS:-5}; LOAD_SECONDS=${LOAD_SECONDS:-2}; RESOLVE_RATE=${RESOLVE_RATE:-500}
+  SKIP_MLFLOW=${SKIP_MLFLOW:-1}
+else
+  RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
+  FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
+fi
+OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT/raw"
+TARGET="${CARGO_TARGET_DIR:-target}"
+
+./scripts/install-broker.sh
+cargo build --release --locked --bin mpr --bin mpr_bench
+OHA="$MPR_TOOLS/bin/oha"
+[ -x "$OHA" ] || cargo install oha --locked --root "$MPR_TOOLS"
+MPR="$TARGET/release/mpr"; BENCH="$TARGET/release/mpr_bench"
+
+{
+  echo "date: $(date -u +%FT%TZ)"; echo "cores: $(nproc)"; free -g | sed -n 2p | awk '{print "memory_gib: " $2}'
+  echo "kernel: $(uname -r)"; echo "rustc: $(rustc -V)"; echo "tansu: $("$MPR_TOOLS/bin/tansu" --version)"
+  echo "oha: $("$OHA" --version)"; echo "mpr: $(git rev-parse --short HEAD)"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+WORK=$(mktemp -d)
+REG_PID=""
+stop_stack() {
+  [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
+  REG_PID=""
+  ./scripts/broker.sh stop "$WORK/broker" >/dev/null 2>&1 || true
+}
+trap 'stop_stack; rm -rf "$WORK"' EXIT
+
+start_stack() { # $1 = run name
+  stop_stack
+  rm -rf "$WORK/broker" "$WORK/view-$1"
+  KPORT=$(free_port); HPORT=$(free_port)
+  ./scripts/broker.sh start "$WORK/broker" "$KPORT" >/dev/null
+  export MPR_BROKERS="127.0.0.1:$KPORT" MPR_HTTP__LISTEN="127.0.0.1:$HPORT" MPR_VIEW__PATH="$WORK/view-$1" MPR_LOG="warn"
+  "$MPR" --config config/local.toml serve >"$OUT/raw/registry-$1.log" 2>&1 &
+  REG_PID=$!
+  URL="http://127.0.0.1:$HPORT"
+  for _ in $(seq 1 600); do curl -fsS "$URL/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "registry did not become ready" >&2; exit 1
+}
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+for run in $(seq 1 "$RUNS"); do
+  echo "== commands run $run: $CMDS commands"
+  start_stack "cmd$run"
+  rss0=$(rss_kib "$REG_PID")
+  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$CMDS" --family-prefix "thr$run" | tee "$OUT/raw/commands-$run.json"
+  rss1=$(rss_kib "$REG_PID")
+  kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
+  du_kib=$(du -sk "$WORK/view-cmd$run" | cut -f1)
+  echo "{\"bench\":\"footprint\",\"bundles\":$((CMDS / 4)),\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rocksdb_kib\":$du_kib}" | tee "$OUT/raw/footprint-$run.json"
+  for src in events state; do
+    rm -rf "$WORK/rebuild"
+    /usr/bin/time -v "$MPR" --config config/local.toml view rebuild --from "$src" --path "$WORK/rebuild" \
+      >"$OUT/raw/rebuild-$src-$run.txt" 2>"$OUT/raw/rebuild-$src-$run.time"
+    cat "$OUT/raw/rebuild-$src-$run.txt"
+  done
+  echo "live view: $("$MPR" --config config/local.toml view digest "$WORK/view-cmd$run")" | tee -a "$OUT/raw/rebuild-events-$run.txt"
+done
+
+for run in $(seq 1 "$RUNS"); do
+  echo "== latency run $run: $RATE commands/s for $LAT_SECONDS s"
+  start_stack "lat$run"
+  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" --seconds "$LAT_SECONDS" --family-prefix "lat$run" | tee "$OUT/raw/latency-$run.json"
+done
+
+echo "== resolve: seeding $FAMILIES families x 3 environments x $TENANTS tenants"
+start_stack resolve
+"$BENCH" --brokers "$MPR_BROKERS" --url "$URL" seed-resolve --families "$FAMILIES" --tenants "$TENANTS" | tee "$OUT/raw/seed-resolve.json"
+RURL="$URL/v1/resolve\?environment=(prod|stage|dev)&bundle_id=fam-0[0-9]{3}&tenant_id=tenant-[0-4][0-9]"
+[ "$FAMILIES" -lt 1000 ] && RURL="$URL/v1/resolve\?environment=(prod|stage|dev)&bundle_id=fam-000[0-9]&tenant_id=tenant-0[0-4]"
+for run in $(seq 1 "$RUNS"); do
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$RURL" >"$OUT/raw/resolve-saturation-$run.json"
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$RURL" >"$OUT/raw/resolve-rate-$run.json"
+done
+for run in $(seq 1 "$RUNS"); do
+  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" promote --n "${PROMOTES:-300}" | tee "$OUT/raw/promote-$run.json"
+done
+stop_stack
+
+if [ -z "${SKIP_MLFLOW:-}" ]; then
+  echo "== MLflow peer"
+  ./scripts/bench_mlflow.sh "$OUT" "$RUNS" || echo "MLflow peer failed; see its output" >&2
+fi
+
+python3 scripts/bench_summary.py "$OUT" | tee "$OUT/summary.md"

@@ -1,0 +1,81 @@
+"""Summarises a bench-results/<run> directory: the median of every figure across runs, with
+its spread (min..max), as Markdown (stdout) and summary.json."""
+import glob, json, os, re, statistics, sys
+
+out = sys.argv[1]
+raw = os.path.join(out, "raw")
+
+
+def load(pattern):
+    rows = []
+    for f in sorted(glob.glob(os.path.join(raw, pattern))):
+        try:
+            rows.append(json.load(open(f)))
+        except Exception:
+            pass
+    return rows
+
+
+def oha(pattern):
+    rows = []
+    for d in load(pattern):
+        s = d.get("summary", {})
+        p = d.get("latencyPercentiles", {})
+        rows.append({
+            "rps": s.get("requestsPerSec"),
+            "success_rate": s.get("successRate"),
+            "p50_ms": (p.get("p50") or 0) * 1000,
+            "p99_ms": (p.get("p99") or 0) * 1000,
+            "p999_ms": (p.get("p99.9") or 0) * 1000,
+        })
+    return rows
+
+
+def rebuild(src):
+    rows = []
+    for f in sorted(glob.glob(os.path.join(raw, f"rebuild-{src}-*.txt"))):
+        m = re.search(r"(\d+) records in ([\d.]+)s \((\d+)/s\).*digest (\w+)", open(f).read())
+        if m:
+            rows.append({"records": int(m[1]), "seconds": float(m[2]), "records_per_s": float(m[3]), "digest": m[4]})
+    return rows
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+summary = {
+    "commands_per_s": med(load("commands-*.json"), "commands_per_second"),
+    "latency_p50_ms": med(load("latency-*.json"), "p50_ms"),
+    "latency_p99_ms": med(load("latency-*.json"), "p99_ms"),
+    "rebuild_events_per_s": med(rebuild("events"), "records_per_s"),
+    "rebuild_state_records_per_s": med(rebuild("state"), "records_per_s"),
+    "resolve_rps": med(oha("resolve-saturation-*.json"), "rps"),
+    "resolve_saturation_p99_ms": med(oha("resolve-saturation-*.json"), "p99_ms"),
+    "resolve_fixed_rate_p50_ms": med(oha("resolve-rate-*.json"), "p50_ms"),
+    "resolve_fixed_rate_p99_ms": med(oha("resolve-rate-*.json"), "p99_ms"),
+    "resolve_fixed_rate_p999_ms": med(oha("resolve-rate-*.json"), "p999_ms"),
+    "resolve_fixed_rate_achieved_rps": med(oha("resolve-rate-*.json"), "rps"),
+    "promote_p50_ms": med(load("promote-*.json"), "p50_ms"),
+    "promote_p99_ms": med(load("promote-*.json"), "p99_ms"),
+}
+fp = load("footprint-*.json")
+if fp:
+    per_m = [ (r["rss_end_kib"] - 0) / 1024 * 1_000_000 / max(r["bundles"], 1) for r in fp]
+    disk_m = [r["rocksdb_kib"] / 1024 * 1_000_000 / max(r["bundles"], 1) for r in fp]
+    summary["rss_mib_per_1m_bundles_extrapolated"] = {"median": statistics.median(per_m), "min": min(per_m), "max": max(per_m), "n": len(per_m)}
+    summary["rocksdb_mib_per_1m_bundles_extrapolated"] = {"median": statistics.median(disk_m), "min": min(disk_m), "max": max(disk_m), "n": len(disk_m)}
+    summary["footprint_raw"] = fp
+mlf = os.path.join(out, "mlflow.json")
+if os.path.exists(mlf):
+    summary["mlflow"] = json.load(open(mlf))
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+
+print("| figure | median | spread (min..max) | runs |")
+print("|---|---|---|---|")
+for k, v in summary.items():
+    if isinstance(v, dict) and "median" in v:
+        print(f"| {k} | {v['median']:.3f} | {v['min']:.3f}..{v['max']:.3f} | {v['n']} |")

@@ -1,0 +1,432 @@
+//! `mpr_bench`: the benchmark driver behind `scripts/bench.sh` (never part of the tests).
+//! It feeds a running registry through Kafka and measures what the registry makes visible.
+//!
+//! - `commands`: a mixed stream (publish, nominate, approve, promote) as fast as the
+//!   producer goes; reports commands/s from the first produce until the view holds every
+//!   event.
+//! - `latency`: an open-loop stream at a fixed rate; reports produce-to-visible latency
+//!   percentiles for a sample of commands.
+//! - `seed-resolve`: the realistic resolve view (families x environments x tenants, with
+//!   `*` and tenant-specific bindings).
+
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use mpr::domain::bundle::FeatureGroupRef;
+use mpr::domain::catalog::{CatalogEntry, Posture};
+use mpr::domain::{Command, CommandEnvelope};
+use mpr::testkit;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Topic prefix of the registry under test.
+    #[arg(long, default_value = "mpr.")]
+    prefix: String,
+    /// Registry URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Reader token.
+    #[arg(long, default_value = "dev-reader-token")]
+    token: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Throughput of a mixed stream.
+    Commands {
+        /// Commands to send (4 per family).
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Family name prefix (use a fresh one per run).
+        #[arg(long, default_value = "thr")]
+        family_prefix: String,
+    },
+    /// Produce-to-visible latency at a fixed rate.
+    Latency {
+        /// Commands per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Track one command in this many.
+        #[arg(long, default_value_t = 10)]
+        sample_every: usize,
+        /// Family name prefix.
+        #[arg(long, default_value = "lat")]
+        family_prefix: String,
+    },
+    /// Sequential promotes through the HTTP API, flipping one scope between two versions;
+    /// each request waits for its result (the peer of MLflow's alias update).
+    Promote {
+        /// Promotes.
+        #[arg(long, default_value_t = 300)]
+        n: usize,
+        /// Deployer token.
+        #[arg(long, default_value = "dev-deployer-token")]
+        deployer_token: String,
+    },
+    /// Seeds the realistic resolve view.
+    SeedResolve {
+        /// Families.
+        #[arg(long, default_value_t = 1000)]
+        families: usize,
+        /// Tenants.
+        #[arg(long, default_value_t = 50)]
+        tenants: usize,
+        /// Share of (family, environment, tenant) with a tenant-specific binding.
+        #[arg(long, default_value_t = 0.1)]
+        tenant_share: f64,
+    },
+}
+
+const ENVS: [&str; 3] = ["prod", "stage", "dev"];
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("acks", "all")
+        .create()
+        .expect("producer")
+}
+
+async fn send(
+    p: &FutureProducer,
+    topic: &str,
+    env: &CommandEnvelope,
+) -> rdkafka::producer::DeliveryFuture {
+    let bytes = mpr::codec::avro::encode_command(env);
+    loop {
+        match p.send_result(
+            FutureRecord::to(topic)
+                .key(env.command.partition_key())
+                .payload(&bytes),
+        ) {
+            Ok(f) => return f,
+            Err((e, _)) => {
+                if !matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
+                    panic!("produce failed: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
+}
+
+fn catalogs() -> Vec<CommandEnvelope> {
+    ENVS.iter()
+        .map(|e| {
+            testkit::envelope(
+                "platform-admin",
+                Command::SetCatalog(CatalogEntry {
+                    environment: e.parse().unwrap(),
+                    feature_groups: vec![FeatureGroupRef {
+                        name: "features".into(),
+                        version: "1".into(),
+                    }],
+                    schema_versions: vec!["decision-input/v1".into()],
+                    posture: Posture::FailClosed,
+                }),
+            )
+        })
+        .collect()
+}
+
+fn lifecycle(family: &str, env: &str) -> [CommandEnvelope; 4] {
+    [
+        testkit::publish("model-factory", family, "1.0.0"),
+        testkit::envelope("alice", Command::Nominate(testkit::target(family, "1.0.0"))),
+        testkit::envelope("alice", Command::Approve(testkit::target(family, "1.0.0"))),
+        testkit::promote("bob", family, "1.0.0", env, "*", false),
+    ]
+}
+
+fn applied_events(url: &str) -> u64 {
+    let Ok(r) = ureq::get(&format!("{url}/readyz")).call() else {
+        return 0;
+    };
+    let v: serde_json::Value = r.into_json().unwrap_or_default();
+    v["view_version"]
+        .as_str()
+        .unwrap_or("v1.0")
+        .trim_start_matches("v1.")
+        .split('.')
+        .filter_map(|x| x.parse::<u64>().ok())
+        .sum()
+}
+
+fn wait_applied(url: &str, target: u64, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if applied_events(url) >= target {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn result_visible(agent: &ureq::Agent, url: &str, token: &str, id: uuid::Uuid) -> bool {
+    agent
+        .get(&format!("{url}/v1/commands/{id}"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .is_ok()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = Args::parse();
+    let topic = format!("{}commands", a.prefix);
+    let p = producer(&a.brokers);
+    let base = applied_events(&a.url);
+    match a.cmd {
+        Cmd::Commands {
+            count,
+            family_prefix,
+        } => {
+            let mut cmds = catalogs();
+            for f in 0..count.div_ceil(4) {
+                cmds.extend(lifecycle(&format!("{family_prefix}-{f:06}"), ENVS[f % 3]));
+            }
+            // Encode first so the measurement covers the registry, not the generator.
+            let total = cmds.len() as u64;
+            let started = Instant::now();
+            let mut futs = Vec::with_capacity(cmds.len());
+            for c in &cmds {
+                futs.push(send(&p, &topic, c).await);
+            }
+            for f in futs {
+                f.await.expect("delivery").expect("delivered");
+            }
+            let produced = started.elapsed().as_secs_f64();
+            let url = a.url.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                wait_applied(&url, base + total, Duration::from_secs(1800))
+            })
+            .await
+            .unwrap();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({"bench": "commands", "commands": total, "produce_seconds": produced, "visible_seconds": secs,
+                       "commands_per_second": total as f64 / secs, "complete": done})
+            );
+        }
+        Cmd::Latency {
+            rate,
+            seconds,
+            sample_every,
+            family_prefix,
+        } => {
+            let n = (rate * seconds) as usize;
+            let mut cmds = Vec::with_capacity(n);
+            for f in 0..n.div_ceil(4) {
+                cmds.extend(lifecycle(&format!("{family_prefix}-{f:06}"), ENVS[f % 3]));
+            }
+            cmds.truncate(n);
+            let (tx, rx) = std::sync::mpsc::channel::<(uuid::Uuid, Instant)>();
+            let (url, token) = (a.url.clone(), a.token.clone());
+            let poller = std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(5))
+                    .build();
+                let mut pending: Vec<(uuid::Uuid, Instant)> = Vec::new();
+                let mut lat = Vec::new();
+                let mut closed = false;
+                loop {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(x) => pending.push(x),
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
+                        }
+                    }
+                    pending.retain(|(id, t)| {
+                        if result_visible(&agent, &url, &token, *id) {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            false
+                        } else {
+                            t.elapsed() < Duration::from_secs(30)
+                        }
+                    });
+                    if closed && pending.is_empty() {
+                        return lat;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            let started = Instant::now();
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let mut futs = Vec::new();
+            for (i, c) in cmds.iter().enumerate() {
+                // Open loop: each command has a scheduled send time; latency counts from it.
+                let due = started + interval * i as u32;
+                let now = Instant::now();
+                if due > now {
+                    tokio::time::sleep(due - now).await;
+                }
+                futs.push(send(&p, &topic, c).await);
+                if i % sample_every == 0 {
+                    let _ = tx.send((c.command_id, due));
+                }
+            }
+            drop(tx);
+            for f in futs {
+                f.await.expect("delivery").expect("delivered");
+            }
+            let offered = cmds.len() as f64 / started.elapsed().as_secs_f64();
+            let mut lat = poller.join().unwrap();
+            lat.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                json!({"bench": "latency", "rate": rate, "achieved_send_rate": offered, "sampled": lat.len(),
+                       "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": lat.last()})
+            );
+        }
+        Cmd::Promote { n, deployer_token } => {
+            let mut setup = catalogs();
+            for v in ["1.0.0", "2.0.0"] {
+                setup.push(testkit::publish("model-factory", "flip", v));
+                setup.push(testkit::envelope(
+                    "alice",
+                    Command::Nominate(testkit::target("flip", v)),
+                ));
+                setup.push(testkit::envelope(
+                    "alice",
+                    Command::Approve(testkit::target("flip", v)),
+                ));
+            }
+            for c in &setup {
+                send(&p, &topic, c)
+                    .await
+                    .await
+                    .expect("delivery")
+                    .expect("delivered");
+            }
+            let url = a.url.clone();
+            let total = setup.len() as u64;
+            tokio::task::spawn_blocking(move || {
+                wait_applied(&url, base + total, Duration::from_secs(120))
+            })
+            .await
+            .unwrap();
+            let url = a.url.clone();
+            let lat = tokio::task::spawn_blocking(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
+                let mut lat = Vec::with_capacity(n);
+                for i in 0..n {
+                    let v = if i % 2 == 0 { "1.0.0" } else { "2.0.0" };
+                    let body =
+                        json!({"bundle_id": "flip", "bundle_version": v, "environment": "prod"});
+                    let t = Instant::now();
+                    let r = agent
+                        .post(&format!("{url}/v1/promotions"))
+                        .set("Authorization", &format!("Bearer {deployer_token}"))
+                        .send_json(body)
+                        .expect("promote");
+                    assert_eq!(r.status(), 200, "promote answered {}", r.status());
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                lat
+            })
+            .await
+            .unwrap();
+            let total_s: f64 = lat.iter().sum::<f64>() / 1000.0;
+            let mut sorted = lat.clone();
+            sorted.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                json!({"bench": "promote", "n": n, "p50_ms": pct(&sorted, 0.5), "p99_ms": pct(&sorted, 0.99),
+                       "throughput_per_s": n as f64 / total_s})
+            );
+        }
+        Cmd::SeedResolve {
+            families,
+            tenants,
+            tenant_share,
+        } => {
+            let mut cmds = catalogs();
+            let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+            for f in 0..families {
+                let fam = format!("fam-{f:04}");
+                cmds.push(testkit::publish("model-factory", &fam, "1.0.0"));
+                cmds.push(testkit::envelope(
+                    "alice",
+                    Command::Nominate(testkit::target(&fam, "1.0.0")),
+                ));
+                cmds.push(testkit::envelope(
+                    "alice",
+                    Command::Approve(testkit::target(&fam, "1.0.0")),
+                ));
+                for env in ENVS {
+                    cmds.push(testkit::promote("bob", &fam, "1.0.0", env, "*", false));
+                    for t in 0..tenants {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        if (rng % 10_000) as f64 / 10_000.0 < tenant_share {
+                            cmds.push(testkit::promote(
+                                "bob",
+                                &fam,
+                                "1.0.0",
+                                env,
+                                &format!("tenant-{t:02}"),
+                                false,
+                            ));
+                        }
+                    }
+                }
+            }
+            let total = cmds.len() as u64;
+            let started = Instant::now();
+            for chunk in cmds.chunks(5000) {
+                let mut futs = Vec::new();
+                for c in chunk {
+                    futs.push(send(&p, &topic, c).await);
+                }
+                for f in futs {
+                    f.await.expect("delivery").expect("delivered");
+                }
+            }
+            let url = a.url.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                wait_applied(&url, base + total, Duration::from_secs(1800))
+            })
+            .await
+            .unwrap();
+            println!(
+                "{}",
+                json!({"bench": "seed-resolve", "commands": total, "seconds": started.elapsed().as_secs_f64(), "complete": done})
+            );
+        }
+    }
+}
