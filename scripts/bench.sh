@@ -57,13 +57,17 @@ start_stack() { # $1 = run name
 }
 
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU seconds (user+system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+broker_pid() { cat "$WORK/broker/tansu.pid"; }
 
 for run in $(seq 1 "$RUNS"); do
   echo "== commands run $run: $CMDS commands"
   start_stack "cmd$run"
-  rss0=$(rss_kib "$REG_PID")
+  rss0=$(rss_kib "$REG_PID"); reg_cpu0=$(cpu_s "$REG_PID"); brk_cpu0=$(cpu_s "$(broker_pid)")
   "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$CMDS" --family-prefix "thr$run" | tee "$OUT/raw/commands-$run.json"
-  rss1=$(rss_kib "$REG_PID")
+  rss1=$(rss_kib "$REG_PID"); reg_cpu1=$(cpu_s "$REG_PID"); brk_cpu1=$(cpu_s "$(broker_pid)")
+  echo "{\"bench\":\"cpu\",\"registry_cpu_s\":$(python3 -c "print(round($reg_cpu1 - $reg_cpu0, 2))"),\"broker_cpu_s\":$(python3 -c "print(round($brk_cpu1 - $brk_cpu0, 2))")}" | tee "$OUT/raw/cpu-$run.json"
   kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
   du_kib=$(du -sk "$WORK/view-cmd$run" | cut -f1)
   echo "{\"bench\":\"footprint\",\"bundles\":$((CMDS / 4)),\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rocksdb_kib\":$du_kib}" | tee "$OUT/raw/footprint-$run.json"

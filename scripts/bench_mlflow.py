@@ -16,7 +16,7 @@ Subcommands:
       Reads one oha JSON output; prints {"rps", "p50_ms", "p99_ms", "p999_ms",
       "success_rate", "requests", "status_codes", "errors"}.
   report OUTDIR
-      Reads OUTDIR/raw/meta.json and OUTDIR/raw/run-*.json (written by the shell script)
+      Reads OUTDIR/raw/mlflow-meta.json and OUTDIR/raw/mlflow-run-*.json (written by the shell script)
       and writes OUTDIR/mlflow.json with per-run figures and their medians.
 """
 import argparse
@@ -187,10 +187,10 @@ def median_of(runs, section, field):
 
 def cmd_report(args):
     raw = os.path.join(args.outdir, "raw")
-    with open(os.path.join(raw, "meta.json")) as f:
+    with open(os.path.join(raw, "mlflow-meta.json")) as f:
         meta = json.load(f)
     runs = []
-    for path in sorted(glob.glob(os.path.join(raw, "run-*.json")), key=lambda p: int(p.rsplit("-", 1)[1][:-5])):
+    for path in sorted(glob.glob(os.path.join(raw, "mlflow-run-*.json")), key=lambda p: int(p.rsplit("-", 1)[1][:-5])):
         with open(path) as f:
             r = json.load(f)
         sat = oha_summary(os.path.join(raw, r["saturation_file"]))

@@ -60,7 +60,7 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$OUTDIR/raw"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 RAW=$OUTDIR/raw
-rm -f "$RAW"/mlflow-*.json "$RAW"/run-*.json "$RAW"/meta.json
+rm -f "$RAW"/mlflow-*.json
 
 # --- 1. MLflow in its own venv ------------------------------------------------------------
 if ! "$VENV/bin/python" -c "import mlflow, sys; sys.exit(mlflow.__version__ != '$MLFLOW_VERSION')" >/dev/null 2>&1; then
@@ -189,11 +189,11 @@ for run in $(seq 1 "$RUNS"); do
   log "run $run/$RUNS: alias update x$UPDATES"
   upd=$($PY "$HERE/bench_mlflow.py" alias-update "$BASE" "$MODELS" --n "$UPDATES" --seed "$run")
   log "  $upd"
-  printf '{"saturation_file": "%s", "fixed_rate_file": "%s", "alias_update": %s}\n' "$sat" "$fix" "$upd" >"$RAW/run-$run.json"
+  printf '{"saturation_file": "%s", "fixed_rate_file": "%s", "alias_update": %s}\n' "$sat" "$fix" "$upd" >"$RAW/mlflow-run-$run.json"
 done
 
 # --- 6. report ------------------------------------------------------------------------------
-$PY - "$RAW/meta.json" <<EOF
+$PY - "$RAW/mlflow-meta.json" <<EOF
 import json, os, sys
 meta = {
     "mlflow_version": "$INSTALLED",

@@ -234,10 +234,24 @@ impl Processor {
                 }
             }
             self.handle_rebalance().await;
-            if let Err(e) = self.process(batch).await {
-                warn!(error = %e, "batch failed; partitions will re-sync");
+            // A failed batch is retried (after re-syncing from the log) until it succeeds:
+            // its records are never dropped. Records already decided are skipped on retry.
+            let mut backoff = Duration::from_millis(200);
+            while let Err(e) = self.process(batch.clone()).await {
+                warn!(error = %e, "batch failed; re-syncing from the log and retrying");
                 self.owned.clear();
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                if *shutdown.borrow() {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                self.handle_rebalance().await;
+                // Drop records of partitions this processor no longer owns.
+                let assignment = self.consumer.assignment().ok();
+                if let Some(a) = assignment {
+                    let owned: Vec<i32> = a.elements().iter().map(|e| e.partition()).collect();
+                    batch.retain(|r| owned.contains(&r.partition));
+                }
             }
         }
         let _ = self.producer.flush(Duration::from_secs(10));
