@@ -74,6 +74,19 @@ enum Cmd {
         #[arg(long, default_value = "dev-deployer-token")]
         deployer_token: String,
     },
+    /// In-process, no broker: decide + apply N commands' events into a fresh RocksDB view,
+    /// to separate the registry's own cost from the broker's.
+    Apply {
+        /// Commands (4 per family).
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        /// View directory (must not exist).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Seed the realistic resolve view of this many families instead (for serving).
+        #[arg(long)]
+        resolve_families: Option<usize>,
+    },
     /// Seeds the realistic resolve view.
     SeedResolve {
         /// Families.
@@ -155,6 +168,44 @@ fn lifecycle(family: &str, env: &str) -> [CommandEnvelope; 4] {
         testkit::envelope("alice", Command::Approve(testkit::target(family, "1.0.0"))),
         testkit::promote("bob", family, "1.0.0", env, "*", false),
     ]
+}
+
+/// The realistic resolve view as commands: every family published, approved and bound to
+/// `*` in each environment, plus tenant-specific bindings for a share of tenants.
+fn resolve_mix(families: usize, tenants: usize, tenant_share: f64) -> Vec<CommandEnvelope> {
+    let mut cmds = catalogs();
+    let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+    for f in 0..families {
+        let fam = format!("fam-{f:04}");
+        cmds.push(testkit::publish("model-factory", &fam, "1.0.0"));
+        cmds.push(testkit::envelope(
+            "alice",
+            Command::Nominate(testkit::target(&fam, "1.0.0")),
+        ));
+        cmds.push(testkit::envelope(
+            "alice",
+            Command::Approve(testkit::target(&fam, "1.0.0")),
+        ));
+        for env in ENVS {
+            cmds.push(testkit::promote("bob", &fam, "1.0.0", env, "*", false));
+            for t in 0..tenants {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                if (rng % 10_000) as f64 / 10_000.0 < tenant_share {
+                    cmds.push(testkit::promote(
+                        "bob",
+                        &fam,
+                        "1.0.0",
+                        env,
+                        &format!("tenant-{t:02}"),
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+    cmds
 }
 
 fn applied_events(url: &str) -> u64 {
@@ -353,7 +404,14 @@ async fn main() {
                         .set("Authorization", &format!("Bearer {deployer_token}"))
                         .send_json(body)
                         .expect("promote");
-                    assert_eq!(r.status(), 200, "promote answered {}", r.status());
+                    if r.status() == 202 {
+                        // The result was not visible within the API's wait: poll until it is.
+                        let v: serde_json::Value = r.into_json().expect("202 body");
+                        let poll = format!("{url}/v1/commands/{}", v["command_id"].as_str().unwrap());
+                        while agent.get(&poll).set("Authorization", "Bearer dev-reader-token").call().is_err() {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 lat
@@ -369,43 +427,74 @@ async fn main() {
                        "throughput_per_s": n as f64 / total_s})
             );
         }
+        Cmd::Apply {
+            count,
+            dir,
+            resolve_families,
+        } => {
+            use mpr::domain::event::CommandSource;
+            use mpr::domain::{CatalogState, CommandInput, Decision, Grants, PartitionState, Timestamp};
+            let mut grants = Grants::default();
+            grants.enforce = false;
+            let mut cat = CatalogState::new();
+            let view = mpr::view::View::open(&dir, 1).expect("view");
+            let mut part = PartitionState::new(0);
+            let cmds = match resolve_families {
+                Some(f) => resolve_mix(f, 50, 0.1),
+                None => {
+                    let mut c = catalogs();
+                    for f in 0..count.div_ceil(4) {
+                        c.extend(lifecycle(&format!("app-{f:07}"), ENVS[f % 3]));
+                    }
+                    c
+                }
+            };
+            let t0 = Instant::now();
+            let mut events = Vec::with_capacity(cmds.len());
+            for (i, c) in cmds.into_iter().enumerate() {
+                let input = CommandInput {
+                    envelope: c,
+                    source: CommandSource { partition: 0, offset: i as i64 },
+                    observed_at: Timestamp::from_millis(1_800_000_000_000 + i as i64),
+                };
+                let d = if matches!(input.envelope.command, Command::SetCatalog(_)) {
+                    cat.decide(&grants, &input)
+                } else {
+                    part.decide(&cat.catalog, &grants, &input)
+                };
+                if let Decision::Append(e) = d {
+                    if e.log == mpr::domain::event::LogId::Catalog {
+                        cat.apply(&e).unwrap();
+                    } else {
+                        part.apply(&e).unwrap();
+                    }
+                    events.push(e);
+                }
+            }
+            let decide_s = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            for (off, e) in events.iter().enumerate() {
+                view.apply(e, off as i64).expect("apply");
+            }
+            view.flush().expect("flush");
+            let apply_s = t1.elapsed().as_secs_f64();
+            let rss = std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .map(str::to_owned);
+            println!(
+                "{}",
+                json!({"bench": "apply", "events": events.len(), "decide_per_s": events.len() as f64 / decide_s,
+                       "view_apply_per_s": events.len() as f64 / apply_s, "rss": rss})
+            );
+        }
         Cmd::SeedResolve {
             families,
             tenants,
             tenant_share,
         } => {
-            let mut cmds = catalogs();
-            let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
-            for f in 0..families {
-                let fam = format!("fam-{f:04}");
-                cmds.push(testkit::publish("model-factory", &fam, "1.0.0"));
-                cmds.push(testkit::envelope(
-                    "alice",
-                    Command::Nominate(testkit::target(&fam, "1.0.0")),
-                ));
-                cmds.push(testkit::envelope(
-                    "alice",
-                    Command::Approve(testkit::target(&fam, "1.0.0")),
-                ));
-                for env in ENVS {
-                    cmds.push(testkit::promote("bob", &fam, "1.0.0", env, "*", false));
-                    for t in 0..tenants {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        if (rng % 10_000) as f64 / 10_000.0 < tenant_share {
-                            cmds.push(testkit::promote(
-                                "bob",
-                                &fam,
-                                "1.0.0",
-                                env,
-                                &format!("tenant-{t:02}"),
-                                false,
-                            ));
-                        }
-                    }
-                }
-            }
+            let cmds = resolve_mix(families, tenants, tenant_share);
             let total = cmds.len() as u64;
             let started = Instant::now();
             for chunk in cmds.chunks(5000) {

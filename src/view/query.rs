@@ -119,11 +119,19 @@ impl View {
         at: ResolveAt,
     ) -> Result<Option<HistoryEntry>, ViewError> {
         if at == ResolveAt::Now {
-            let slot: Option<SlotRecord> =
-                self.get_json(Table::Slots, &plan::slot_key(id, scope))?;
-            if slot.as_ref().and_then(SlotRecord::bound).is_none() {
-                return Ok(None);
-            }
+            // Every binding change writes a history entry, so the newest one is the current
+            // binding: one reverse seek instead of a scan (the resolve hot path).
+            let prefix = plan::history_prefix(id, scope);
+            let mut upper = prefix.clone();
+            upper.extend_from_slice(&[0xFF; 12]);
+            let mut it = self.db.iterator_cf(
+                self.cf(Table::History),
+                IteratorMode::From(&upper, Direction::Reverse),
+            );
+            return match it.next().transpose()? {
+                Some((k, v)) if k.starts_with(&prefix) => Ok(Some(Self::decode(Table::History, &v)?)),
+                _ => Ok(None),
+            };
         }
         let entries = self.history_entries(id, scope)?;
         let hit = entries.into_iter().rev().find(|h| match at {
