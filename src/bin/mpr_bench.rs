@@ -407,8 +407,14 @@ async fn main() {
                     if r.status() == 202 {
                         // The result was not visible within the API's wait: poll until it is.
                         let v: serde_json::Value = r.into_json().expect("202 body");
-                        let poll = format!("{url}/v1/commands/{}", v["command_id"].as_str().unwrap());
-                        while agent.get(&poll).set("Authorization", "Bearer dev-reader-token").call().is_err() {
+                        let poll =
+                            format!("{url}/v1/commands/{}", v["command_id"].as_str().unwrap());
+                        while agent
+                            .get(&poll)
+                            .set("Authorization", "Bearer dev-reader-token")
+                            .call()
+                            .is_err()
+                        {
                             std::thread::sleep(Duration::from_millis(2));
                         }
                     }
@@ -433,9 +439,13 @@ async fn main() {
             resolve_families,
         } => {
             use mpr::domain::event::CommandSource;
-            use mpr::domain::{CatalogState, CommandInput, Decision, Grants, PartitionState, Timestamp};
-            let mut grants = Grants::default();
-            grants.enforce = false;
+            use mpr::domain::{
+                CatalogState, CommandInput, Decision, Grants, PartitionState, Timestamp,
+            };
+            let grants = Grants {
+                enforce: false,
+                ..Grants::default()
+            };
             let mut cat = CatalogState::new();
             let view = mpr::view::View::open(&dir, 1).expect("view");
             let mut part = PartitionState::new(0);
@@ -454,7 +464,10 @@ async fn main() {
             for (i, c) in cmds.into_iter().enumerate() {
                 let input = CommandInput {
                     envelope: c,
-                    source: CommandSource { partition: 0, offset: i as i64 },
+                    source: CommandSource {
+                        partition: 0,
+                        offset: i as i64,
+                    },
                     observed_at: Timestamp::from_millis(1_800_000_000_000 + i as i64),
                 };
                 let d = if matches!(input.envelope.command, Command::SetCatalog(_)) {

@@ -32,6 +32,9 @@ pub struct CommandEnvelope {
 }
 
 /// The command bodies, tagged by `command_type` with the body under `payload`.
+// PUBLISH carries a whole bundle; commands are decoded one at a time, so boxing it would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     tag = "command_type",

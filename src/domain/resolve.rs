@@ -62,11 +62,14 @@ pub fn candidates(q: &ResolveQuery) -> Vec<(MatchedRule, TenantId, Slot)> {
     out
 }
 
+/// A hit: the rule, the tenant and slot that matched, and what the lookup returned.
+pub type Hit<B> = (MatchedRule, TenantId, Slot, B);
+
 /// Tries the candidates in order with `lookup(tenant, slot)`; the first hit wins.
 pub fn resolve<B, E>(
     q: &ResolveQuery,
     mut lookup: impl FnMut(&TenantId, Slot) -> Result<Option<B>, E>,
-) -> Result<Result<(MatchedRule, TenantId, Slot, B), Rejection>, E> {
+) -> Result<Result<Hit<B>, Rejection>, E> {
     for (rule, tenant, slot) in candidates(q) {
         if let Some(b) = lookup(&tenant, slot)? {
             return Ok(Ok((rule, tenant, slot, b)));

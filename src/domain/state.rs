@@ -194,6 +194,8 @@ pub struct UndecodableInput {
 }
 
 /// What `decide` produced.
+// An event is the common case; boxing it would add an allocation per command.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// A new event to append (a change, a no-op or a rejection).

@@ -176,7 +176,7 @@ pub fn rebuild_from_events(
     let mut step = |r: crate::log::reader::Record, is_catalog: bool| -> Result<(), LogError> {
         apply_record(view, &catalog, &metrics, &r, is_catalog)?;
         n += 1;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             progress(n);
         }
         Ok(())

@@ -13,6 +13,9 @@ use crate::domain::resolve::{MatchedRule, ResolveQuery, resolve};
 use crate::domain::state::{BundleRecord, SlotRecord};
 use crate::domain::{BundleId, BundleVersion, RegistryEvent, Rejection, Slot, TenantId, Timestamp};
 
+/// A raw key and value read from a table.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// Which state to resolve against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveAt {
@@ -64,7 +67,7 @@ impl View {
         prefix: &[u8],
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(Box<[u8]>, Box<[u8]>)>, Option<String>), ViewError> {
+    ) -> Result<(Vec<KeyValue>, Option<String>), ViewError> {
         let after = cursor.and_then(|c| hex::decode(c).ok());
         let start = after.clone().unwrap_or_else(|| prefix.to_vec());
         let mut out = Vec::new();
@@ -129,7 +132,9 @@ impl View {
                 IteratorMode::From(&upper, Direction::Reverse),
             );
             return match it.next().transpose()? {
-                Some((k, v)) if k.starts_with(&prefix) => Ok(Some(Self::decode(Table::History, &v)?)),
+                Some((k, v)) if k.starts_with(&prefix) => {
+                    Ok(Some(Self::decode(Table::History, &v)?))
+                }
                 _ => Ok(None),
             };
         }
@@ -156,8 +161,9 @@ impl View {
             };
             self.binding_at(&q.bundle_id, &scope, at)
         })?;
-        let Ok((rule, tenant_id, slot, activation)) = found else {
-            return Ok(Err(found.err().expect("not ok")));
+        let (rule, tenant_id, slot, activation) = match found {
+            Ok(hit) => hit,
+            Err(no_active) => return Ok(Err(no_active)),
         };
         let record = self
             .bundle(&q.bundle_id, &activation.bundle_version)?

@@ -111,10 +111,6 @@ impl Broker {
         });
     }
 
-    pub fn dir_path(&self) -> &Path {
-        self.dir.path()
-    }
-
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -417,19 +413,6 @@ pub fn get(url: &str, token: Option<&str>) -> (u16, Value) {
         Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
         Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
         Err(e) => panic!("GET {url}: {e}"),
-    }
-}
-
-/// HTTP with a JSON body.
-pub fn send(method: &str, url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-    let mut req = ureq::request(method, url);
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
-    }
-    match req.send_json(body.clone()) {
-        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => panic!("{method} {url}: {e}"),
     }
 }
 
