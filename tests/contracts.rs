@@ -1799,7 +1799,10 @@ fn example_publish_requests_carry_real_digests_and_are_accepted() {
         // Published as the API would: registered, then promotable to every environment.
         let env = CommandEnvelope {
             command_id: req.command_id,
-            actor: req.submitted_by.clone().unwrap(),
+            actor: req
+                .submitted_by
+                .clone()
+                .unwrap_or_else(|| PUBLISHER.parse().unwrap()),
             submitted_at_utc: req.submitted_at_utc,
             reason: req.reason.clone(),
             command: Command::Publish(PublishBundle {
