@@ -199,8 +199,10 @@ fn broker_restart_mid_stream_loses_nothing() {
     }
     {
         let p = producer(&broker.addr());
+        rt().block_on(produce(&p, &topics, &cat));
+        // Promotions are checked against the catalog: it must be in place first.
+        wait_result(&reg.url, cat.command_id);
         rt().block_on(async {
-            produce(&p, &topics, &cat).await;
             for c in &cmds[..80] {
                 produce(&p, &topics, c).await;
             }
@@ -238,8 +240,9 @@ fn two_instances_share_partitions_and_take_over() {
     for f in 0..30 {
         cmds.extend(lifecycle(&format!("fam-{f:02}"), "1.0.0"));
     }
+    rt().block_on(produce(&p, &topics, &cat));
+    wait_result(&a.url, cat.command_id);
     rt().block_on(async {
-        produce(&p, &topics, &cat).await;
         for c in &cmds {
             produce(&p, &topics, c).await;
         }
@@ -300,8 +303,9 @@ fn poison_goes_to_dlq_and_good_commands_land() {
     let good = lifecycle("fraud", "1.0.0");
     let bad_type_id = uuid::Uuid::new_v4();
     let oversized_id = uuid::Uuid::new_v4();
+    rt().block_on(produce(&p, &topics, &cat));
+    wait_result(&reg.url, cat.command_id);
     rt().block_on(async {
-        produce(&p, &topics, &cat).await;
         produce(&p, &topics, &good[0]).await;
         produce_raw(&p, &topics.commands, "fraud", b"\x00\x01 definitely not a command", None).await;
         produce(&p, &topics, &good[1]).await;
