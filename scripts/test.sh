@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo fmt --check
-cargo test --locked --all-targets
+# Integration tests each start a broker and a registry; on 2 cores they run one at a time.
+cargo test --locked --all-targets -- --test-threads=1
 ./scripts/stock_client_check.sh
 echo "test.sh: all checks passed"

@@ -431,8 +431,8 @@ pub fn wait_result(url: &str, command_id: uuid::Uuid) -> Value {
     let ready = format!("{url}/readyz");
     let what = format!("the result of {command_id}");
     let started = std::time::Instant::now();
-    wait_for(&what, Duration::from_secs(60), || {
-        if started.elapsed() > Duration::from_secs(55) {
+    wait_for(&what, Duration::from_secs(120), || {
+        if started.elapsed() > Duration::from_secs(115) {
             eprintln!(
                 "still waiting for {command_id}; readyz: {:?}",
                 get(&ready, None)
