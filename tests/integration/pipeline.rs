@@ -1,11 +1,6 @@
 //! The pipeline: commands in, exactly one event per command out, derived outputs, a view
 //! that equals a rebuild from `events` and a bootstrap from `state`.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use mpr::domain::bundle::FeatureGroupRef;
-use mpr::domain::catalog::{CatalogEntry, Posture};
 use mpr::domain::command::BundleTarget;
 use mpr::domain::event::verify_chain;
 use mpr::domain::{Command, CommandEnvelope};
@@ -13,22 +8,8 @@ use mpr::log::Topics;
 use mpr::testkit;
 use mpr::view::View;
 
+use crate::faults::catalog_cmd;
 use crate::harness::*;
-
-fn catalog_cmd(env: &str) -> CommandEnvelope {
-    testkit::envelope(
-        "admin",
-        Command::SetCatalog(CatalogEntry {
-            environment: env.parse().unwrap(),
-            feature_groups: vec![FeatureGroupRef {
-                name: "features".into(),
-                version: "1".into(),
-            }],
-            schema_versions: vec!["decision-input/v1".into()],
-            posture: Posture::FailClosed,
-        }),
-    )
-}
 
 /// publish, nominate, approve, promote for one family, in order.
 fn lifecycle(family: &str, version: &str, env: &str, tenant: &str) -> Vec<CommandEnvelope> {
@@ -164,8 +145,6 @@ fn end_to_end_commands_to_view_and_outputs() {
         live,
         "bootstrap from state differs"
     );
-    let _ = Duration::from_secs(0);
-    let _: BTreeMap<(), ()> = BTreeMap::new();
     let _ = BundleTarget {
         ..testkit::target("x", "1.0.0")
     };
