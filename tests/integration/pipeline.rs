@@ -1,7 +1,6 @@
 //! The pipeline: commands in, exactly one event per command out, derived outputs, a view
 //! that equals a rebuild from `events` and a bootstrap from `state`.
 
-use mpr::domain::command::BundleTarget;
 use mpr::domain::event::verify_chain;
 use mpr::domain::{Command, CommandEnvelope};
 use mpr::log::Topics;
@@ -145,7 +144,4 @@ fn end_to_end_commands_to_view_and_outputs() {
         live,
         "bootstrap from state differs"
     );
-    let _ = BundleTarget {
-        ..testkit::target("x", "1.0.0")
-    };
 }
