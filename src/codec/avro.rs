@@ -215,8 +215,3 @@ pub fn encode_event(e: &RegistryEvent) -> Vec<u8> {
 pub fn decode_event(bytes: &[u8]) -> Result<RegistryEvent, DecodeError> {
     EVENTS.decode(bytes, "event")
 }
-
-/// The 8-byte fingerprint header (after `C3 01`) of the command schema, hex.
-pub fn command_fingerprint_hex() -> String {
-    hex::encode(&COMMANDS.header[2..])
-}

@@ -65,7 +65,6 @@ pub fn run_applier(
         view.cached_position(log, p)
             .map_or(0, |pos| pos.next_offset)
     };
-    let cat_from = from(LogId::Catalog, 0);
     // The shared catalog is rebuilt from the log; the view's catalog table is not enough
     // for deciding because deciding needs the full catalog state (command index).
     tpl.add_partition_offset(&topics.catalog, 0, Offset::Offset(0))?;
@@ -80,7 +79,7 @@ pub fn run_applier(
     let mut next: Vec<i64> = std::iter::once(0)
         .chain((0..n).map(|p| from(LogId::Events, p)))
         .collect();
-    info!(?targets, catalog_from = cat_from, "view applier started");
+    info!(?targets, "view applier started");
     let mut ready = false;
     let mut last_lag_report = std::time::Instant::now();
     loop {

@@ -61,13 +61,6 @@ impl Record {
     }
 }
 
-/// The high watermark (next offset to be written) of a partition.
-pub fn high_watermark(cfg: &KafkaConfig, topic: &str, partition: i32) -> Result<i64, LogError> {
-    let c: BaseConsumer = client_config(cfg).set("group.id", "mpr-reader").create()?;
-    let (_, high) = c.fetch_watermarks(topic, partition, Duration::from_secs(30))?;
-    Ok(high)
-}
-
 /// Calls `f` for every record of `topic`/`partition` from `from` up to the high watermark
 /// captured at the start. Returns that watermark.
 pub fn read_to_end(

@@ -344,30 +344,6 @@ impl View {
             .collect::<Result<_, _>>()?;
         Ok((version, entries))
     }
-
-    /// Events of one log partition in seq order, starting after `after_seq`.
-    pub fn log_events(
-        &self,
-        log: crate::domain::event::LogId,
-        partition: i32,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<RegistryEvent>, ViewError> {
-        let start = plan::position_key(log, partition, after_seq + 1);
-        let prefix = &start[..5];
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(Table::Events),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) || out.len() == limit {
-                break;
-            }
-            out.push(Self::decode(Table::Events, &v)?);
-        }
-        Ok(out)
-    }
 }
 
 fn corrupt_key(key: &str) -> ViewError {
