@@ -136,6 +136,11 @@ fn kill_9_mid_stream_loses_and_repeats_nothing() {
         || (view_sum(&child.url) >= 300).then_some(()),
     );
     child.kill9();
+    // Suspected tansu 0.6 limitation (seen intermittently, not proven): when the restarted
+    // member joins before the killed one's session (10 s) has expired, partitions assigned
+    // to the dead member were never processed again. Apache Kafka rebalances on session
+    // expiry; here the restart waits out the session instead.
+    std::thread::sleep(Duration::from_secs(12));
     let before = view_sum_offline(&cfg);
     assert!(
         before < 1001,
