@@ -27,6 +27,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Retention of `commands`, `results`, `lifecycle`, `bundle_promoted`, `dlq`, in days.
     pub retention_days: u32,
+    /// librdkafka debug contexts (its `debug` setting, e.g. `cgrp,fetch`); empty is off.
+    #[serde(default)]
+    pub client_debug: String,
 }
 
 /// View settings.
@@ -111,6 +114,7 @@ impl Default for Config {
                 replication_factor: 1,
                 group_id: "mpr-processor".into(),
                 retention_days: 7,
+                client_debug: String::new(),
             },
             view: ViewConfig {
                 path: "var/view".into(),

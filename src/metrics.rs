@@ -58,6 +58,8 @@ pub struct Metrics {
     pub forks_skipped: Counter,
     /// Partition re-syncs after a conflicting writer was noticed.
     pub resyncs: Counter,
+    /// Times the processor left and rejoined a consumer group that had stalled.
+    pub group_rejoins: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -88,6 +90,7 @@ impl Metrics {
             view_applied_events: Gauge::default(),
             forks_skipped: Counter::default(),
             resyncs: Counter::default(),
+            group_rejoins: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -130,6 +133,11 @@ impl Metrics {
             "partition_resyncs",
             "Processor re-syncs after a conflicting writer",
             m.resyncs.clone(),
+        );
+        registry.register(
+            "group_rejoins",
+            "Processor rejoins of a stalled consumer group",
+            m.group_rejoins.clone(),
         );
         Self { registry, ..m }
     }

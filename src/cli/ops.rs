@@ -63,8 +63,16 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
                     .await
                     .map_err(other)?;
-                let shutdown = async {
-                    let _ = tokio::signal::ctrl_c().await;
+                // SIGINT or SIGTERM: stop gracefully, so the processor's consumer leaves
+                // its group and a restarted instance is assigned partitions at once.
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .map_err(other)?;
+                let shutdown = async move {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        _ = term.recv() => {},
+                    }
                 };
                 crate::app::run(cfg, listener, shutdown)
                     .await

@@ -102,6 +102,9 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("socket.keepalive.enable", "true")
         .set("reconnect.backoff.max.ms", "2000")
         .set("topic.metadata.refresh.interval.ms", "10000");
+    if !cfg.client_debug.is_empty() {
+        c.set("debug", &cfg.client_debug);
+    }
     c
 }
 

@@ -108,6 +108,15 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// How often a processor that owns no partitions checks whether its group has stalled.
+const STALL_CHECK_PERIOD: Duration = Duration::from_secs(10);
+
+/// The lagging `commands` partitions (and their committed offsets) seen at the last check.
+#[derive(Debug, Default)]
+struct StallWatch {
+    last: Option<BTreeMap<i32, i64>>,
+}
+
 /// Marks a conflict on the catalog log in the set of conflicted partitions.
 const CATALOG_PARTITION: i32 = -1;
 
@@ -212,9 +221,16 @@ impl Processor {
     /// Runs until `shutdown` turns true.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), LogError> {
         info!(group = %self.cfg.group_id, "processor started");
+        let mut stall = StallWatch::default();
+        let mut tick = tokio::time::interval(STALL_CHECK_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let first = tokio::select! {
                 _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    self.check_stalled_group(&mut stall);
+                    continue;
+                }
                 m = self.consumer.recv() => m.map(|m| Record::from_message(&m)),
             };
             self.handle_rebalance().await;
@@ -274,6 +290,72 @@ impl Processor {
                 warn!(partition = p, error = %e, "catch-up failed; will retry on the next command");
             }
         }
+    }
+
+    /// tansu 0.6 can leave a group stuck: when a member dies without leaving and another
+    /// joins before the dead one's session expires, the dead member stays the leader of the
+    /// new generation, the survivor is synced with no partitions, and the expiry brings no
+    /// rebalance. So when this processor owns nothing while some `commands` partition has
+    /// records past its committed offset, and those offsets have not moved since the last
+    /// check, it leaves and rejoins the group. A healthy group (someone is committing) and
+    /// an idle one (no lag) are left alone.
+    fn check_stalled_group(&mut self, watch: &mut StallWatch) {
+        let owns_some = self.consumer.assignment().is_ok_and(|a| a.count() > 0);
+        if owns_some {
+            watch.last = None;
+            return;
+        }
+        let lagging = match tokio::task::block_in_place(|| self.lagging_partitions()) {
+            Ok(l) => l,
+            Err(e) => {
+                debug!(error = %e, "group stall check failed");
+                return;
+            }
+        };
+        if lagging.is_empty() {
+            watch.last = None;
+            return;
+        }
+        if watch.last.as_ref() != Some(&lagging) {
+            watch.last = Some(lagging);
+            return;
+        }
+        warn!(
+            ?lagging,
+            "no partitions owned while commands wait and nobody commits; rejoining the group"
+        );
+        self.metrics.group_rejoins.inc();
+        watch.last = None;
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&[&self.topics.commands]) {
+            warn!(error = %e, "re-subscribing to commands failed");
+        }
+    }
+
+    /// Committed offsets of the `commands` partitions that have records past them.
+    fn lagging_partitions(&self) -> Result<BTreeMap<i32, i64>, LogError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.cfg.partitions {
+            tpl.add_partition(&self.topics.commands, p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(5))?;
+        let mut lagging = BTreeMap::new();
+        for e in committed.elements() {
+            let p = e.partition();
+            let (low, high) =
+                self.consumer
+                    .fetch_watermarks(&self.topics.commands, p, Duration::from_secs(5))?;
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            if at < high {
+                lagging.insert(p, at);
+            }
+        }
+        Ok(lagging)
     }
 
     fn committed(&self, p: i32) -> Option<i64> {

@@ -53,6 +53,17 @@ fn view_sum(url: &str) -> u64 {
         .sum()
 }
 
+/// A Prometheus sample's value from `/metrics`, if present.
+fn metric(url: &str, name: &str) -> Option<f64> {
+    let text = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
 fn resolve_version(url: &str, family: &str) -> Option<String> {
     let (s, v) = get(
         &format!("{url}/v1/resolve?environment=prod&bundle_id={family}"),
@@ -136,11 +147,10 @@ fn kill_9_mid_stream_loses_and_repeats_nothing() {
         || (view_sum(&child.url) >= 300).then_some(()),
     );
     child.kill9();
-    // Suspected tansu 0.6 limitation (seen intermittently, not proven): when the restarted
-    // member joins before the killed one's session (10 s) has expired, partitions assigned
-    // to the dead member were never processed again. Apache Kafka rebalances on session
-    // expiry; here the restart waits out the session instead.
-    std::thread::sleep(Duration::from_secs(12));
+    // Restarts at once, before the dead member's session (10 s) expires. tansu 0.6 then
+    // keeps the dead member as the group's leader and syncs the new one with no
+    // partitions; the processor notices the stalled group and rejoins (see
+    // `check_stalled_group`), which this test covers.
     let before = view_sum_offline(&cfg);
     assert!(
         before < 1001,
@@ -151,6 +161,10 @@ fn kill_9_mid_stream_loses_and_repeats_nothing() {
         let r = wait_result(&child.url, c.command_id);
         assert_eq!(r["outcome"], "ACCEPTED", "{r}");
     }
+    eprintln!(
+        "group rejoins after the restart: {:?}",
+        metric(&child.url, "mpr_group_rejoins_total")
+    );
     let mut ids: BTreeSet<_> = cmds.iter().map(|c| c.command_id).collect();
     ids.insert(cat.command_id);
     assert_one_event_per_command(&cfg, &ids);
