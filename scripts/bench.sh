@@ -11,10 +11,11 @@ MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
 if [ -n "${SMOKE:-}" ]; then
   RUNS=${RUNS:-1}; CMDS=${CMDS:-2000}; RATE=${RATE:-200}; LAT_SECONDS=${LAT_SECONDS:-3}
   FAMILIES=${FAMILIES:-20}; TENANTS=${TENANTS:-5}; LOAD_SECONDS=${LOAD_SECONDS:-2}; RESOLVE_RATE=${RESOLVE_RATE:-500}
-  SKIP_MLFLOW=${SKIP_MLFLOW:-1}
+  SKIP_MLFLOW=${SKIP_MLFLOW:-1}; SCALE_BUNDLES=${SCALE_BUNDLES:-3000}
 else
   RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
   FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
+  SCALE_BUNDLES=${SCALE_BUNDLES:-1000000}
 fi
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/raw"
@@ -62,7 +63,7 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/tansu.pid"; }
 
-STAGES=${STAGES:-commands latency resolve mlflow}
+STAGES=${STAGES:-commands latency scale resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 stage commands && for run in $(seq 1 "$RUNS"); do
@@ -89,6 +90,30 @@ stage latency && for run in $(seq 1 "$RUNS"); do
   start_stack "lat$run"
   "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" --seconds "$LAT_SECONDS" --family-prefix "lat$run" | tee "$OUT/raw/latency-$run.json"
 done
+
+# Footprint and cold rebuilds at scale: SCALE_BUNDLES publish commands (one bundle and one
+# event each, 100 versions per family) through the pipeline, then the registry's RSS, the
+# view's and the broker's size on disk, and RUNS rebuilds from `events` and from `state`.
+if stage scale; then
+  echo "== scale: $SCALE_BUNDLES bundles"
+  start_stack scale
+  rss0=$(rss_kib "$REG_PID")
+  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --publish-only --count "$SCALE_BUNDLES" --family-prefix scale | tee "$OUT/raw/scale-commands.json"
+  sleep 5 # let RocksDB settle its flushes
+  rss1=$(rss_kib "$REG_PID"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$REG_PID/status")
+  kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
+  echo "{\"bench\":\"scale-footprint\",\"bundles\":$SCALE_BUNDLES,\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rss_peak_kib\":$hwm,\"rocksdb_kib\":$(du -sk "$WORK/view-scale" | cut -f1),\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/scale-footprint.json"
+  for run in $(seq 1 "$RUNS"); do
+    for src in events state; do
+      rm -rf "$WORK/rebuild"
+      /usr/bin/time -v "$MPR" --config config/local.toml view rebuild --from "$src" --path "$WORK/rebuild" \
+        >"$OUT/raw/scale-rebuild-$src-$run.txt" 2>"$OUT/raw/scale-rebuild-$src-$run.time"
+      cat "$OUT/raw/scale-rebuild-$src-$run.txt"
+    done
+  done
+  echo "live view: $("$MPR" --config config/local.toml view digest "$WORK/view-scale")" | tee -a "$OUT/raw/scale-rebuild-events-1.txt"
+  stop_stack
+fi
 
 if stage resolve; then
 # Seeding 21,000 commands through tansu takes minutes (the broker is the bottleneck, see

@@ -31,9 +31,9 @@ def oha(pattern):
     return rows
 
 
-def rebuild(src):
+def rebuild(src, prefix=""):
     rows = []
-    for f in sorted(glob.glob(os.path.join(raw, f"rebuild-{src}-*.txt"))):
+    for f in sorted(glob.glob(os.path.join(raw, f"{prefix}rebuild-{src}-*.txt"))):
         m = re.search(r"(\d+) records in ([\d.]+)s \((\d+)/s\).*digest (\w+)", open(f).read())
         if m:
             rows.append({"records": int(m[1]), "seconds": float(m[2]), "records_per_s": float(m[3]), "digest": m[4]})
@@ -53,6 +53,9 @@ summary = {
     "latency_p99_ms": med(load("latency-*.json"), "p99_ms"),
     "rebuild_events_per_s": med(rebuild("events"), "records_per_s"),
     "rebuild_state_records_per_s": med(rebuild("state"), "records_per_s"),
+    "scale_commands_per_s": med(load("scale-commands.json"), "commands_per_second"),
+    "scale_rebuild_events_per_s": med(rebuild("events", "scale-"), "records_per_s"),
+    "scale_rebuild_state_records_per_s": med(rebuild("state", "scale-"), "records_per_s"),
     "resolve_rps": med(oha("resolve-saturation-*.json"), "rps"),
     "resolve_saturation_p99_ms": med(oha("resolve-saturation-*.json"), "p99_ms"),
     "resolve_fixed_rate_p50_ms": med(oha("resolve-rate-*.json"), "p50_ms"),
@@ -69,6 +72,12 @@ if fp:
     summary["rss_end_mib"] = med([{"v": r["rss_end_kib"] / 1024} for r in fp], "v")
     summary["rocksdb_mib_per_1000_bundles"] = med([{"v": r["rocksdb_kib"] / 1024 * 1000 / max(r["bundles"], 1)} for r in fp], "v")
     summary["footprint_raw"] = fp
+sfp = load("scale-footprint.json")
+if sfp:
+    r = sfp[0]
+    per_m = 1_000_000 / max(r["bundles"], 1)
+    summary["scale_footprint"] = dict(r, rss_end_mib_per_1m_bundles=r["rss_end_kib"] / 1024 * per_m,
+                                      rocksdb_mib_per_1m_bundles=r["rocksdb_kib"] / 1024 * per_m)
 mlf = os.path.join(out, "mlflow.json")
 if os.path.exists(mlf):
     summary["mlflow"] = json.load(open(mlf))

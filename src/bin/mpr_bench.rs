@@ -48,6 +48,10 @@ enum Cmd {
         /// Family name prefix (use a fresh one per run).
         #[arg(long, default_value = "thr")]
         family_prefix: String,
+        /// Only publishes, 100 versions per family: one bundle per command (for the
+        /// footprint and rebuild figures at 1,000,000 bundles).
+        #[arg(long)]
+        publish_only: bool,
     },
     /// Produce-to-visible latency at a fixed rate.
     Latency {
@@ -258,10 +262,18 @@ async fn main() {
         Cmd::Commands {
             count,
             family_prefix,
+            publish_only,
         } => {
             let mut cmds = catalogs();
-            for f in 0..count.div_ceil(4) {
-                cmds.extend(lifecycle(&format!("{family_prefix}-{f:06}"), ENVS[f % 3]));
+            if publish_only {
+                cmds.extend((0..count).map(|i| {
+                    let family = format!("{family_prefix}-{:06}", i / 100);
+                    testkit::publish("model-factory", &family, &format!("1.0.{}", i % 100))
+                }));
+            } else {
+                for f in 0..count.div_ceil(4) {
+                    cmds.extend(lifecycle(&format!("{family_prefix}-{f:06}"), ENVS[f % 3]));
+                }
             }
             // Encode first so the measurement covers the registry, not the generator.
             let total = cmds.len() as u64;

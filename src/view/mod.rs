@@ -9,7 +9,9 @@ mod query;
 use std::path::Path;
 use std::sync::RwLock;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch,
+};
 use sha2::{Digest, Sha256};
 
 use crate::domain::event::{LogId, ScopeRef};
@@ -118,7 +120,21 @@ impl View {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        let cfs = Table::ALL.map(|t| ColumnFamilyDescriptor::new(t.name(), Options::default()));
+        // Bounded memory whatever the view's size: all memtables together stay under
+        // 64 MiB (RocksDB's default is 64 MiB per column family, eight of them here), and
+        // every table shares one 64 MiB block cache. Bloom filters spare point reads
+        // (bundles, slots) a disk probe for absent keys.
+        opts.set_db_write_buffer_size(64 << 20);
+        let cache = Cache::new_lru_cache(64 << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        let cfs = Table::ALL.map(|t| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(16 << 20);
+            o.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(t.name(), o)
+        });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let view = Self {
             db,
