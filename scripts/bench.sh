@@ -123,13 +123,22 @@ if stage resolve; then
 echo "== resolve: view of $FAMILIES families x 3 environments x 50 tenants (10% tenant-specific)"
 rm -rf "$WORK/view-resolve"
 "$BENCH" apply --dir "$WORK/view-resolve" --resolve-families "$FAMILIES" --count 0 | tee "$OUT/raw/seed-resolve.json"
+RURL_TAIL="/v1/resolve\\?environment=(prod|stage|dev)&bundle_id=fam-0[0-9]{3}&tenant_id=tenant-[0-4][0-9]"
+[ "$FAMILIES" -lt 1000 ] && RURL_TAIL="/v1/resolve\\?environment=(prod|stage|dev)&bundle_id=fam-000[0-9]&tenant_id=tenant-0[0-4]"
+resolve_load() { # $1 = label; saturation, then the fixed open-loop rate, RUNS times
+  for run in $(seq 1 "$RUNS"); do
+    "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/$1-saturation-$run.json"
+    "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/$1-rate-$run.json"
+  done
+}
+# With the resolve cache (the default): one warm-up pass asks for every scope once
+# (150,000 of them), so the measured runs see a warm cache, as a steady Decision Fabric does.
 KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 start_stack resolve
-RURL="$URL/v1/resolve\?environment=(prod|stage|dev)&bundle_id=fam-0[0-9]{3}&tenant_id=tenant-[0-4][0-9]"
-[ "$FAMILIES" -lt 1000 ] && RURL="$URL/v1/resolve\?environment=(prod|stage|dev)&bundle_id=fam-000[0-9]&tenant_id=tenant-0[0-4]"
-for run in $(seq 1 "$RUNS"); do
-  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$RURL" >"$OUT/raw/resolve-saturation-$run.json"
-  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$RURL" >"$OUT/raw/resolve-rate-$run.json"
-done
+"$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/resolve-warmup.json"
+resolve_load resolve
+# Without it: every request reads RocksDB and renders JSON.
+KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_ENTRIES=0 start_stack resolve
+resolve_load resolve-nocache
 # Promotes go through the broker, so they need a log-built view of their own.
 start_stack promote
 for run in $(seq 1 "$RUNS"); do

@@ -62,6 +62,11 @@ summary = {
     "resolve_fixed_rate_p99_ms": med(oha("resolve-rate-*.json"), "p99_ms"),
     "resolve_fixed_rate_p999_ms": med(oha("resolve-rate-*.json"), "p999_ms"),
     "resolve_fixed_rate_achieved_rps": med(oha("resolve-rate-*.json"), "rps"),
+    "resolve_nocache_rps": med(oha("resolve-nocache-saturation-*.json"), "rps"),
+    "resolve_nocache_fixed_rate_p50_ms": med(oha("resolve-nocache-rate-*.json"), "p50_ms"),
+    "resolve_nocache_fixed_rate_p99_ms": med(oha("resolve-nocache-rate-*.json"), "p99_ms"),
+    "resolve_nocache_fixed_rate_p999_ms": med(oha("resolve-nocache-rate-*.json"), "p999_ms"),
+    "resolve_warmup_rps": med(oha("resolve-warmup.json"), "rps"),
     "promote_p50_ms": med(load("promote-*.json"), "p50_ms"),
     "promote_p99_ms": med(load("promote-*.json"), "p99_ms"),
 }

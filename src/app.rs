@@ -60,6 +60,9 @@ pub async fn run(
         grants: Arc::new(cfg.grants()),
         metrics,
         http: Arc::new(cfg.http.clone()),
+        resolve_cache: Arc::new(api::resolve::ResolveCache::new(
+            cfg.http.resolve_cache_entries,
+        )),
     };
     info!(addr = %listener.local_addr()?, "serving HTTP");
     let mut rx = stop_rx.clone();

@@ -7,7 +7,7 @@ pub mod error;
 pub mod openapi;
 mod ops;
 mod queries;
-mod resolve;
+pub mod resolve;
 pub mod types;
 
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// HTTP settings.
     pub http: Arc<HttpConfig>,
+    /// Rendered resolve answers for the current view version.
+    pub resolve_cache: Arc<resolve::ResolveCache>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -1,6 +1,8 @@
 //! `GET /v1/resolve`: which bundle is ACTIVE for a scope, now or as of a past seq or time,
-//! with ETag/304 and a read barrier (`min_view_version`).
+//! with ETag/304 and a read barrier (`min_view_version`), and the cache of rendered
+//! answers for the current view version.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -18,6 +20,50 @@ use crate::domain::resolve::ResolveQuery;
 use crate::domain::{BundleId, Environment, ErrorCode, LifecycleState, Role, TenantId, Timestamp};
 use crate::metrics::OutcomeLabels;
 use crate::view::{ResolveAt, ViewVersion};
+
+/// Rendered `resolve` answers (now, not time travel) for the current view version. An
+/// entry is served only while the view's version equals the one it was rendered at, so a
+/// hit is byte-identical to a fresh answer, and any applied event retires every entry.
+pub struct ResolveCache {
+    entries: Option<quick_cache::sync::Cache<ResolveQuery, Arc<Rendered>>>,
+}
+
+/// One rendered answer.
+struct Rendered {
+    version: ViewVersion,
+    body: axum::body::Bytes,
+    etag: HeaderValue,
+}
+
+impl ResolveCache {
+    /// A cache of at most `capacity` answers; 0 caches nothing.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+        }
+    }
+
+    fn get(&self, q: &ResolveQuery, version: &ViewVersion) -> Option<Arc<Rendered>> {
+        self.entries
+            .as_ref()?
+            .get(q)
+            .filter(|r| &r.version == version)
+    }
+
+    fn insert(&self, q: ResolveQuery, r: Arc<Rendered>) {
+        if let Some(e) = &self.entries {
+            e.insert(q, r);
+        }
+    }
+}
+
+impl std::fmt::Debug for ResolveCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolveCache")
+            .field("len", &self.entries.as_ref().map_or(0, |e| e.len()))
+            .finish()
+    }
+}
 
 /// `/v1/resolve`.
 pub fn router() -> Router<AppState> {
@@ -127,7 +173,56 @@ async fn resolve_inner(
         ));
     }
     let version = s.view.version();
-    let found = s.view.resolve(&q, at)?.map_err(ApiError::from)?;
+    let cached = if at == ResolveAt::Now {
+        s.resolve_cache.get(&q, &version)
+    } else {
+        None
+    };
+    let rendered = match cached {
+        Some(r) => r,
+        None => {
+            let r = Arc::new(render(s, &q, at, version)?);
+            // Cache only an answer whose version did not move while it was rendered.
+            if at == ResolveAt::Now && s.view.version() == r.version {
+                s.resolve_cache.insert(q, r.clone());
+            }
+            r
+        }
+    };
+    let etag = rendered.etag.to_str().unwrap_or_default();
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, rendered.etag.clone())],
+        )
+            .into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (header::ETAG, rendered.etag.clone()),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        rendered.body.clone(),
+    )
+        .into_response())
+}
+
+/// Resolves `q` against the view and renders the answer with its ETag.
+fn render(
+    s: &AppState,
+    q: &ResolveQuery,
+    at: ResolveAt,
+    version: ViewVersion,
+) -> Result<Rendered, ApiError> {
+    let found = s.view.resolve(q, at)?.map_err(ApiError::from)?;
     let as_of_seq = match at {
         ResolveAt::Seq(n) => Some(n),
         _ => None,
@@ -160,25 +255,11 @@ async fn resolve_inner(
         as_of_seq,
     };
     let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    let etag = format!("\"{}\"", &sha256_hex(&bytes)[..32]);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let etag_value = HeaderValue::from_str(&etag).map_err(ApiError::internal)?;
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
-    }
-    Ok((
-        StatusCode::OK,
-        [
-            (header::ETAG, etag_value),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    let etag = HeaderValue::from_str(&format!("\"{}\"", &sha256_hex(&bytes)[..32]))
+        .map_err(ApiError::internal)?;
+    Ok(Rendered {
+        version,
+        body: bytes.into(),
+        etag,
+    })
 }

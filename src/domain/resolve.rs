@@ -33,7 +33,7 @@ impl MatchedRule {
 }
 
 /// What the Decision Fabric asks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ResolveQuery {
     /// Environment.
     pub environment: Environment,
