@@ -11,7 +11,7 @@ MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
 if [ -n "${SMOKE:-}" ]; then
   RUNS=${RUNS:-1}; CMDS=${CMDS:-2000}; RATE=${RATE:-200}; LAT_SECONDS=${LAT_SECONDS:-3}
   FAMILIES=${FAMILIES:-20}; TENANTS=${TENANTS:-5}; LOAD_SECONDS=${LOAD_SECONDS:-2}; RESOLVE_RATE=${RESOLVE_RATE:-500}
-  SKIP_MLFLOW=${SKIP_MLFLOW:-1}; SCALE_BUNDLES=${SCALE_BUNDLES:-3000}
+  SKIP_MLFLOW=${SKIP_MLFLOW:-1}; SCALE_BUNDLES=${SCALE_BUNDLES:-3000}; BROKER_RECORDS=${BROKER_RECORDS:-5000}
 else
   RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
   FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
@@ -63,8 +63,18 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/tansu.pid"; }
 
-STAGES=${STAGES:-commands latency scale resolve mlflow}
+STAGES=${STAGES:-broker commands latency scale resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
+
+# The broker's own ceiling with a stock client, on a fresh broker (evidence for the
+# pipeline figures, which all run through it).
+stage broker && for run in $(seq 1 "$RUNS"); do
+  echo "== broker ceiling run $run"
+  stop_stack; rm -rf "$WORK/broker"; KPORT=$(free_port)
+  ./scripts/broker.sh start "$WORK/broker" "$KPORT" >/dev/null
+  python3 scripts/bench_broker.py "127.0.0.1:$KPORT" "${BROKER_RECORDS:-200000}" | tee "$OUT/raw/broker-$run.json"
+  ./scripts/broker.sh stop "$WORK/broker" >/dev/null
+done
 
 stage commands && for run in $(seq 1 "$RUNS"); do
   echo "== commands run $run: $CMDS commands"

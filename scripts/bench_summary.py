@@ -48,6 +48,9 @@ def med(rows, key):
 
 
 summary = {
+    "broker_produce_batched_per_s": med(load("broker-*.json"), "produce_batched_per_s"),
+    "broker_produce_one_per_request_per_s": med(load("broker-*.json"), "produce_one_per_request_per_s"),
+    "broker_fetch_per_s": med(load("broker-*.json"), "fetch_per_s"),
     "commands_per_s": med(load("commands-*.json"), "commands_per_second"),
     "latency_p50_ms": med(load("latency-*.json"), "p50_ms"),
     "latency_p99_ms": med(load("latency-*.json"), "p99_ms"),
