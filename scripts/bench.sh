@@ -113,11 +113,17 @@ if stage scale; then
   rss1=$(rss_kib "$REG_PID"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$REG_PID/status")
   kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
   echo "{\"bench\":\"scale-footprint\",\"bundles\":$SCALE_BUNDLES,\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rss_peak_kib\":$hwm,\"rocksdb_kib\":$(du -sk "$WORK/view-scale" | cut -f1),\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/scale-footprint.json"
+  # The rebuild from `state` at this scale is opt-in (SCALE_STATE=1): tansu 0.6's Fetch
+  # computes a running byte sum over every record from the fetch offset to the high
+  # watermark before it applies max_bytes, so reading one partition of 5.5 million records
+  # from the start costs O(n^2); a first attempt ran 16 minutes without finishing.
+  srcs="events"; [ -n "${SCALE_STATE:-}" ] && srcs="events state"
   for run in $(seq 1 "$RUNS"); do
-    for src in events state; do
+    for src in $srcs; do
       rm -rf "$WORK/rebuild"
       /usr/bin/time -v "$MPR" --config config/local.toml view rebuild --from "$src" --path "$WORK/rebuild" \
-        >"$OUT/raw/scale-rebuild-$src-$run.txt" 2>"$OUT/raw/scale-rebuild-$src-$run.time"
+        >"$OUT/raw/scale-rebuild-$src-$run.txt" 2>"$OUT/raw/scale-rebuild-$src-$run.time" \
+        || echo "rebuild from $src failed; see $OUT/raw/scale-rebuild-$src-$run.time" >&2
       cat "$OUT/raw/scale-rebuild-$src-$run.txt"
     done
   done

@@ -91,6 +91,13 @@ enum Cmd {
         #[arg(long)]
         resolve_families: Option<usize>,
     },
+    /// In-process, no broker, no view: the processor's in-memory partition state after N
+    /// publishes (100 versions per family), as resident memory per bundle.
+    StateMemory {
+        /// Publishes (one bundle each).
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+    },
     /// Seeds the realistic resolve view.
     SeedResolve {
         /// Families.
@@ -243,6 +250,16 @@ fn result_visible(agent: &ureq::Agent, url: &str, token: &str, id: uuid::Uuid) -
         .set("Authorization", &format!("Bearer {token}"))
         .call()
         .is_ok()
+}
+
+/// Resident memory of this process.
+fn rss_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -512,6 +529,42 @@ async fn main() {
                 "{}",
                 json!({"bench": "apply", "events": events.len(), "decide_per_s": events.len() as f64 / decide_s,
                        "view_apply_per_s": events.len() as f64 / apply_s, "rss": rss})
+            );
+        }
+        Cmd::StateMemory { count } => {
+            use mpr::domain::event::CommandSource;
+            use mpr::domain::{CatalogState, CommandInput, Decision, Grants, PartitionState};
+            let grants = Grants {
+                enforce: false,
+                ..Grants::default()
+            };
+            let cat = CatalogState::new();
+            let mut part = PartitionState::new(0);
+            let rss0 = rss_kib();
+            for i in 0..count {
+                let family = format!("mem-{:06}", i / 100);
+                let input = CommandInput {
+                    envelope: testkit::publish(
+                        "model-factory",
+                        &family,
+                        &format!("1.0.{}", i % 100),
+                    ),
+                    source: CommandSource {
+                        partition: 0,
+                        offset: i as i64,
+                    },
+                    observed_at: mpr::domain::Timestamp::from_millis(1_800_000_000_000 + i as i64),
+                };
+                if let Decision::Append(e) = part.decide(&cat.catalog, &grants, &input) {
+                    part.apply(&e).expect("apply");
+                }
+            }
+            let rss1 = rss_kib();
+            println!(
+                "{}",
+                json!({"bench": "state-memory", "bundles": count, "commands_remembered": part.commands.len(),
+                       "rss_before_kib": rss0, "rss_after_kib": rss1,
+                       "bytes_per_bundle": (rss1 - rss0) as f64 * 1024.0 / count as f64})
             );
         }
         Cmd::SeedResolve {
