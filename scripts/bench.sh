@@ -116,7 +116,7 @@ if stage scale; then
   # The rebuild from `state` at this scale is opt-in (SCALE_STATE=1): tansu 0.6's Fetch
   # computes a running byte sum over every record from the fetch offset to the high
   # watermark before it applies max_bytes, so reading one partition of 5.5 million records
-  # from the start costs O(n^2); a first attempt ran 16 minutes without finishing.
+  # from the start grows with the square of its length; a first attempt ran 16 minutes.
   srcs="events"; [ -n "${SCALE_STATE:-}" ] && srcs="events state"
   for run in $(seq 1 "$RUNS"); do
     for src in $srcs; do

@@ -2120,3 +2120,25 @@ proptest! {
         prop_assert!(is_valid("RegistryEvent", &serde_json::to_value(e).unwrap()));
     }
 }
+
+/// `mpr openapi | head -c 16`: a reader that goes away ends the CLI quietly (status 0, no
+/// panic), as Unix tools do.
+#[test]
+fn cli_output_into_a_closed_pipe_exits_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpr"))
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut head = [0u8; 16];
+    out.read_exact(&mut head).unwrap();
+    drop(out);
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{:?} {stderr}", done.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -201,7 +201,7 @@ fn s(v: &Value) -> String {
 
 fn print_result(v: &Value, json_out: bool) {
     if json_out {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         return;
     }
     let rows = vec![
@@ -221,10 +221,10 @@ fn print_result(v: &Value, json_out: bool) {
         vec!["command_id".into(), s(&v["command_id"])],
         vec!["view_version".into(), s(&v["view_version"])],
     ];
-    println!("{}", table(&rows));
+    outln!("{}", table(&rows));
     if let Some(w) = v["warnings"].as_array().filter(|w| !w.is_empty()) {
         for x in w {
-            println!("warning: {}", s(x));
+            outln!("warning: {}", s(x));
         }
     }
 }
@@ -297,7 +297,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
         } => {
             let v = c.get("/v1/catalog")?;
             if j {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 let mut rows = vec![vec![
                     "ENVIRONMENT".into(),
@@ -325,7 +325,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                         sv.join(","),
                     ]);
                 }
-                println!(
+                outln!(
                     "catalog version {}\n{}",
                     s(&v["catalog_version"]),
                     table(&rows)
@@ -356,7 +356,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             }
             let v = c.get(&q)?;
             if j {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 let r = &v["active_bundle_ref"];
                 let rows = vec![
@@ -386,7 +386,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     ],
                     vec!["view_version".into(), s(&v["view_version"])],
                 ];
-                println!("{}", table(&rows));
+                outln!("{}", table(&rows));
             }
         }
         Cmd::History { bundle_id, scope } => {
@@ -398,7 +398,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 enc(bundle_id)
             ))?;
             if j {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 let mut rows = vec![vec![
                     "SEQ".into(),
@@ -418,7 +418,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                         s(&h["observed_at_utc"]),
                     ]);
                 }
-                println!("{}", table(&rows));
+                outln!("{}", table(&rows));
             }
         }
         Cmd::Events { bundle_id, follow } => {
@@ -450,7 +450,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 }
                 for e in &items {
                     if j {
-                        println!("{}", serde_json::to_string(e).unwrap_or_default());
+                        outln!("{}", serde_json::to_string(e).unwrap_or_default());
                     } else {
                         rows.push(vec![
                             s(&e["log"]),
@@ -465,7 +465,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     }
                 }
                 if !rows.is_empty() && !j {
-                    println!("{}", table(&rows));
+                    outln!("{}", table(&rows));
                 }
                 if let Some(n) = v["next_cursor"].as_str() {
                     cursor = Some(n.to_owned());
@@ -485,7 +485,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             }
             let v = c.get(&q)?;
             if j {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 let mut rows = vec![vec![
                     "BUNDLE".into(),
@@ -509,7 +509,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                         s(&b["bundle_digest"])[..12.min(s(&b["bundle_digest"]).len())].to_owned(),
                     ]);
                 }
-                println!("{}", table(&rows));
+                outln!("{}", table(&rows));
             }
         }
         _ => return Err(ClientError::Other("not a client command".into())),

@@ -4,6 +4,19 @@
 //! readable table by default and JSON with `--json`. Exit codes: 0 success, 2 the registry
 //! refused the request, 3 the registry is unavailable, 1 anything else.
 
+/// Writes a line to stdout. When stdout is a closed pipe (`mpr bundles | head`), the process
+/// ends quietly with status 0 instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod client;
 mod ops;
 

@@ -91,7 +91,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 } else {
                     "exists"
                 };
-                println!("{:<32} partitions={:<4} {state}", t.name, t.partitions);
+                outln!("{:<32} partitions={:<4} {state}", t.name, t.partitions);
             }
             Ok(())
         }
@@ -120,7 +120,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             view.flush().map_err(other)?;
             let secs = started.elapsed().as_secs_f64();
             eprintln!();
-            println!(
+            outln!(
                 "rebuilt {} from {from}: {n} records in {secs:.2}s ({:.0}/s); view_version {} digest {}",
                 path.display(),
                 n as f64 / secs.max(0.001),
@@ -133,7 +133,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             action: ViewCmd::Digest { path },
         } => {
             let view = View::open(path, cfg.kafka.partitions).map_err(other)?;
-            println!(
+            outln!(
                 "{} {}",
                 view.version().token(),
                 view.content_digest().map_err(other)?
@@ -142,7 +142,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
         }
         Cmd::VerifyAudit => verify_audit(&cfg, cli.json),
         Cmd::Openapi => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&crate::api::openapi::document()).map_err(other)?
             );
@@ -186,7 +186,7 @@ fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
         }
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(other)?);
+        outln!("{}", serde_json::to_string_pretty(&report).map_err(other)?);
     } else {
         for r in &report {
             let status = if r["ok"] == true {
@@ -194,7 +194,7 @@ fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
             } else {
                 format!("BROKEN at seq {}", r["broken_at_seq"])
             };
-            println!(
+            outln!(
                 "{}/{}  records={}  head_seq={}  {status}",
                 r["log"].as_str().unwrap_or(""),
                 r["partition"],
