@@ -2,6 +2,8 @@
 # Starts or stops the embedded default broker (tansu) with durable SQLite storage.
 #   scripts/broker.sh start [DATA_DIR] [PORT]   (defaults: var/broker, 9092)
 #   scripts/broker.sh stop  [DATA_DIR]
+# MPR_BROKER_STORAGE overrides the storage engine (default sqlite://tansu.db, durable;
+# memory://tansu/ keeps nothing across restarts and is only for measuring the broker's cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
@@ -9,6 +11,7 @@ TANSU="${MPR_TANSU_BIN:-$MPR_TOOLS/bin/tansu}"
 action="${1:-start}"
 dir="${2:-var/broker}"
 port="${3:-9092}"
+storage="${MPR_BROKER_STORAGE:-sqlite://tansu.db}"
 mkdir -p "$dir"
 pidfile="$dir/tansu.pid"
 
@@ -23,7 +26,7 @@ case "$action" in
       "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "sqlite://tansu.db" \
+        --storage-engine "$storage" \
         >tansu.log 2>&1) &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
@@ -32,6 +35,7 @@ case "$action" in
         # headers of every record it returns, so each fetched record scanned the whole
         # header table and fetch cost grew with the log (152 commands/s after 20,000
         # records). The index keeps it flat. `create table if not exists` leaves it alone.
+        if [[ "$storage" == sqlite://tansu.db ]]; then
         python3 - "$dir/tansu.db" <<'PY' || echo "broker: warning: could not add the header index" >&2
 import sqlite3, sys, time
 for _ in range(100):  # tansu may still be creating its schema
@@ -45,6 +49,7 @@ for _ in range(100):  # tansu may still be creating its schema
 else:
     sys.exit(1)
 PY
+        fi
         echo "broker: tansu listening on 127.0.0.1:$port (data $dir, log $dir/tansu.log)"
         exit 0
       fi
