@@ -2,7 +2,7 @@
 # Starts or stops the embedded default broker (tansu) with durable SQLite storage.
 #   scripts/broker.sh start [DATA_DIR] [PORT]   (defaults: var/broker, 9092)
 #   scripts/broker.sh stop  [DATA_DIR]
-# MPR_BROKER_STORAGE overrides the storage engine (default sqlite://tansu.db, durable;
+# BROKER_STORAGE overrides the storage engine (default sqlite://tansu.db, durable;
 # memory://tansu/ keeps nothing across restarts and is only for measuring the broker's cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ TANSU="${MPR_TANSU_BIN:-$MPR_TOOLS/bin/tansu}"
 action="${1:-start}"
 dir="${2:-var/broker}"
 port="${3:-9092}"
-storage="${MPR_BROKER_STORAGE:-sqlite://tansu.db}"
+storage="${BROKER_STORAGE:-sqlite://tansu.db}"
 mkdir -p "$dir"
 pidfile="$dir/tansu.pid"
 
