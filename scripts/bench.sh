@@ -153,7 +153,7 @@ KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 start_stack resolve
 "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/resolve-warmup.json"
 resolve_load resolve
 # Without it: every request reads RocksDB and renders JSON.
-KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_ENTRIES=0 start_stack resolve
+KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_MIB=0 start_stack resolve
 resolve_load resolve-nocache
 # Promotes go through the broker, so they need a log-built view of their own.
 start_stack promote

@@ -60,9 +60,7 @@ pub async fn run(
         grants: Arc::new(cfg.grants()),
         metrics,
         http: Arc::new(cfg.http.clone()),
-        resolve_cache: Arc::new(api::resolve::ResolveCache::new(
-            cfg.http.resolve_cache_entries,
-        )),
+        resolve_cache: Arc::new(api::resolve::ResolveCache::new(cfg.http.resolve_cache_mib)),
     };
     info!(addr = %listener.local_addr()?, "serving HTTP");
     let mut rx = stop_rx.clone();

@@ -52,13 +52,14 @@ pub struct HttpConfig {
     pub read_barrier_timeout_ms: u64,
     /// Serve resolve without a token (on purpose).
     pub open_resolve: bool,
-    /// Resolve answers cached for the current view version; 0 turns the cache off.
-    #[serde(default = "default_resolve_cache_entries")]
-    pub resolve_cache_entries: usize,
+    /// Memory for resolve answers cached for the current view version, in MiB (bodies,
+    /// ETags and keys); 0 turns the cache off.
+    #[serde(default = "default_resolve_cache_mib")]
+    pub resolve_cache_mib: u64,
 }
 
-fn default_resolve_cache_entries() -> usize {
-    200_000
+fn default_resolve_cache_mib() -> u64 {
+    256
 }
 
 /// One principal: an actor, its grants, and the SHA-256 of its bearer token.
@@ -131,7 +132,7 @@ impl Default for Config {
                 command_timeout_ms: 5000,
                 read_barrier_timeout_ms: 2000,
                 open_resolve: false,
-                resolve_cache_entries: default_resolve_cache_entries(),
+                resolve_cache_mib: default_resolve_cache_mib(),
             },
             auth: AuthConfig {
                 enforce: true,

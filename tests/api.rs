@@ -112,7 +112,7 @@ fn harness_with(apply: bool) -> Harness {
         grants: Arc::new(grants),
         metrics: Arc::new(Metrics::new()),
         http: Arc::new(cfg.http.clone()),
-        resolve_cache: Arc::new(mpr::api::resolve::ResolveCache::new(1000)),
+        resolve_cache: Arc::new(mpr::api::resolve::ResolveCache::new(1)),
     };
     Harness {
         router: mpr::api::router(state),

@@ -25,7 +25,17 @@ use crate::view::{ResolveAt, ViewVersion};
 /// entry is served only while the view's version equals the one it was rendered at, so a
 /// hit is byte-identical to a fresh answer, and any applied event retires every entry.
 pub struct ResolveCache {
-    entries: Option<quick_cache::sync::Cache<ResolveQuery, Arc<Rendered>>>,
+    entries: Option<quick_cache::sync::Cache<ResolveQuery, Arc<Rendered>, ByteWeighter>>,
+}
+
+/// Weighs an entry by the bytes it holds, roughly: body, ETag, version and key.
+#[derive(Debug, Clone)]
+struct ByteWeighter;
+
+impl quick_cache::Weighter<ResolveQuery, Arc<Rendered>> for ByteWeighter {
+    fn weight(&self, _: &ResolveQuery, r: &Arc<Rendered>) -> u64 {
+        (r.body.len() + r.etag.len() + r.version.0.len() * 8 + 256) as u64
+    }
 }
 
 /// One rendered answer.
@@ -36,10 +46,18 @@ struct Rendered {
 }
 
 impl ResolveCache {
-    /// A cache of at most `capacity` answers; 0 caches nothing.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache holding at most about `mib` MiB of answers; 0 caches nothing.
+    pub fn new(mib: u64) -> Self {
+        let bytes = mib << 20;
         Self {
-            entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+            entries: (mib > 0).then(|| {
+                // About 1.5 KB per entry for a typical bundle.
+                quick_cache::sync::Cache::with_weighter(
+                    (bytes / 1500) as usize,
+                    bytes,
+                    ByteWeighter,
+                )
+            }),
         }
     }
 
