@@ -14,6 +14,19 @@ use crate::domain::{
     ModelBundle, TenantId, Timestamp,
 };
 
+/// The input of a command read at `offset` of commands partition 0, observed `offset` ms
+/// after a fixed instant (for in-process decide loops).
+pub fn input(envelope: CommandEnvelope, offset: i64) -> crate::domain::CommandInput {
+    crate::domain::CommandInput {
+        envelope,
+        source: crate::domain::event::CommandSource {
+            partition: 0,
+            offset,
+        },
+        observed_at: Timestamp::from_millis(1_800_000_000_000 + offset),
+    }
+}
+
 /// A valid bundle for `id@version` needing feature group `features@1`.
 pub fn bundle(id: &str, version: &str) -> ModelBundle {
     ModelBundle {

@@ -7,10 +7,10 @@ use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::bundle::GateVerdict;
 use mpr::domain::catalog::{CatalogEntry, Posture};
 use mpr::domain::command::{BundleTarget, PublishBundle};
-use mpr::domain::event::{CommandSource, verify_chain};
+use mpr::domain::event::verify_chain;
 use mpr::domain::{
-    Actor, CatalogState, Command, CommandEnvelope, CommandInput, Decision, Grants, LifecycleState,
-    PartitionState, RegistryEvent, RegistryEventType, RoleGrant, Timestamp,
+    Actor, CatalogState, Command, CommandEnvelope, Decision, Grants, LifecycleState,
+    PartitionState, RegistryEvent, RegistryEventType, RoleGrant,
 };
 use mpr::testkit;
 use proptest::prelude::*;
@@ -198,14 +198,7 @@ fn run(ops: &[Op]) -> World {
             continue;
         };
         history.push(env.clone());
-        let input = CommandInput {
-            envelope: env,
-            source: CommandSource {
-                partition: 0,
-                offset: i as i64,
-            },
-            observed_at: Timestamp::from_millis(1_800_000_000_000 + i as i64),
-        };
+        let input = testkit::input(env, i as i64);
         let catalog_cmd = matches!(input.envelope.command, Command::SetCatalog(_));
         let decide = |w: &World| {
             if catalog_cmd {

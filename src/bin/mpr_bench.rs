@@ -467,10 +467,7 @@ async fn main() {
             dir,
             resolve_families,
         } => {
-            use mpr::domain::event::CommandSource;
-            use mpr::domain::{
-                CatalogState, CommandInput, Decision, Grants, PartitionState, Timestamp,
-            };
+            use mpr::domain::{CatalogState, Decision, Grants, PartitionState};
             let grants = Grants {
                 enforce: false,
                 ..Grants::default()
@@ -491,14 +488,7 @@ async fn main() {
             let t0 = Instant::now();
             let mut events = Vec::with_capacity(cmds.len());
             for (i, c) in cmds.into_iter().enumerate() {
-                let input = CommandInput {
-                    envelope: c,
-                    source: CommandSource {
-                        partition: 0,
-                        offset: i as i64,
-                    },
-                    observed_at: Timestamp::from_millis(1_800_000_000_000 + i as i64),
-                };
+                let input = testkit::input(c, i as i64);
                 let d = if matches!(input.envelope.command, Command::SetCatalog(_)) {
                     cat.decide(&grants, &input)
                 } else {
@@ -520,20 +510,14 @@ async fn main() {
             }
             view.flush().expect("flush");
             let apply_s = t1.elapsed().as_secs_f64();
-            let rss = std::fs::read_to_string("/proc/self/status")
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .map(str::to_owned);
             println!(
                 "{}",
                 json!({"bench": "apply", "events": events.len(), "decide_per_s": events.len() as f64 / decide_s,
-                       "view_apply_per_s": events.len() as f64 / apply_s, "rss": rss})
+                       "view_apply_per_s": events.len() as f64 / apply_s, "rss_kib": rss_kib()})
             );
         }
         Cmd::StateMemory { count } => {
-            use mpr::domain::event::CommandSource;
-            use mpr::domain::{CatalogState, CommandInput, Decision, Grants, PartitionState};
+            use mpr::domain::{CatalogState, Decision, Grants, PartitionState};
             let grants = Grants {
                 enforce: false,
                 ..Grants::default()
@@ -543,18 +527,9 @@ async fn main() {
             let rss0 = rss_kib();
             for i in 0..count {
                 let family = format!("mem-{:06}", i / 100);
-                let input = CommandInput {
-                    envelope: testkit::publish(
-                        "model-factory",
-                        &family,
-                        &format!("1.0.{}", i % 100),
-                    ),
-                    source: CommandSource {
-                        partition: 0,
-                        offset: i as i64,
-                    },
-                    observed_at: mpr::domain::Timestamp::from_millis(1_800_000_000_000 + i as i64),
-                };
+                let envelope =
+                    testkit::publish("model-factory", &family, &format!("1.0.{}", i % 100));
+                let input = testkit::input(envelope, i as i64);
                 if let Decision::Append(e) = part.decide(&cat.catalog, &grants, &input) {
                     part.apply(&e).expect("apply");
                 }
