@@ -14,6 +14,7 @@ use crate::log::processor::{Processor, new_catalog};
 use crate::log::topics;
 use crate::metrics::Metrics;
 use crate::view::View;
+use crate::view::store::StateStore;
 
 /// Runs the registry until `shutdown` resolves.
 pub async fn run(
@@ -49,7 +50,8 @@ pub async fn run(
                 }
             })?
     };
-    let processor = Processor::new(&cfg.kafka, cfg.grants(), catalog, metrics.clone())?;
+    let store = StateStore::open_empty(&cfg.processor.state_path, cfg.processor.state_cache_mib)?;
+    let processor = Processor::new(&cfg.kafka, store, cfg.grants(), catalog, metrics.clone())?;
     let proc_task = tokio::spawn(processor.run(stop_rx.clone()));
 
     let state = AppState {

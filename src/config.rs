@@ -40,6 +40,26 @@ pub struct ViewConfig {
     pub path: PathBuf,
 }
 
+/// Processor settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// RocksDB directory of the processor's state store: scratch, emptied at start-up and
+    /// rebuilt from `events`. Not shared between processes.
+    pub state_path: PathBuf,
+    /// Block cache of the state store in MiB; its memtables stay under the same amount.
+    pub state_cache_mib: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            state_path: "var/processor".into(),
+            state_cache_mib: 32,
+        }
+    }
+}
+
 /// HTTP settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +124,9 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// View.
     pub view: ViewConfig,
+    /// Processor.
+    #[serde(default)]
+    pub processor: ProcessorConfig,
     /// HTTP.
     pub http: HttpConfig,
     /// Auth.
@@ -127,6 +150,7 @@ impl Default for Config {
             view: ViewConfig {
                 path: "var/view".into(),
             },
+            processor: ProcessorConfig::default(),
             http: HttpConfig {
                 listen: "127.0.0.1:8080".into(),
                 command_timeout_ms: 5000,
@@ -197,6 +221,12 @@ impl Config {
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return bad("http.listen", "must be an address like 127.0.0.1:8080");
+        }
+        if self.processor.state_path == self.view.path {
+            return bad(
+                "processor.state_path",
+                "must differ from view.path (the state store is emptied at start-up)",
+            );
         }
         if self.http.command_timeout_ms == 0 {
             return bad("http.command_timeout_ms", "must be positive");

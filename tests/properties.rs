@@ -3,16 +3,21 @@
 
 use std::collections::BTreeMap;
 
+use mpr::domain::StateRead;
 use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::bundle::GateVerdict;
 use mpr::domain::catalog::{CatalogEntry, Posture};
 use mpr::domain::command::{BundleTarget, PublishBundle};
+use mpr::domain::decide;
+use mpr::domain::event::LogId;
 use mpr::domain::event::verify_chain;
+use mpr::domain::state::Chain;
 use mpr::domain::{
     Actor, CatalogState, Command, CommandEnvelope, Decision, Grants, LifecycleState,
     PartitionState, RegistryEvent, RegistryEventType, RoleGrant,
 };
 use mpr::testkit;
+use mpr::view::store::StateStore;
 use proptest::prelude::*;
 
 const FAMILIES: [&str; 2] = ["fraud", "pricing"];
@@ -184,7 +189,33 @@ struct World {
     cat_events: Vec<RegistryEvent>,
 }
 
+/// The processor's RocksDB state store, run in lockstep with the in-memory state.
+struct Stored {
+    // Dropped before its directory.
+    store: StateStore,
+    chain: Chain,
+    _dir: tempfile::TempDir,
+}
+
+impl Stored {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open_empty(&dir.path().join("state"), 8).unwrap();
+        Self {
+            _dir: dir,
+            store,
+            chain: Chain::new(LogId::Events, 0),
+        }
+    }
+}
+
 fn run(ops: &[Op]) -> World {
+    run_with(ops, None)
+}
+
+/// Runs `ops`; with `stored`, every bundle command is also decided against the state
+/// store, which must decide exactly as the in-memory state does.
+fn run_with(ops: &[Op], mut stored: Option<&mut Stored>) -> World {
     let grants = grants();
     let mut w = World {
         part: PartitionState::new(0),
@@ -209,6 +240,22 @@ fn run(ops: &[Op]) -> World {
         };
         let d = decide(&w);
         assert_eq!(d, decide(&w), "decide is not deterministic");
+        if let Some(st) = stored.as_deref_mut()
+            && !catalog_cmd
+        {
+            let from_store = decide::decide(
+                &st.store.partition(0),
+                &st.chain,
+                &w.cat.catalog,
+                &grants,
+                &input,
+            )
+            .unwrap();
+            assert_eq!(from_store, d, "the state store decided otherwise");
+            if let Decision::Append(e) = &from_store {
+                st.store.partition(0).apply(&mut st.chain, e).unwrap();
+            }
+        }
         if let Decision::Append(e) = d {
             if catalog_cmd {
                 w.cat.apply(&e).unwrap();
@@ -282,6 +329,18 @@ proptest! {
         let before = ids.len();
         ids.dedup();
         prop_assert_eq!(before, ids.len());
+    }
+
+    #[test]
+    fn state_store_decides_like_memory(ops in prop::collection::vec(op(), 1..80)) {
+        let mut st = Stored::new();
+        let w = run_with(&ops, Some(&mut st));
+        prop_assert_eq!(&st.chain, &w.part.chain);
+        // Clearing the partition forgets everything, as a reload expects.
+        st.store.clear(0).unwrap();
+        for (v, rec) in w.part.families.values().flat_map(|f| &f.bundles) {
+            prop_assert!(st.store.partition(0).bundle(&rec.bundle.bundle_id, v).unwrap().is_none());
+        }
     }
 
     #[test]

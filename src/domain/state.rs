@@ -10,13 +10,14 @@ use uuid::Uuid;
 use super::auth::Grants;
 use super::bundle::{GateReceipt, ModelBundle};
 use super::catalog::Catalog;
-use super::command::{BundleTarget, Command, CommandEnvelope, Promote, PublishBundle, Rollback};
+use super::command::{Command, CommandEnvelope};
+use super::decide::{self, StateRead, draft_for, reject};
 use super::error::{ErrorCode, Rejection};
 use super::event::{
-    BindingChange, CommandResult, CommandSource, ErrorInfo, GENESIS_HASH, LifecycleState, LogId,
-    Outcome, RegistryEvent, RegistryEventType, ScopeRef, StateChange,
+    BindingChange, CommandResult, CommandSource, GENESIS_HASH, LifecycleState, LogId, Outcome,
+    RegistryEvent, RegistryEventType, ScopeRef,
 };
-use super::ids::{Actor, BundleId, BundleVersion, Slot, Timestamp};
+use super::ids::{Actor, BundleId, BundleVersion, Timestamp};
 
 /// A registered bundle version and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +152,7 @@ impl Chain {
     }
 
     /// Stamps `draft` with the next seq, the chain link and its hash.
-    fn seal(&self, mut draft: RegistryEvent) -> RegistryEvent {
+    pub(super) fn seal(&self, mut draft: RegistryEvent) -> RegistryEvent {
         draft.log = self.log;
         draft.partition = self.partition;
         draft.seq = self.last_seq + 1;
@@ -160,8 +161,8 @@ impl Chain {
         draft
     }
 
-    /// Advances past `e` (already checked to be the next event).
-    fn advance(&mut self, e: &RegistryEvent) {
+    /// Advances past `e` (already checked by [`chain_check`] to be the next event).
+    pub fn advance(&mut self, e: &RegistryEvent) {
         self.last_seq = e.seq;
         self.last_hash = e.hash.clone();
     }
@@ -279,126 +280,6 @@ pub struct CatalogState {
     pub last_command_offset: BTreeMap<i32, i64>,
 }
 
-fn draft(input_id: Uuid, source: CommandSource, observed_at: Timestamp) -> RegistryEvent {
-    RegistryEvent {
-        event_id: RegistryEvent::id_for(input_id),
-        log: LogId::Events,
-        partition: 0,
-        seq: 0,
-        event_type: RegistryEventType::CommandRejected,
-        outcome: Outcome::Rejected,
-        command_id: input_id,
-        command_type: None,
-        actor: None,
-        bundle_id: None,
-        bundle_version: None,
-        bundle_digest: None,
-        scope: None,
-        from_state: None,
-        to_state: None,
-        observed_at_utc: observed_at,
-        reason: None,
-        source,
-        bundle: None,
-        gate_receipt: None,
-        state_changes: Vec::new(),
-        binding: None,
-        catalog_version: None,
-        catalog_entry: None,
-        warnings: Vec::new(),
-        error: None,
-        prev_hash: String::new(),
-        hash: String::new(),
-    }
-}
-
-/// An event skeleton for `input`, filled with what the envelope says.
-fn draft_for(input: &CommandInput) -> RegistryEvent {
-    let env = &input.envelope;
-    let mut e = draft(env.command_id, input.source, input.observed_at);
-    e.command_type = Some(env.command.command_type());
-    e.actor = Some(env.actor.clone());
-    e.reason = env.reason.clone();
-    e.bundle_id = env.command.bundle_id().cloned();
-    match &env.command {
-        Command::Publish(p) => {
-            e.bundle_version = Some(p.bundle.bundle_version.clone());
-        }
-        Command::Nominate(t) | Command::Approve(t) | Command::Reject(t) | Command::Retire(t) => {
-            e.bundle_version = Some(t.bundle_version.clone());
-        }
-        Command::Promote(p) => {
-            e.bundle_version = Some(p.bundle_version.clone());
-            e.scope = Some(ScopeRef {
-                environment: p.environment.clone(),
-                tenant_id: p.tenant_id.clone(),
-                slot: Slot::from_degrade(p.degrade),
-            });
-        }
-        Command::Rollback(r) => {
-            e.scope = Some(ScopeRef {
-                environment: r.environment.clone(),
-                tenant_id: r.tenant_id.clone(),
-                slot: Slot::from_degrade(r.degrade),
-            });
-        }
-        Command::SetCatalog(c) => {
-            e.scope = None;
-            e.catalog_entry = Some(c.clone());
-        }
-    }
-    e
-}
-
-fn reject(mut e: RegistryEvent, r: Rejection) -> RegistryEvent {
-    e.event_type = RegistryEventType::CommandRejected;
-    e.outcome = Outcome::Rejected;
-    e.state_changes.clear();
-    e.binding = None;
-    e.catalog_entry = None;
-    e.error = Some(ErrorInfo::from(r));
-    e
-}
-
-fn noop(mut e: RegistryEvent, outcome: Outcome, state: LifecycleState) -> RegistryEvent {
-    e.event_type = RegistryEventType::CommandNoop;
-    e.outcome = outcome;
-    e.from_state = Some(state);
-    e.to_state = Some(state);
-    e
-}
-
-fn accept(
-    mut e: RegistryEvent,
-    event_type: RegistryEventType,
-    from: LifecycleState,
-    to: LifecycleState,
-) -> RegistryEvent {
-    e.event_type = event_type;
-    e.outcome = Outcome::Accepted;
-    e.from_state = Some(from);
-    e.to_state = Some(to);
-    if from != to {
-        let v = e
-            .bundle_version
-            .clone()
-            .expect("accepted bundle events name a version");
-        e.state_changes.push(StateChange {
-            bundle_version: v,
-            from,
-            to,
-        });
-    }
-    e
-}
-
-fn illegal(what: &str, id: &BundleId, v: &BundleVersion, state: LifecycleState) -> Rejection {
-    Rejection::new(
-        ErrorCode::IllegalTransition,
-        format!("cannot {what} {id}@{v}: it is {}", state.as_str()),
-    )
-}
-
 impl PartitionState {
     /// An empty partition.
     pub fn new(partition: i32) -> Self {
@@ -416,289 +297,15 @@ impl PartitionState {
     }
 
     /// Decides `input` against this state, the catalog and the grants. Pure and
-    /// deterministic: the same arguments always give the same decision, byte for byte.
+    /// Decides `input` against this state (see [`super::decide::decide`]).
     pub fn decide(&self, catalog: &Catalog, grants: &Grants, input: &CommandInput) -> Decision {
-        if let Some(first) = self.commands.get(&input.envelope.command_id) {
-            return Decision::Repeat(first.clone());
-        }
-        let e = draft_for(input);
-        let event = match self.decide_inner(catalog, grants, input, e.clone()) {
-            Ok(ev) => ev,
-            Err(r) => reject(e, r),
-        };
-        Decision::Append(self.chain.seal(event))
+        infallible(decide::decide(self, &self.chain, catalog, grants, input))
     }
 
     /// Records an undecodable command whose command_id was recovered, as a rejection.
     pub fn decide_undecodable(&self, input: &UndecodableInput) -> Decision {
-        if let Some(first) = self.commands.get(&input.command_id) {
-            return Decision::Repeat(first.clone());
-        }
-        let mut e = draft(input.command_id, input.source, input.observed_at);
-        e.bundle_id = input.bundle_id.clone();
-        Decision::Append(self.chain.seal(reject(e, input.error.clone())))
+        infallible(decide::decide_undecodable(self, &self.chain, input))
     }
-
-    fn decide_inner(
-        &self,
-        catalog: &Catalog,
-        grants: &Grants,
-        input: &CommandInput,
-        e: RegistryEvent,
-    ) -> Result<RegistryEvent, Rejection> {
-        let env = &input.envelope;
-        env.validate()?;
-        grants.authorize(&env.actor, &env.command)?;
-        match &env.command {
-            Command::Publish(p) => self.decide_publish(p, e),
-            Command::Nominate(t) => self.decide_step(
-                t,
-                e,
-                "nominate",
-                LifecycleState::Registered,
-                LifecycleState::Candidate,
-                RegistryEventType::BundleNominated,
-            ),
-            Command::Approve(t) => {
-                let rec = self.existing(t)?;
-                if rec.submitted_by == env.actor {
-                    return Err(Rejection::new(
-                        ErrorCode::SeparationOfDuties,
-                        format!(
-                            "{} submitted {}@{} and cannot approve it",
-                            env.actor, t.bundle_id, t.bundle_version
-                        ),
-                    ));
-                }
-                self.decide_step(
-                    t,
-                    e,
-                    "approve",
-                    LifecycleState::Candidate,
-                    LifecycleState::Approved,
-                    RegistryEventType::BundleApproved,
-                )
-            }
-            Command::Reject(t) => self.decide_step(
-                t,
-                e,
-                "reject",
-                LifecycleState::Candidate,
-                LifecycleState::Rejected,
-                RegistryEventType::BundleRejected,
-            ),
-            Command::Retire(t) => {
-                let rec = self.existing(t)?;
-                if rec.state == LifecycleState::Active {
-                    return Err(Rejection::new(
-                        ErrorCode::IllegalTransition,
-                        format!(
-                            "cannot retire {}@{}: it is ACTIVE in {} scope slot(s); promote another bundle or roll back first",
-                            t.bundle_id, t.bundle_version, rec.active_bindings
-                        ),
-                    ));
-                }
-                self.decide_step(
-                    t,
-                    e,
-                    "retire",
-                    LifecycleState::Approved,
-                    LifecycleState::Retired,
-                    RegistryEventType::BundleRetired,
-                )
-            }
-            Command::Promote(p) => self.decide_promote(catalog, p, e),
-            Command::Rollback(r) => self.decide_rollback(r, e),
-            Command::SetCatalog(_) => Err(Rejection::new(
-                ErrorCode::InvalidPayload,
-                format!(
-                    "SET_CATALOG must be keyed {:?}; it reached a bundle partition",
-                    super::command::CATALOG_KEY
-                ),
-            )),
-        }
-    }
-
-    fn existing(&self, t: &BundleTarget) -> Result<&BundleRecord, Rejection> {
-        self.bundle(&t.bundle_id, &t.bundle_version).ok_or_else(|| {
-            Rejection::new(
-                ErrorCode::UnknownBundle,
-                format!("{}@{} is not registered", t.bundle_id, t.bundle_version),
-            )
-        })
-    }
-
-    fn decide_publish(
-        &self,
-        p: &PublishBundle,
-        mut e: RegistryEvent,
-    ) -> Result<RegistryEvent, Rejection> {
-        p.bundle.validate()?;
-        let digest = p.bundle.digest();
-        e.bundle_digest = Some(digest.clone());
-        if let Some(rec) = self.bundle(&p.bundle.bundle_id, &p.bundle.bundle_version) {
-            if rec.bundle_digest != digest {
-                return Err(Rejection::new(
-                    ErrorCode::ImmutableConflict,
-                    format!(
-                        "{}@{} is registered with digest {}; this bundle has digest {}. Bundles are immutable: publish a new version",
-                        p.bundle.bundle_id, p.bundle.bundle_version, rec.bundle_digest, digest
-                    ),
-                ));
-            }
-            return Ok(noop(e, Outcome::Duplicate, rec.state));
-        }
-        p.gate_receipt.check_for(&p.bundle, &digest)?;
-        e.bundle = Some(p.bundle.clone());
-        e.gate_receipt = Some(p.gate_receipt.clone());
-        e.event_type = RegistryEventType::BundleRegistered;
-        e.outcome = Outcome::Accepted;
-        e.to_state = Some(LifecycleState::Registered);
-        Ok(e)
-    }
-
-    fn decide_step(
-        &self,
-        t: &BundleTarget,
-        mut e: RegistryEvent,
-        verb: &str,
-        from: LifecycleState,
-        to: LifecycleState,
-        event_type: RegistryEventType,
-    ) -> Result<RegistryEvent, Rejection> {
-        let rec = self.existing(t)?;
-        e.bundle_digest = Some(rec.bundle_digest.clone());
-        if rec.state == to {
-            return Ok(noop(e, Outcome::Noop, to));
-        }
-        if rec.state != from {
-            return Err(illegal(verb, &t.bundle_id, &t.bundle_version, rec.state));
-        }
-        Ok(accept(e, event_type, from, to))
-    }
-
-    fn decide_promote(
-        &self,
-        catalog: &Catalog,
-        p: &Promote,
-        mut e: RegistryEvent,
-    ) -> Result<RegistryEvent, Rejection> {
-        let t = BundleTarget {
-            bundle_id: p.bundle_id.clone(),
-            bundle_version: p.bundle_version.clone(),
-        };
-        let rec = self.existing(&t)?;
-        e.bundle_digest = Some(rec.bundle_digest.clone());
-        if !matches!(rec.state, LifecycleState::Approved | LifecycleState::Active) {
-            return Err(illegal(
-                "promote",
-                &p.bundle_id,
-                &p.bundle_version,
-                rec.state,
-            ));
-        }
-        // Defence in depth: the receipt was checked at intake and is immutable since.
-        rec.gate_receipt
-            .check_for(&rec.bundle, &rec.bundle_digest)?;
-        let slot_key = e.scope.clone().expect("promote drafts carry a scope");
-        let family = &self.families[&p.bundle_id];
-        let current = family.slots.get(&slot_key).and_then(SlotRecord::bound);
-        if current == Some(&p.bundle_version) {
-            return Ok(noop(e, Outcome::Noop, rec.state));
-        }
-        e.catalog_version = Some(catalog.version);
-        e.warnings = catalog
-            .check(&p.environment, &rec.bundle.compatibility)
-            .into_result(&p.environment)?;
-        let mut e = accept(
-            e,
-            RegistryEventType::BundlePromoted,
-            rec.state,
-            LifecycleState::Active,
-        );
-        if let Some(prev) = current {
-            self.release(&mut e, family, prev);
-        }
-        e.binding = Some(BindingChange {
-            pop: 0,
-            push: true,
-            bundle_version: p.bundle_version.clone(),
-            bundle_digest: rec.bundle_digest.clone(),
-            previous_version: current.cloned(),
-        });
-        Ok(e)
-    }
-
-    /// Records that `prev` loses one binding; when it was its last, it returns to APPROVED.
-    fn release(&self, e: &mut RegistryEvent, family: &Family, prev: &BundleVersion) {
-        if let Some(prev_rec) = family.bundles.get(prev)
-            && prev_rec.active_bindings == 1
-        {
-            e.state_changes.push(StateChange {
-                bundle_version: prev.clone(),
-                from: LifecycleState::Active,
-                to: LifecycleState::Approved,
-            });
-        }
-    }
-
-    fn decide_rollback(
-        &self,
-        r: &Rollback,
-        mut e: RegistryEvent,
-    ) -> Result<RegistryEvent, Rejection> {
-        let slot_key = e.scope.clone().expect("rollback drafts carry a scope");
-        let nothing = || {
-            Rejection::new(
-                ErrorCode::NothingToRollBack,
-                format!(
-                    "scope {}/{}/{} slot {} has no earlier usable activation",
-                    r.environment,
-                    r.tenant_id,
-                    r.bundle_id,
-                    slot_key.slot.as_str()
-                ),
-            )
-        };
-        let family = self.families.get(&r.bundle_id).ok_or_else(nothing)?;
-        let slot = family.slots.get(&slot_key).ok_or_else(nothing)?;
-        let current = slot.bound().ok_or_else(nothing)?;
-        // Walk down the stack below the current binding, skipping versions since retired
-        // or rejected (and repeats of the current one).
-        let mut pop = 1u32;
-        let mut target = None;
-        for v in slot.stack.iter().rev().skip(1) {
-            let usable = v != current
-                && family.bundles.get(v).is_some_and(|b| {
-                    matches!(b.state, LifecycleState::Approved | LifecycleState::Active)
-                });
-            if usable {
-                target = Some(v);
-                break;
-            }
-            pop += 1;
-        }
-        let target = target.ok_or_else(nothing)?;
-        let rec = &family.bundles[target];
-        e.bundle_version = Some(target.clone());
-        e.bundle_digest = Some(rec.bundle_digest.clone());
-        let mut e = accept(
-            e,
-            RegistryEventType::BundleRolledBack,
-            rec.state,
-            LifecycleState::Active,
-        );
-        self.release(&mut e, family, current);
-        e.binding = Some(BindingChange {
-            pop,
-            push: false,
-            bundle_version: target.clone(),
-            bundle_digest: rec.bundle_digest.clone(),
-            previous_version: Some(current.clone()),
-        });
-        Ok(e)
-    }
-
     /// Replays `e` by the log-order rule of [`chain_check`].
     pub fn apply(&mut self, e: &RegistryEvent) -> Result<Applied, GapError> {
         if let Some(skip) = chain_check(&self.chain, e)? {
@@ -814,6 +421,36 @@ impl CatalogState {
             self.catalog.version = e.seq;
         }
         Ok(Applied::Applied)
+    }
+}
+
+/// Unwraps a result whose error cannot exist.
+pub fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => match e {},
+    }
+}
+
+/// The in-memory state answers `decide`'s reads directly.
+impl StateRead for PartitionState {
+    type Error = std::convert::Infallible;
+    fn bundle(
+        &self,
+        id: &BundleId,
+        v: &BundleVersion,
+    ) -> Result<Option<BundleRecord>, Self::Error> {
+        Ok(PartitionState::bundle(self, id, v).cloned())
+    }
+    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
+        Ok(self
+            .families
+            .get(id)
+            .and_then(|f| f.slots.get(scope))
+            .cloned())
+    }
+    fn result(&self, command_id: &Uuid) -> Result<Option<CommandResult>, Self::Error> {
+        Ok(self.commands.get(command_id).cloned())
     }
 }
 

@@ -31,14 +31,18 @@ use super::{LogError, Topics, client_config, producer_config};
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::domain::command::CATALOG_KEY;
+use crate::domain::decide::{self, StateRead};
 use crate::domain::event::{CommandSource, LogId, ScopeRef};
-use crate::domain::state::{Applied, BundleRecord, SlotRecord, UndecodableInput};
+use crate::domain::state::{
+    Applied, BundleRecord, Chain, SlotRecord, UndecodableInput, infallible,
+};
 use crate::domain::{
-    BundleId, BundleVersion, CatalogState, Command, CommandInput, Decision, ErrorCode, Grants,
-    PartitionState, RegistryEvent, Rejection, Timestamp,
+    BundleId, BundleVersion, CatalogState, Command, CommandInput, CommandResult, Decision,
+    ErrorCode, Grants, RegistryEvent, Rejection, Timestamp,
 };
 use crate::metrics::{CommandLabels, Metrics};
-use crate::view::plan::{self, Snapshot, Write};
+use crate::view::plan::{self, Write};
+use crate::view::store::StateStore;
 
 /// The catalog as every processor sees it, with the next `catalog` offset to read.
 #[derive(Debug)]
@@ -120,11 +124,32 @@ struct StallWatch {
 /// Marks a conflict on the catalog log in the set of conflicted partitions.
 const CATALOG_PARTITION: i32 = -1;
 
-/// One owned partition.
+/// One owned partition; its records live in the state store.
 struct Owned {
-    state: PartitionState,
+    /// Head of its `events` chain.
+    chain: Chain,
+    /// Highest `commands` offset recorded in one of its events.
+    last_command_offset: Option<i64>,
     /// Next offset expected on `events` for this partition.
     events_next: i64,
+}
+
+impl Owned {
+    fn new(p: i32) -> Self {
+        Self {
+            chain: Chain::new(LogId::Events, p),
+            last_command_offset: None,
+            events_next: 0,
+        }
+    }
+
+    /// Notes the command offset an applied event records.
+    fn note(&mut self, e: &RegistryEvent) {
+        self.last_command_offset = Some(
+            self.last_command_offset
+                .map_or(e.source.offset, |o| o.max(e.source.offset)),
+        );
+    }
 }
 
 /// An event appended, waiting for its delivery.
@@ -145,6 +170,7 @@ pub struct Processor {
     consumer: StreamConsumer<Ctx>,
     producer: FutureProducer,
     owned: HashMap<i32, Owned>,
+    store: StateStore,
     catalog: CatalogHandle,
     /// Next offset this processor expects its own catalog event to land at (set when a
     /// partition load reads the catalog log to its end).
@@ -160,8 +186,9 @@ impl std::fmt::Debug for Processor {
     }
 }
 
+/// The planner's reads for catalog events, which touch no bundle or slot.
 struct NoSnapshot;
-impl Snapshot for NoSnapshot {
+impl StateRead for NoSnapshot {
     type Error = std::convert::Infallible;
     fn bundle(&self, _: &BundleId, _: &BundleVersion) -> Result<Option<BundleRecord>, Self::Error> {
         Ok(None)
@@ -169,12 +196,8 @@ impl Snapshot for NoSnapshot {
     fn slot(&self, _: &BundleId, _: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
         Ok(None)
     }
-}
-
-fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => match e {},
+    fn result(&self, _: &uuid::Uuid) -> Result<Option<CommandResult>, Self::Error> {
+        Ok(None)
     }
 }
 
@@ -185,9 +208,10 @@ fn now_ms() -> i64 {
 }
 
 impl Processor {
-    /// Joins the consumer group on `commands`.
+    /// Joins the consumer group on `commands`; keeps partition state in `store`.
     pub fn new(
         cfg: &KafkaConfig,
+        store: StateStore,
         grants: Grants,
         catalog: CatalogHandle,
         metrics: Arc<Metrics>,
@@ -212,6 +236,7 @@ impl Processor {
             consumer,
             producer,
             owned: HashMap::new(),
+            store,
             catalog,
             catalog_expected: 0,
             metrics,
@@ -281,6 +306,9 @@ impl Processor {
         for p in revoked {
             debug!(partition = p, "partition revoked");
             self.owned.remove(&p);
+            if let Err(e) = self.store.clear(p) {
+                warn!(partition = p, error = %e, "clearing a revoked partition's state failed");
+            }
         }
         let assigned: Vec<i32> =
             std::mem::take(&mut *self.consumer.context().assigned.lock().expect("lock"));
@@ -377,19 +405,20 @@ impl Processor {
         let cfg = self.cfg.clone();
         let topics = self.topics.clone();
         let catalog = self.catalog.clone();
+        let store = self.store.partition(p);
         let (owned, rederive, catalog_end) =
             tokio::task::block_in_place(|| -> Result<_, LogError> {
-                let mut state = PartitionState::new(p);
+                self.store.clear(p)?;
+                let mut own = Owned::new(p);
                 let mut rederive = Vec::new();
-                let events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
+                own.events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
                     let e = decode_event_record(&topics.events, &r)?;
-                    let writes =
-                        (e.source.offset >= committed).then(|| infallible(plan::plan(&e, &state)));
-                    if state.apply(&e).map_err(|g| LogError::Gap(g.to_string()))?
-                        == Applied::Applied
-                        && let Some(w) = writes
-                    {
-                        rederive.push((e, w, r.offset));
+                    let (applied, w) = store.apply(&mut own.chain, &e)?;
+                    if applied == Applied::Applied {
+                        own.note(&e);
+                        if e.source.offset >= committed {
+                            rederive.push((e, w, r.offset));
+                        }
                     }
                     Ok(())
                 })?;
@@ -404,13 +433,13 @@ impl Processor {
                     }
                     Ok(())
                 })?;
-                Ok((Owned { state, events_next }, rederive, catalog_end))
+                Ok((own, rederive, catalog_end))
             })?;
         self.catalog_expected =
             catalog_end.max(self.catalog.read().expect("catalog lock").next_offset);
         info!(
             partition = p,
-            last_seq = owned.state.chain.last_seq,
+            last_seq = owned.chain.last_seq,
             rederived = rederive.len(),
             "partition caught up"
         );
@@ -470,7 +499,7 @@ impl Processor {
     }
 
     fn skip_offset(&self, p: i32) -> Option<i64> {
-        let own = self.owned.get(&p)?.state.last_command_offset;
+        let own = self.owned.get(&p)?.last_command_offset;
         let cat = self
             .catalog
             .read()
@@ -543,10 +572,8 @@ impl Processor {
                         (self.topics.catalog.clone(), 0, w)
                     } else {
                         let own = self.owned.get_mut(&p).expect("loaded above");
-                        let w = infallible(plan::plan(&ev, &own.state));
-                        own.state
-                            .apply(&ev)
-                            .map_err(|g| LogError::Gap(g.to_string()))?;
+                        let (_, w) = self.store.partition(p).apply(&mut own.chain, &ev)?;
+                        own.note(&ev);
                         (self.topics.events.clone(), p, w)
                     };
                     let delivery = self
@@ -626,7 +653,7 @@ impl Processor {
                 conflicted.insert(key, pe.source_offset);
                 continue;
             }
-            self.count(&crate::domain::CommandResult::from_event(&pe.event));
+            self.count(&CommandResult::from_event(&pe.event));
             let lat = (now_ms() - pe.started.millis()).max(0) as f64 / 1000.0;
             self.metrics.command_seconds.observe(lat);
             for r in derived(&self.topics, &pe.event, &pe.writes, d.offset) {
@@ -655,7 +682,7 @@ impl Processor {
         Ok(conflicted.into_keys().collect())
     }
 
-    fn count(&self, r: &crate::domain::CommandResult) {
+    fn count(&self, r: &CommandResult) {
         self.metrics
             .commands
             .get_or_create(&CommandLabels {
@@ -693,7 +720,8 @@ impl Processor {
             source,
             observed_at,
         };
-        let state = &self.owned.get(&p).expect("loaded before deciding").state;
+        let own = self.owned.get(&p).expect("loaded before deciding");
+        let state = self.store.partition(p);
         match codec::decode_command(payload, rec.header("content-type")) {
             Ok(envelope) => {
                 if envelope.command.partition_key() != key_str {
@@ -704,10 +732,12 @@ impl Processor {
                             envelope.command.partition_key()
                         ),
                     );
-                    return Ok((
-                        Some(state.decide_undecodable(&undecodable(envelope.command_id, r))),
-                        key,
-                    ));
+                    let d = decide::decide_undecodable(
+                        &state,
+                        &own.chain,
+                        &undecodable(envelope.command_id, r),
+                    )?;
+                    return Ok((Some(d), key));
                 }
                 let input = CommandInput {
                     envelope,
@@ -725,7 +755,7 @@ impl Processor {
                         .decide(&self.grants, &input)
                 } else {
                     let c = self.catalog.read().expect("catalog lock");
-                    state.decide(&c.state.catalog, &self.grants, &input)
+                    decide::decide(&state, &own.chain, &c.state.catalog, &self.grants, &input)?
                 };
                 Ok((Some(d), key))
             }
@@ -750,9 +780,14 @@ impl Processor {
                     self.send(&self.topics.dlq, Some(p), &key, payload, &ct, &headers)
                         .await?,
                 );
-                let d = e
-                    .command_id
-                    .map(|id| state.decide_undecodable(&undecodable(id, e.rejection())));
+                let d = match e.command_id {
+                    Some(id) => Some(decide::decide_undecodable(
+                        &state,
+                        &own.chain,
+                        &undecodable(id, e.rejection()),
+                    )?),
+                    None => None,
+                };
                 Ok((d, key))
             }
         }

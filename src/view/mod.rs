@@ -1,10 +1,12 @@
 //! The RocksDB materialized view, built only from the log. One column family per
 //! [`Table`]; each event is applied in one WriteBatch together with its partition's applied
 //! position, so a crash never leaves an event half-applied. Queries (resolve, time travel,
-//! listings) read only from here.
+//! listings) read only from here. [`store`] is the processor's state store, built the
+//! same way.
 
 pub mod plan;
 mod query;
+pub mod store;
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -16,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::event::{LogId, ScopeRef};
 use crate::domain::state::{Applied, BundleRecord, Chain, SlotRecord, chain_check};
-use crate::domain::{BundleId, BundleVersion, ErrorCode, RegistryEvent};
+use crate::domain::{BundleId, BundleVersion, CommandResult, ErrorCode, RegistryEvent, StateRead};
 pub use plan::{AppliedPosition, HistoryEntry, Table, Write};
 pub use query::{Page, ResolveAt};
 
@@ -285,12 +287,15 @@ impl View {
     }
 }
 
-impl plan::Snapshot for View {
+impl StateRead for View {
     type Error = ViewError;
     fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, ViewError> {
         self.get_json(Table::Bundles, &plan::bundle_key(id, v))
     }
     fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, ViewError> {
         self.get_json(Table::Slots, &plan::slot_key(id, scope))
+    }
+    fn result(&self, command_id: &uuid::Uuid) -> Result<Option<CommandResult>, ViewError> {
+        View::result(self, *command_id)
     }
 }

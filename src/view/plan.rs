@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::event::{CommandResult, LogId, Outcome, RegistryEventType, ScopeRef};
-use crate::domain::state::{BundleRecord, SlotRecord};
-use crate::domain::{BundleId, BundleVersion, RegistryEvent, Timestamp};
+use crate::domain::state::BundleRecord;
+use crate::domain::{BundleId, BundleVersion, RegistryEvent, StateRead, Timestamp};
 
 /// The view's tables, one RocksDB column family each. The byte is the table's id in the
 /// `state` changelog key; a retired id is never reused.
@@ -124,17 +124,6 @@ pub struct HistoryEntry {
     pub observed_at_utc: Timestamp,
 }
 
-/// Reads the current records the planner needs.
-pub trait Snapshot {
-    /// Error of the underlying store.
-    type Error;
-    /// One bundle record.
-    fn bundle(&self, id: &BundleId, v: &BundleVersion)
-    -> Result<Option<BundleRecord>, Self::Error>;
-    /// One slot record.
-    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error>;
-}
-
 /// Key of a bundle record.
 pub fn bundle_key(id: &BundleId, v: &BundleVersion) -> Vec<u8> {
     format!("{id}\0{v}").into_bytes()
@@ -191,7 +180,7 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 /// Plans every write that applying `e` causes (but its position, see [`position_write`]),
 /// reading current records from `snap`. Pure: the same event and snapshot give the same
 /// bytes.
-pub fn plan<S: Snapshot>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::Error> {
+pub fn plan<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::Error> {
     let mut w = Vec::with_capacity(8);
     let pos = position_key(e.log, e.partition, e.seq);
     w.push(Write {
@@ -250,7 +239,7 @@ pub fn position_write(e: &RegistryEvent, offset: i64) -> Write {
     }
 }
 
-fn plan_family<S: Snapshot>(
+fn plan_family<S: StateRead>(
     e: &RegistryEvent,
     id: &BundleId,
     snap: &S,
@@ -315,23 +304,4 @@ fn plan_family<S: Snapshot>(
         });
     }
     Ok(())
-}
-
-/// A snapshot over the processor's in-memory partition state.
-impl Snapshot for crate::domain::PartitionState {
-    type Error = std::convert::Infallible;
-    fn bundle(
-        &self,
-        id: &BundleId,
-        v: &BundleVersion,
-    ) -> Result<Option<BundleRecord>, Self::Error> {
-        Ok(crate::domain::PartitionState::bundle(self, id, v).cloned())
-    }
-    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
-        Ok(self
-            .families
-            .get(id)
-            .and_then(|f| f.slots.get(scope))
-            .cloned())
-    }
 }

@@ -149,6 +149,7 @@ pub fn config(brokers: &str, dir: &Path, prefix: &str) -> Config {
     c.kafka.partitions = 3;
     c.kafka.group_id = format!("{prefix}processor");
     c.view.path = dir.join("view");
+    c.processor.state_path = dir.join("processor");
     c.http.listen = "127.0.0.1:0".into();
     c.http.command_timeout_ms = 10_000;
     c.http.read_barrier_timeout_ms = 1_000;

@@ -1,0 +1,495 @@
+//! `decide`: turns one command into exactly one event (a change, a no-op or a rejection)
+//! against the current state of its partition, read through [`StateRead`]. The state may
+//! live in memory ([`PartitionState`](super::PartitionState)) or in a store; `decide`
+//! only ever asks for single records by key, so both give the same decision byte for
+//! byte. Pure: no I/O of its own, time arrives in the input.
+
+use uuid::Uuid;
+
+use super::auth::Grants;
+use super::catalog::Catalog;
+use super::command::{BundleTarget, Command, Promote, PublishBundle, Rollback};
+use super::error::{ErrorCode, Rejection};
+use super::event::{
+    BindingChange, CommandResult, CommandSource, ErrorInfo, LifecycleState, LogId, Outcome,
+    RegistryEvent, RegistryEventType, ScopeRef, StateChange,
+};
+use super::ids::{BundleId, BundleVersion, Slot, Timestamp};
+use super::state::{BundleRecord, Chain, CommandInput, Decision, SlotRecord, UndecodableInput};
+
+/// Point reads of a partition's current records: what `decide` and the view planner ask.
+pub trait StateRead {
+    /// Failure of the underlying store (`Infallible` in memory).
+    type Error;
+    /// One bundle version's record.
+    fn bundle(&self, id: &BundleId, v: &BundleVersion)
+    -> Result<Option<BundleRecord>, Self::Error>;
+    /// One scope slot's record.
+    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error>;
+    /// The first result of a command_id already decided here.
+    fn result(&self, command_id: &Uuid) -> Result<Option<CommandResult>, Self::Error>;
+}
+
+/// Why deciding stopped: the command is rejected, or the store failed.
+enum Stop<E> {
+    Reject(Rejection),
+    Store(E),
+}
+
+impl<E> From<Rejection> for Stop<E> {
+    fn from(r: Rejection) -> Self {
+        Stop::Reject(r)
+    }
+}
+
+/// Decides `input` against the records in `read`, whose log head is `chain`, the catalog
+/// and the grants. Deterministic: the same arguments always give the same decision.
+pub fn decide<R: StateRead>(
+    read: &R,
+    chain: &Chain,
+    catalog: &Catalog,
+    grants: &Grants,
+    input: &CommandInput,
+) -> Result<Decision, R::Error> {
+    if let Some(first) = read.result(&input.envelope.command_id)? {
+        return Ok(Decision::Repeat(first));
+    }
+    let e = draft_for(input);
+    let d = Decider { read };
+    let event = match d.decide(catalog, grants, input, e.clone()) {
+        Ok(ev) => ev,
+        Err(Stop::Reject(r)) => reject(e, r),
+        Err(Stop::Store(s)) => return Err(s),
+    };
+    Ok(Decision::Append(chain.seal(event)))
+}
+
+/// Records an undecodable command whose command_id was recovered, as a rejection.
+pub fn decide_undecodable<R: StateRead>(
+    read: &R,
+    chain: &Chain,
+    input: &UndecodableInput,
+) -> Result<Decision, R::Error> {
+    if let Some(first) = read.result(&input.command_id)? {
+        return Ok(Decision::Repeat(first));
+    }
+    let mut e = draft(input.command_id, input.source, input.observed_at);
+    e.bundle_id = input.bundle_id.clone();
+    Ok(Decision::Append(chain.seal(reject(e, input.error.clone()))))
+}
+
+struct Decider<'a, R> {
+    read: &'a R,
+}
+
+impl<R: StateRead> Decider<'_, R> {
+    fn bundle(
+        &self,
+        id: &BundleId,
+        v: &BundleVersion,
+    ) -> Result<Option<BundleRecord>, Stop<R::Error>> {
+        self.read.bundle(id, v).map_err(Stop::Store)
+    }
+
+    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Stop<R::Error>> {
+        self.read.slot(id, scope).map_err(Stop::Store)
+    }
+
+    fn decide(
+        &self,
+        catalog: &Catalog,
+        grants: &Grants,
+        input: &CommandInput,
+        e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        let env = &input.envelope;
+        env.validate()?;
+        grants.authorize(&env.actor, &env.command)?;
+        match &env.command {
+            Command::Publish(p) => self.publish(p, e),
+            Command::Nominate(t) => {
+                let rec = self.existing(t)?;
+                self.step(
+                    t,
+                    &rec,
+                    e,
+                    "nominate",
+                    LifecycleState::Registered,
+                    LifecycleState::Candidate,
+                    RegistryEventType::BundleNominated,
+                )
+            }
+            Command::Approve(t) => {
+                let rec = self.existing(t)?;
+                if rec.submitted_by == env.actor {
+                    return Err(Rejection::new(
+                        ErrorCode::SeparationOfDuties,
+                        format!(
+                            "{} submitted {}@{} and cannot approve it",
+                            env.actor, t.bundle_id, t.bundle_version
+                        ),
+                    )
+                    .into());
+                }
+                self.step(
+                    t,
+                    &rec,
+                    e,
+                    "approve",
+                    LifecycleState::Candidate,
+                    LifecycleState::Approved,
+                    RegistryEventType::BundleApproved,
+                )
+            }
+            Command::Reject(t) => {
+                let rec = self.existing(t)?;
+                self.step(
+                    t,
+                    &rec,
+                    e,
+                    "reject",
+                    LifecycleState::Candidate,
+                    LifecycleState::Rejected,
+                    RegistryEventType::BundleRejected,
+                )
+            }
+            Command::Retire(t) => {
+                let rec = self.existing(t)?;
+                if rec.state == LifecycleState::Active {
+                    return Err(Rejection::new(
+                        ErrorCode::IllegalTransition,
+                        format!(
+                            "cannot retire {}@{}: it is ACTIVE in {} scope slot(s); promote another bundle or roll back first",
+                            t.bundle_id, t.bundle_version, rec.active_bindings
+                        ),
+                    )
+                    .into());
+                }
+                self.step(
+                    t,
+                    &rec,
+                    e,
+                    "retire",
+                    LifecycleState::Approved,
+                    LifecycleState::Retired,
+                    RegistryEventType::BundleRetired,
+                )
+            }
+            Command::Promote(p) => self.promote(catalog, p, e),
+            Command::Rollback(r) => self.rollback(r, e),
+            Command::SetCatalog(_) => Err(Rejection::new(
+                ErrorCode::InvalidPayload,
+                format!(
+                    "SET_CATALOG must be keyed {:?}; it reached a bundle partition",
+                    super::command::CATALOG_KEY
+                ),
+            )
+            .into()),
+        }
+    }
+
+    fn existing(&self, t: &BundleTarget) -> Result<BundleRecord, Stop<R::Error>> {
+        self.bundle(&t.bundle_id, &t.bundle_version)?
+            .ok_or_else(|| {
+                Stop::Reject(Rejection::new(
+                    ErrorCode::UnknownBundle,
+                    format!("{}@{} is not registered", t.bundle_id, t.bundle_version),
+                ))
+            })
+    }
+
+    fn publish(
+        &self,
+        p: &PublishBundle,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        p.bundle.validate()?;
+        let digest = p.bundle.digest();
+        e.bundle_digest = Some(digest.clone());
+        if let Some(rec) = self.bundle(&p.bundle.bundle_id, &p.bundle.bundle_version)? {
+            if rec.bundle_digest != digest {
+                return Err(Rejection::new(
+                    ErrorCode::ImmutableConflict,
+                    format!(
+                        "{}@{} is registered with digest {}; this bundle has digest {}. Bundles are immutable: publish a new version",
+                        p.bundle.bundle_id, p.bundle.bundle_version, rec.bundle_digest, digest
+                    ),
+                )
+                .into());
+            }
+            return Ok(noop(e, Outcome::Duplicate, rec.state));
+        }
+        p.gate_receipt.check_for(&p.bundle, &digest)?;
+        e.bundle = Some(p.bundle.clone());
+        e.gate_receipt = Some(p.gate_receipt.clone());
+        e.event_type = RegistryEventType::BundleRegistered;
+        e.outcome = Outcome::Accepted;
+        e.to_state = Some(LifecycleState::Registered);
+        Ok(e)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        t: &BundleTarget,
+        rec: &BundleRecord,
+        mut e: RegistryEvent,
+        verb: &str,
+        from: LifecycleState,
+        to: LifecycleState,
+        event_type: RegistryEventType,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        e.bundle_digest = Some(rec.bundle_digest.clone());
+        if rec.state == to {
+            return Ok(noop(e, Outcome::Noop, to));
+        }
+        if rec.state != from {
+            return Err(illegal(verb, &t.bundle_id, &t.bundle_version, rec.state).into());
+        }
+        Ok(accept(e, event_type, from, to))
+    }
+
+    fn promote(
+        &self,
+        catalog: &Catalog,
+        p: &Promote,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        let t = BundleTarget {
+            bundle_id: p.bundle_id.clone(),
+            bundle_version: p.bundle_version.clone(),
+        };
+        let rec = self.existing(&t)?;
+        e.bundle_digest = Some(rec.bundle_digest.clone());
+        if !matches!(rec.state, LifecycleState::Approved | LifecycleState::Active) {
+            return Err(illegal("promote", &p.bundle_id, &p.bundle_version, rec.state).into());
+        }
+        // Defence in depth: the receipt was checked at intake and is immutable since.
+        rec.gate_receipt
+            .check_for(&rec.bundle, &rec.bundle_digest)?;
+        let slot_key = e.scope.clone().expect("promote drafts carry a scope");
+        let slot = self.slot(&p.bundle_id, &slot_key)?;
+        let current = slot.as_ref().and_then(SlotRecord::bound);
+        if current == Some(&p.bundle_version) {
+            return Ok(noop(e, Outcome::Noop, rec.state));
+        }
+        e.catalog_version = Some(catalog.version);
+        e.warnings = catalog
+            .check(&p.environment, &rec.bundle.compatibility)
+            .into_result(&p.environment)?;
+        let mut e = accept(
+            e,
+            RegistryEventType::BundlePromoted,
+            rec.state,
+            LifecycleState::Active,
+        );
+        if let Some(prev) = current {
+            self.release(&mut e, &p.bundle_id, prev)?;
+        }
+        e.binding = Some(BindingChange {
+            pop: 0,
+            push: true,
+            bundle_version: p.bundle_version.clone(),
+            bundle_digest: rec.bundle_digest.clone(),
+            previous_version: current.cloned(),
+        });
+        Ok(e)
+    }
+
+    /// Records that `prev` loses one binding; when it was its last, it returns to APPROVED.
+    fn release(
+        &self,
+        e: &mut RegistryEvent,
+        id: &BundleId,
+        prev: &BundleVersion,
+    ) -> Result<(), Stop<R::Error>> {
+        if let Some(prev_rec) = self.bundle(id, prev)?
+            && prev_rec.active_bindings == 1
+        {
+            e.state_changes.push(StateChange {
+                bundle_version: prev.clone(),
+                from: LifecycleState::Active,
+                to: LifecycleState::Approved,
+            });
+        }
+        Ok(())
+    }
+
+    fn rollback(
+        &self,
+        r: &Rollback,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        let slot_key = e.scope.clone().expect("rollback drafts carry a scope");
+        let nothing = || {
+            Stop::Reject(Rejection::new(
+                ErrorCode::NothingToRollBack,
+                format!(
+                    "scope {}/{}/{} slot {} has no earlier usable activation",
+                    r.environment,
+                    r.tenant_id,
+                    r.bundle_id,
+                    slot_key.slot.as_str()
+                ),
+            ))
+        };
+        let slot = self.slot(&r.bundle_id, &slot_key)?.ok_or_else(nothing)?;
+        let current = slot.bound().ok_or_else(nothing)?;
+        // Walk down the stack below the current binding, skipping versions since retired
+        // or rejected (and repeats of the current one).
+        let mut pop = 1u32;
+        let mut target = None;
+        for v in slot.stack.iter().rev().skip(1) {
+            if v != current
+                && let Some(b) = self.bundle(&r.bundle_id, v)?
+                && matches!(b.state, LifecycleState::Approved | LifecycleState::Active)
+            {
+                target = Some((v, b));
+                break;
+            }
+            pop += 1;
+        }
+        let (target, rec) = target.ok_or_else(nothing)?;
+        e.bundle_version = Some(target.clone());
+        e.bundle_digest = Some(rec.bundle_digest.clone());
+        let mut e = accept(
+            e,
+            RegistryEventType::BundleRolledBack,
+            rec.state,
+            LifecycleState::Active,
+        );
+        self.release(&mut e, &r.bundle_id, current)?;
+        e.binding = Some(BindingChange {
+            pop,
+            push: false,
+            bundle_version: target.clone(),
+            bundle_digest: rec.bundle_digest.clone(),
+            previous_version: Some(current.clone()),
+        });
+        Ok(e)
+    }
+}
+
+pub(super) fn draft(
+    input_id: Uuid,
+    source: CommandSource,
+    observed_at: Timestamp,
+) -> RegistryEvent {
+    RegistryEvent {
+        event_id: RegistryEvent::id_for(input_id),
+        log: LogId::Events,
+        partition: 0,
+        seq: 0,
+        event_type: RegistryEventType::CommandRejected,
+        outcome: Outcome::Rejected,
+        command_id: input_id,
+        command_type: None,
+        actor: None,
+        bundle_id: None,
+        bundle_version: None,
+        bundle_digest: None,
+        scope: None,
+        from_state: None,
+        to_state: None,
+        observed_at_utc: observed_at,
+        reason: None,
+        source,
+        bundle: None,
+        gate_receipt: None,
+        state_changes: Vec::new(),
+        binding: None,
+        catalog_version: None,
+        catalog_entry: None,
+        warnings: Vec::new(),
+        error: None,
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
+}
+
+/// An event skeleton for `input`, filled with what the envelope says.
+pub(super) fn draft_for(input: &CommandInput) -> RegistryEvent {
+    let env = &input.envelope;
+    let mut e = draft(env.command_id, input.source, input.observed_at);
+    e.command_type = Some(env.command.command_type());
+    e.actor = Some(env.actor.clone());
+    e.reason = env.reason.clone();
+    e.bundle_id = env.command.bundle_id().cloned();
+    match &env.command {
+        Command::Publish(p) => {
+            e.bundle_version = Some(p.bundle.bundle_version.clone());
+        }
+        Command::Nominate(t) | Command::Approve(t) | Command::Reject(t) | Command::Retire(t) => {
+            e.bundle_version = Some(t.bundle_version.clone());
+        }
+        Command::Promote(p) => {
+            e.bundle_version = Some(p.bundle_version.clone());
+            e.scope = Some(ScopeRef {
+                environment: p.environment.clone(),
+                tenant_id: p.tenant_id.clone(),
+                slot: Slot::from_degrade(p.degrade),
+            });
+        }
+        Command::Rollback(r) => {
+            e.scope = Some(ScopeRef {
+                environment: r.environment.clone(),
+                tenant_id: r.tenant_id.clone(),
+                slot: Slot::from_degrade(r.degrade),
+            });
+        }
+        Command::SetCatalog(c) => {
+            e.scope = None;
+            e.catalog_entry = Some(c.clone());
+        }
+    }
+    e
+}
+
+pub(super) fn reject(mut e: RegistryEvent, r: Rejection) -> RegistryEvent {
+    e.event_type = RegistryEventType::CommandRejected;
+    e.outcome = Outcome::Rejected;
+    e.state_changes.clear();
+    e.binding = None;
+    e.catalog_entry = None;
+    e.error = Some(ErrorInfo::from(r));
+    e
+}
+
+fn noop(mut e: RegistryEvent, outcome: Outcome, state: LifecycleState) -> RegistryEvent {
+    e.event_type = RegistryEventType::CommandNoop;
+    e.outcome = outcome;
+    e.from_state = Some(state);
+    e.to_state = Some(state);
+    e
+}
+
+fn accept(
+    mut e: RegistryEvent,
+    event_type: RegistryEventType,
+    from: LifecycleState,
+    to: LifecycleState,
+) -> RegistryEvent {
+    e.event_type = event_type;
+    e.outcome = Outcome::Accepted;
+    e.from_state = Some(from);
+    e.to_state = Some(to);
+    if from != to {
+        let v = e
+            .bundle_version
+            .clone()
+            .expect("accepted bundle events name a version");
+        e.state_changes.push(StateChange {
+            bundle_version: v,
+            from,
+            to,
+        });
+    }
+    e
+}
+
+fn illegal(what: &str, id: &BundleId, v: &BundleVersion, state: LifecycleState) -> Rejection {
+    Rejection::new(
+        ErrorCode::IllegalTransition,
+        format!("cannot {what} {id}@{v}: it is {}", state.as_str()),
+    )
+}
