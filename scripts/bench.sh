@@ -50,7 +50,8 @@ start_stack() { # $1 = run name
   [ -n "${KEEP_VIEW:-}" ] || rm -rf "$WORK/view-$1"
   KPORT=$(free_port); HPORT=$(free_port)
   ./scripts/broker.sh start "$WORK/broker" "$KPORT" >/dev/null
-  export MPR_BROKERS="127.0.0.1:$KPORT" MPR_HTTP__LISTEN="127.0.0.1:$HPORT" MPR_VIEW__PATH="$WORK/view-$1" MPR_LOG="warn"
+  export MPR_BROKERS="127.0.0.1:$KPORT" MPR_HTTP__LISTEN="127.0.0.1:$HPORT" MPR_VIEW__PATH="$WORK/view-$1" \
+    MPR_PROCESSOR__STATE_PATH="$WORK/processor-$1" MPR_LOG="warn"
   "$MPR" --config config/local.toml serve >"$OUT/raw/registry-$1.log" 2>&1 &
   REG_PID=$!
   URL="http://127.0.0.1:$HPORT"
@@ -112,7 +113,7 @@ if stage scale; then
   sleep 5 # let RocksDB settle its flushes
   rss1=$(rss_kib "$REG_PID"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$REG_PID/status")
   kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
-  echo "{\"bench\":\"scale-footprint\",\"bundles\":$SCALE_BUNDLES,\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rss_peak_kib\":$hwm,\"rocksdb_kib\":$(du -sk "$WORK/view-scale" | cut -f1),\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/scale-footprint.json"
+  echo "{\"bench\":\"scale-footprint\",\"bundles\":$SCALE_BUNDLES,\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rss_peak_kib\":$hwm,\"rocksdb_kib\":$(du -sk "$WORK/view-scale" | cut -f1),\"state_store_kib\":$(du -sk "$WORK/processor-scale" | cut -f1),\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/scale-footprint.json"
   # The rebuild from `state` at this scale is opt-in (SCALE_STATE=1): tansu 0.6's Fetch
   # computes a running byte sum over every record from the fetch offset to the high
   # watermark before it applies max_bytes, so reading one partition of 5.5 million records

@@ -94,22 +94,34 @@ pub fn run_applier(
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        let msg = match msg {
-            Ok(m) => Record::from_message(&m),
+        let mut batch = match msg {
+            Ok(m) => vec![Record::from_message(&m)],
             Err(e) => {
                 warn!(error = %e, "view applier consumer error");
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
         };
-        let is_catalog = msg.topic == topics.catalog;
-        apply_record(&view, &catalog, &metrics, &msg, is_catalog)?;
-        let idx = if is_catalog {
-            0
-        } else {
-            msg.partition as usize + 1
-        };
-        next[idx] = msg.offset + 1;
+        // Whatever else has arrived goes into the same WriteBatch.
+        while batch.len() < MAX_BATCH {
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => batch.push(Record::from_message(&m)),
+                Some(Err(e)) => {
+                    warn!(error = %e, "view applier consumer error");
+                    break;
+                }
+                None => break,
+            }
+        }
+        apply_records(&view, &catalog, &metrics, &topics.catalog, &batch)?;
+        for msg in &batch {
+            let idx = if msg.topic == topics.catalog {
+                0
+            } else {
+                msg.partition as usize + 1
+            };
+            next[idx] = msg.offset + 1;
+        }
         status.version.send_replace(view.version());
         if last_lag_report.elapsed() > Duration::from_secs(5) {
             last_lag_report = std::time::Instant::now();
@@ -130,34 +142,45 @@ pub fn run_applier(
     Ok(())
 }
 
-/// Applies one `events` or `catalog` record to the view (and the catalog to the shared
-/// catalog state).
-fn apply_record(
+/// Most records applied in one WriteBatch.
+const MAX_BATCH: usize = 1000;
+
+/// Applies `events` and `catalog` records, in their order, to the view in one WriteBatch
+/// (and catalog records to the shared catalog state).
+fn apply_records(
     view: &View,
     catalog: &CatalogHandle,
     metrics: &Metrics,
-    r: &Record,
-    is_catalog: bool,
+    catalog_topic: &str,
+    records: &[Record],
 ) -> Result<(), LogError> {
-    if is_catalog {
-        apply_catalog_record(catalog, r)?;
+    let mut events = Vec::with_capacity(records.len());
+    for r in records {
+        if r.topic == catalog_topic {
+            apply_catalog_record(catalog, r)?;
+        }
+        let e = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| {
+            LogError::Corrupt {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                detail: e.to_string(),
+            }
+        })?;
+        events.push((e, r.offset));
     }
-    let e = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| {
-        LogError::Corrupt {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            detail: e.to_string(),
+    let refs: Vec<_> = events.iter().map(|(e, o)| (e, *o)).collect();
+    for a in view.apply_batch(&refs)? {
+        match a {
+            Applied::Applied => {
+                metrics.view_applied_events.inc();
+            }
+            Applied::Forked => {
+                metrics.forks_skipped.inc();
+            }
+            Applied::AlreadyApplied => {}
         }
-    })?;
-    match view.apply(&e, r.offset)? {
-        Applied::Applied => metrics.view_applied_events.inc(),
-        Applied::Forked => {
-            metrics.forks_skipped.inc();
-            0
-        }
-        Applied::AlreadyApplied => 0,
-    };
+    }
     Ok(())
 }
 
@@ -172,19 +195,26 @@ pub fn rebuild_from_events(
     let catalog = super::processor::new_catalog();
     let metrics = Metrics::new();
     let mut n = 0u64;
-    let mut step = |r: crate::log::reader::Record, is_catalog: bool| -> Result<(), LogError> {
-        apply_record(view, &catalog, &metrics, &r, is_catalog)?;
-        n += 1;
-        if n.is_multiple_of(10_000) {
-            progress(n);
-        }
+    let mut buf: Vec<Record> = Vec::with_capacity(MAX_BATCH);
+    let mut flush = |buf: &mut Vec<Record>, n: &mut u64| -> Result<(), LogError> {
+        apply_records(view, &catalog, &metrics, &topics.catalog, buf)?;
+        *n += buf.len() as u64;
+        buf.clear();
+        progress(*n);
         Ok(())
     };
-    read_to_end(cfg, &topics.catalog, 0, 0, |r| step(r, true))?;
-    for p in 0..view.partitions() {
-        read_to_end(cfg, &topics.events, p, 0, |r| step(r, false))?;
+    let logs = std::iter::once((&topics.catalog, 0))
+        .chain((0..view.partitions()).map(|p| (&topics.events, p)));
+    for (topic, p) in logs {
+        read_to_end(cfg, topic, p, 0, |r| {
+            buf.push(r);
+            if buf.len() == MAX_BATCH {
+                flush(&mut buf, &mut n)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut buf, &mut n)?;
     }
-    progress(n);
     Ok(n)
 }
 

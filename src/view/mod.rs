@@ -8,6 +8,7 @@ pub mod plan;
 mod query;
 pub mod store;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
 
@@ -213,38 +214,86 @@ impl View {
     /// Applies one event read at Kafka `offset`, in one WriteBatch with its position.
     /// Events at or below the applied seq are skipped.
     pub fn apply(&self, e: &RegistryEvent, offset: i64) -> Result<Applied, ViewError> {
-        let head = self.cached_position(e.log, e.partition).map_or_else(
-            || Chain::new(e.log, e.partition),
-            |p| Chain {
-                log: e.log,
-                partition: e.partition,
-                last_seq: p.seq,
-                last_hash: p.hash,
-            },
-        );
-        match chain_check(&head, e) {
-            Ok(Some(skip)) => return Ok(skip),
-            Ok(None) => {}
-            Err(g) => {
-                return Err(ViewError::Gap {
-                    log: g.log,
-                    partition: g.partition,
-                    last: g.last,
-                    got: g.got,
-                });
+        Ok(self.apply_batch(std::slice::from_ref(&(e, offset)))?[0])
+    }
+
+    /// Applies events, each read at its Kafka offset, in log order and in one WriteBatch
+    /// together with the positions they reach: the view moves from one applied event to a
+    /// later one, never to a state in between. Each event is planned against the view as
+    /// the earlier events of the batch leave it. The bytes written are those of applying
+    /// the events one at a time.
+    pub fn apply_batch(&self, events: &[(&RegistryEvent, i64)]) -> Result<Vec<Applied>, ViewError> {
+        let mut heads: HashMap<usize, Chain> = HashMap::new();
+        let mut reached: HashMap<usize, AppliedPosition> = HashMap::new();
+        let mut overlay = Overlay {
+            view: self,
+            pending: HashMap::new(),
+        };
+        let mut batch = WriteBatch::default();
+        let mut out = Vec::with_capacity(events.len());
+        for (e, offset) in events {
+            let slot = slot_of(e.log, e.partition);
+            let head = heads.entry(slot).or_insert_with(|| {
+                self.cached_position(e.log, e.partition).map_or_else(
+                    || Chain::new(e.log, e.partition),
+                    |p| Chain {
+                        log: e.log,
+                        partition: e.partition,
+                        last_seq: p.seq,
+                        last_hash: p.hash,
+                    },
+                )
+            });
+            match chain_check(head, e) {
+                Ok(Some(skip)) => {
+                    out.push(skip);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(g) => {
+                    return Err(ViewError::Gap {
+                        log: g.log,
+                        partition: g.partition,
+                        last: g.last,
+                        got: g.got,
+                    });
+                }
+            }
+            for w in plan::plan(e, &overlay)? {
+                batch.put_cf(self.cf(w.table), &w.key, &w.value);
+                if matches!(w.table, Table::Bundles | Table::Slots) {
+                    overlay.pending.insert((w.table, w.key), w.value);
+                }
+            }
+            head.last_seq = e.seq;
+            head.last_hash = e.hash.clone();
+            reached.insert(
+                slot,
+                AppliedPosition {
+                    seq: e.seq,
+                    hash: e.hash.clone(),
+                    next_offset: offset + 1,
+                    observed_at_utc: e.observed_at_utc,
+                },
+            );
+            out.push(Applied::Applied);
+        }
+        if reached.is_empty() {
+            return Ok(out);
+        }
+        for (e, offset) in events.iter().rev() {
+            let slot = slot_of(e.log, e.partition);
+            if reached.get(&slot).is_some_and(|p| p.seq == e.seq) {
+                let w = plan::position_write(e, *offset);
+                batch.put_cf(self.cf(w.table), &w.key, &w.value);
             }
         }
-        let mut writes = plan::plan(e, self)?;
-        writes.push(plan::position_write(e, offset));
-        self.write(&writes)?;
-        let pos = AppliedPosition {
-            seq: e.seq,
-            hash: e.hash.clone(),
-            next_offset: offset + 1,
-            observed_at_utc: e.observed_at_utc,
-        };
-        self.positions.write().expect("positions lock")[slot_of(e.log, e.partition)] = Some(pos);
-        Ok(Applied::Applied)
+        self.db.write(batch)?;
+        let mut cached = self.positions.write().expect("positions lock");
+        for (slot, pos) in reached {
+            cached[slot] = Some(pos);
+        }
+        Ok(out)
     }
 
     /// Writes planned writes atomically (also used to bootstrap from the `state` topic).
@@ -284,6 +333,52 @@ impl View {
             self.db.flush_cf(self.cf(t))?;
         }
         Ok(())
+    }
+}
+
+/// The view as a batch being applied leaves it: its pending bundle and slot records over
+/// the stored ones.
+struct Overlay<'a> {
+    view: &'a View,
+    pending: HashMap<(Table, Vec<u8>), Vec<u8>>,
+}
+
+impl Overlay<'_> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        t: Table,
+        key: Vec<u8>,
+    ) -> Result<Option<T>, ViewError> {
+        match self.pending.get(&(t, key)) {
+            Some(bytes) => {
+                serde_json::from_slice(bytes)
+                    .map(Some)
+                    .map_err(|e| ViewError::Corrupt {
+                        table: t.name(),
+                        detail: e.to_string(),
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl StateRead for Overlay<'_> {
+    type Error = ViewError;
+    fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, ViewError> {
+        match self.get_json(Table::Bundles, plan::bundle_key(id, v))? {
+            Some(r) => Ok(Some(r)),
+            None => StateRead::bundle(self.view, id, v),
+        }
+    }
+    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, ViewError> {
+        match self.get_json(Table::Slots, plan::slot_key(id, scope))? {
+            Some(r) => Ok(Some(r)),
+            None => StateRead::slot(self.view, id, scope),
+        }
+    }
+    fn result(&self, command_id: &uuid::Uuid) -> Result<Option<CommandResult>, ViewError> {
+        View::result(self.view, *command_id)
     }
 }
 
