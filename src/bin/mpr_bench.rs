@@ -11,6 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+// The same allocator as the `mpr` binary, so that the in-process figures (`apply`) measure
+// what the registry runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::catalog::{CatalogEntry, Posture};
@@ -467,14 +472,25 @@ async fn main() {
             dir,
             resolve_families,
         } => {
-            use mpr::domain::{CatalogState, Decision, Grants, PartitionState};
+            // What the processor does per command (decide against its RocksDB state store,
+            // apply the event there, encode it) and what the applier does per event (decode,
+            // apply to the view in batches of 1,000), without a broker.
+            use mpr::domain::event::LogId;
+            use mpr::domain::state::Chain;
+            use mpr::domain::{CatalogState, Decision, Grants, decide};
             let grants = Grants {
                 enforce: false,
                 ..Grants::default()
             };
             let mut cat = CatalogState::new();
             let view = mpr::view::View::open(&dir, 1).expect("view");
-            let mut part = PartitionState::new(0);
+            let mut store_dir = dir.clone().into_os_string();
+            store_dir.push(".state-store");
+            let store_dir = std::path::PathBuf::from(store_dir);
+            let store =
+                mpr::view::store::StateStore::open_empty(&store_dir, 32).expect("state store");
+            let part = store.partition(0);
+            let mut chain = Chain::new(LogId::Events, 0);
             let cmds = match resolve_families {
                 Some(f) => resolve_mix(f, 50, 0.1),
                 None => {
@@ -486,34 +502,45 @@ async fn main() {
                 }
             };
             let t0 = Instant::now();
-            let mut events = Vec::with_capacity(cmds.len());
+            let mut encoded = Vec::with_capacity(cmds.len());
             for (i, c) in cmds.into_iter().enumerate() {
                 let input = testkit::input(c, i as i64);
                 let d = if matches!(input.envelope.command, Command::SetCatalog(_)) {
                     cat.decide(&grants, &input)
                 } else {
-                    part.decide(&cat.catalog, &grants, &input)
+                    decide::decide(&part, &chain, &cat.catalog, &grants, &input).expect("decide")
                 };
                 if let Decision::Append(e) = d {
-                    if e.log == mpr::domain::event::LogId::Catalog {
+                    if e.log == LogId::Catalog {
                         cat.apply(&e).unwrap();
                     } else {
-                        part.apply(&e).unwrap();
+                        part.apply(&mut chain, &e).expect("store apply");
                     }
-                    events.push(e);
+                    encoded.push(mpr::codec::encode_event(&e));
                 }
             }
             let decide_s = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            for (off, e) in events.iter().enumerate() {
-                view.apply(e, off as i64).expect("apply");
+            for (n, chunk) in encoded.chunks(1000).enumerate() {
+                let events: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let e = mpr::codec::decode_event(b).expect("decode");
+                        (e, (n * 1000 + i) as i64)
+                    })
+                    .collect();
+                let refs: Vec<_> = events.iter().map(|(e, o)| (e, *o)).collect();
+                view.apply_batch(&refs).expect("apply");
             }
             view.flush().expect("flush");
             let apply_s = t1.elapsed().as_secs_f64();
+            drop(store);
+            let _ = std::fs::remove_dir_all(&store_dir);
             println!(
                 "{}",
-                json!({"bench": "apply", "events": events.len(), "decide_per_s": events.len() as f64 / decide_s,
-                       "view_apply_per_s": events.len() as f64 / apply_s, "rss_kib": rss_kib()})
+                json!({"bench": "apply", "events": encoded.len(), "decide_per_s": encoded.len() as f64 / decide_s,
+                       "view_apply_per_s": encoded.len() as f64 / apply_s, "rss_kib": rss_kib()})
             );
         }
         Cmd::StateMemory { count } => {
