@@ -199,7 +199,8 @@ async fn resolve_inner(
     let rendered = match cached {
         Some(r) => r,
         None => {
-            let r = Arc::new(render(s, &q, at, version)?);
+            // Records and version token from one state of the view.
+            let r = Arc::new(s.view.consistent(|v| render(s, &q, at, v))?);
             // Cache only an answer whose version did not move while it was rendered.
             if at == ResolveAt::Now && s.view.version() == r.version {
                 s.resolve_cache.insert(q, r.clone());

@@ -11,6 +11,7 @@ pub mod store;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch,
@@ -99,6 +100,26 @@ pub struct View {
     db: DB,
     partitions: i32,
     positions: RwLock<Vec<Option<AppliedPosition>>>,
+    /// Seqlock of writes: odd while a write is landing and its positions are not yet
+    /// cached. Readers that need their records to match [`View::version`] use
+    /// [`View::consistent`].
+    epoch: AtomicU64,
+}
+
+/// Marks a write in progress for as long as it lives.
+struct Writing<'a>(&'a AtomicU64);
+
+impl<'a> Writing<'a> {
+    fn start(epoch: &'a AtomicU64) -> Self {
+        epoch.fetch_add(1, Ordering::SeqCst);
+        Self(epoch)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for View {
@@ -143,6 +164,7 @@ impl View {
             db,
             partitions,
             positions: RwLock::new(vec![None; partitions as usize + 1]),
+            epoch: AtomicU64::new(0),
         };
         view.load_positions()?;
         Ok(view)
@@ -288,6 +310,7 @@ impl View {
                 batch.put_cf(self.cf(w.table), &w.key, &w.value);
             }
         }
+        let _writing = Writing::start(&self.epoch);
         self.db.write(batch)?;
         let mut cached = self.positions.write().expect("positions lock");
         for (slot, pos) in reached {
@@ -296,12 +319,30 @@ impl View {
         Ok(out)
     }
 
+    /// Runs `read` with the current version, again until no write landed meanwhile, so
+    /// that the records it reads are exactly those of that version. A write in progress
+    /// (one WriteBatch, at most 1,000 events) is waited out.
+    pub fn consistent<T>(&self, mut read: impl FnMut(ViewVersion) -> T) -> T {
+        loop {
+            let before = self.epoch.load(Ordering::SeqCst);
+            if before % 2 == 1 {
+                std::thread::yield_now();
+                continue;
+            }
+            let out = read(self.version());
+            if self.epoch.load(Ordering::SeqCst) == before {
+                return out;
+            }
+        }
+    }
+
     /// Writes planned writes atomically (also used to bootstrap from the `state` topic).
     pub fn write(&self, writes: &[Write]) -> Result<(), ViewError> {
         let mut batch = WriteBatch::default();
         for w in writes {
             batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
+        let _writing = Writing::start(&self.epoch);
         self.db.write(batch)?;
         Ok(())
     }
@@ -392,5 +433,63 @@ impl StateRead for View {
     }
     fn result(&self, command_id: &uuid::Uuid) -> Result<Option<CommandResult>, ViewError> {
         View::result(self, *command_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::domain::{Catalog, Decision, Grants, PartitionState};
+    use crate::testkit;
+
+    /// A reader inside `consistent` never sees records of a write whose version is not yet
+    /// the view's version: the stored position always equals the version's seq.
+    #[test]
+    fn consistent_reads_match_their_version() {
+        let grants = Grants {
+            enforce: false,
+            ..Grants::default()
+        };
+        let mut state = PartitionState::new(0);
+        let mut events = Vec::new();
+        for i in 0..3000 {
+            let input = testkit::input(testkit::publish("mf", "fam", &format!("1.0.{i}")), i);
+            let Decision::Append(e) = state.decide(&Catalog::default(), &grants, &input) else {
+                panic!("publish appends");
+            };
+            state.apply(&e).unwrap();
+            events.push(e);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let view = Arc::new(View::open(dir.path(), 1).unwrap());
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (view, done) = (view.clone(), done.clone());
+            std::thread::spawn(move || {
+                let all: Vec<_> = events.iter().zip(0..).collect();
+                for chunk in all.chunks(3) {
+                    view.apply_batch(chunk).unwrap();
+                }
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        let mut reads = 0u64;
+        while !done.load(Ordering::SeqCst) {
+            let (v, stored) = view.consistent(|v| (v, view.position(LogId::Events, 0).unwrap()));
+            assert_eq!(
+                v.0[1],
+                stored.map_or(0, |p| p.seq),
+                "records ahead of the version"
+            );
+            reads += 1;
+        }
+        writer.join().unwrap();
+        assert!(
+            reads > 100,
+            "the reader ran alongside the writer ({reads} reads)"
+        );
     }
 }
