@@ -1,7 +1,7 @@
 """The broker's own ceiling on this machine, with a stock client (confluent-kafka), for
 comparison with the registry's pipeline figures: records/s produced in large batches and
 in one-record requests, and records/s fetched back. Prints one JSON line.
-  python3 scripts/bench_broker.py BROKERS [RECORDS] [SIZE]"""
+  python3 scripts/bench_broker.py BROKERS [RECORDS] [SIZE] [HEADERS]"""
 import json, os, sys, time, uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -16,7 +16,8 @@ admin = AdminClient({"bootstrap.servers": brokers})
 admin.create_topics([NewTopic(topic, parts, 1)])[topic].result()
 time.sleep(1)
 payload = os.urandom(size)
-headers = [("mpr-command-id", str(uuid.uuid4()).encode())]
+n_headers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+headers = [(f"mpr-h{i}", str(uuid.uuid4()).encode()) for i in range(n_headers)]
 
 
 def produce(count, linger_ms, flush_every):
@@ -50,6 +51,6 @@ while got < total and time.time() - t0 < 1200:
     got += sum(1 for m in c.consume(10000, 0.05) if not m.error())
 fetched = got / (time.time() - t0)
 c.close()
-print(json.dumps({"bench": "broker", "records": n, "record_bytes": size, "headers": 1,
+print(json.dumps({"bench": "broker", "records": n, "record_bytes": size, "headers": n_headers,
                   "produce_batched_per_s": batched, "produce_one_per_request_per_s": single,
                   "fetch_per_s": fetched, "fetched": got}))

@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -60,14 +59,9 @@ impl CommandSink for KafkaSink {
         Box::pin(async move {
             let bytes = crate::codec::avro::encode_command(env);
             let key = env.command.partition_key().to_owned();
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "content-type",
-                value: Some(crate::codec::CONTENT_TYPE_AVRO),
-            });
-            let rec = FutureRecord::to(&self.topic)
-                .key(&key)
-                .payload(&bytes)
-                .headers(headers);
+            // Avro single-object encoding identifies itself; no header needed (the broker
+            // stores each header as a row of its own).
+            let rec = FutureRecord::to(&self.topic).key(&key).payload(&bytes);
             self.producer
                 .send(rec, Duration::from_secs(10))
                 .await

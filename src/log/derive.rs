@@ -10,6 +10,10 @@ use crate::domain::event::{CommandResult, LogId};
 use crate::domain::{RegistryEvent, RegistryEventType};
 use crate::view::plan::{Write, position_write};
 
+/// Content type of CloudEvents in structured mode, which their Kafka binding requires as
+/// the `content-type` header.
+pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+
 /// One record to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
@@ -19,8 +23,9 @@ pub struct OutRecord {
     pub key: Vec<u8>,
     /// Payload.
     pub payload: Vec<u8>,
-    /// `content-type` header.
-    pub content_type: &'static str,
+    /// `content-type` header, where a consumer needs one. The broker stores each header
+    /// as a row of its own (tansu: as costly as a record), so internal topics go without.
+    pub content_type: Option<&'static str>,
 }
 
 /// The CloudEvents `type` of an event.
@@ -76,7 +81,7 @@ pub fn result_record(topics: &Topics, r: &CommandResult) -> OutRecord {
         topic: topics.results.clone(),
         key: r.command_id.to_string().into_bytes(),
         payload: serde_json::to_vec(r).expect("results serialize"),
-        content_type: crate::codec::CONTENT_TYPE_JSON,
+        content_type: None,
     }
 }
 
@@ -99,7 +104,7 @@ pub fn derived(
             topic: topics.state.clone(),
             key: w.changelog_key(),
             payload: w.value,
-            content_type: crate::codec::CONTENT_TYPE_JSON,
+            content_type: None,
         });
     }
     out.push(result_record(topics, &CommandResult::from_event(e)));
@@ -108,7 +113,7 @@ pub fn derived(
         topic: topics.lifecycle.clone(),
         key: key_of(e),
         payload: ce.clone(),
-        content_type: "application/cloudevents+json",
+        content_type: Some(CLOUDEVENTS_JSON),
     });
     if matches!(
         e.event_type,
@@ -118,7 +123,7 @@ pub fn derived(
             topic: topics.bundle_promoted.clone(),
             key: key_of(e),
             payload: ce,
-            content_type: "application/cloudevents+json",
+            content_type: Some(CLOUDEVENTS_JSON),
         });
     }
     out

@@ -457,7 +457,12 @@ impl Processor {
     }
 
     async fn enqueue(&self, r: &OutRecord) -> Result<DeliveryFuture, LogError> {
-        self.send(&r.topic, None, &r.key, &r.payload, r.content_type, &[])
+        let headers: Vec<(&str, &str)> = r
+            .content_type
+            .map(|ct| ("content-type", ct))
+            .into_iter()
+            .collect();
+        self.send(&r.topic, None, &r.key, &r.payload, &headers)
             .await
     }
 
@@ -467,24 +472,20 @@ impl Processor {
         partition: Option<i32>,
         key: &[u8],
         payload: &[u8],
-        content_type: &str,
-        extra: &[(&str, String)],
+        headers: &[(&str, &str)],
     ) -> Result<DeliveryFuture, LogError> {
         loop {
-            let mut headers = OwnedHeaders::new().insert(Header {
-                key: "content-type",
-                value: Some(content_type),
-            });
-            for (k, v) in extra {
-                headers = headers.insert(Header {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (k, v) in headers {
+                owned = owned.insert(Header {
                     key: k,
-                    value: Some(v.as_str()),
+                    value: Some(*v),
                 });
             }
             let mut rec = FutureRecord::to(topic)
                 .key(key)
                 .payload(payload)
-                .headers(headers);
+                .headers(owned);
             if let Some(p) = partition {
                 rec = rec.partition(p);
             }
@@ -576,14 +577,17 @@ impl Processor {
                         own.note(&ev);
                         (self.topics.events.clone(), p, w)
                     };
+                    // Avro single-object encoding identifies itself (C3 01 + schema
+                    // fingerprint); the one header lets consumers find a command's event
+                    // without decoding.
+                    let command_id = ev.command_id.to_string();
                     let delivery = self
                         .send(
                             &topic,
                             Some(part),
                             &key,
                             &bytes,
-                            codec::CONTENT_TYPE_AVRO,
-                            &[("mpr-command-id", ev.command_id.to_string())],
+                            &[("mpr-command-id", &command_id)],
                         )
                         .await?;
                     pending.push(Pending {
@@ -776,8 +780,11 @@ impl Processor {
                     .header("content-type")
                     .unwrap_or("application/octet-stream")
                     .to_owned();
+                headers.push(("content-type", ct));
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 other.push(
-                    self.send(&self.topics.dlq, Some(p), &key, payload, &ct, &headers)
+                    self.send(&self.topics.dlq, Some(p), &key, payload, &headers)
                         .await?,
                 );
                 let d = match e.command_id {

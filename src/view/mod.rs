@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch,
+    WriteOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -104,6 +105,9 @@ pub struct View {
     /// cached. Readers that need their records to match [`View::version`] use
     /// [`View::consistent`].
     epoch: AtomicU64,
+    /// How writes are made: without a write-ahead log while rebuilding (see
+    /// [`View::open_for_rebuild`]).
+    write_opts: WriteOptions,
 }
 
 /// Marks a write in progress for as long as it lives.
@@ -165,8 +169,18 @@ impl View {
             partitions,
             positions: RwLock::new(vec![None; partitions as usize + 1]),
             epoch: AtomicU64::new(0),
+            write_opts: WriteOptions::default(),
         };
         view.load_positions()?;
+        Ok(view)
+    }
+
+    /// Opens a new view for a rebuild, which writes without a write-ahead log: a rebuild
+    /// that dies is started again from scratch, and [`View::flush`] at its end makes the
+    /// result durable.
+    pub fn open_for_rebuild(path: &Path, partitions: i32) -> Result<Self, ViewError> {
+        let mut view = Self::open(path, partitions)?;
+        view.write_opts.disable_wal(true);
         Ok(view)
     }
 
@@ -311,7 +325,7 @@ impl View {
             }
         }
         let _writing = Writing::start(&self.epoch);
-        self.db.write(batch)?;
+        self.db.write_opt(batch, &self.write_opts)?;
         let mut cached = self.positions.write().expect("positions lock");
         for (slot, pos) in reached {
             cached[slot] = Some(pos);
@@ -343,7 +357,7 @@ impl View {
             batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
         let _writing = Writing::start(&self.epoch);
-        self.db.write(batch)?;
+        self.db.write_opt(batch, &self.write_opts)?;
         Ok(())
     }
 
