@@ -74,6 +74,8 @@ stage broker && for run in $(seq 1 "$RUNS"); do
   stop_stack; rm -rf "$WORK/broker"; KPORT=$(free_port)
   ./scripts/broker.sh start "$WORK/broker" "$KPORT" >/dev/null
   python3 scripts/bench_broker.py "127.0.0.1:$KPORT" "${BROKER_RECORDS:-200000}" | tee "$OUT/raw/broker-$run.json"
+  # The same without headers: tansu stores each header as a row, as costly as a record.
+  python3 scripts/bench_broker.py "127.0.0.1:$KPORT" "${BROKER_RECORDS:-200000}" 600 0 | tee "$OUT/raw/broker-noheaders-$run.json"
   ./scripts/broker.sh stop "$WORK/broker" >/dev/null
 done
 

@@ -74,6 +74,7 @@ fn compose_environment_is_valid_registry_config() {
             "MPR_KAFKA__PARTITIONS",
             "MPR_HTTP__LISTEN",
             "MPR_VIEW__PATH",
+            "MPR_PROCESSOR__STATE_PATH",
             "MPR_LOG__JSON",
         ];
         assert!(known.contains(&k), "unexpected variable {k}");
