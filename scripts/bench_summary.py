@@ -48,9 +48,11 @@ def med(rows, key):
 
 
 summary = {
-    "broker_produce_batched_per_s": med(load("broker-*.json"), "produce_batched_per_s"),
-    "broker_produce_one_per_request_per_s": med(load("broker-*.json"), "produce_one_per_request_per_s"),
-    "broker_fetch_per_s": med(load("broker-*.json"), "fetch_per_s"),
+    "broker_produce_batched_per_s": med(load("broker-[0-9]*.json"), "produce_batched_per_s"),
+    "broker_produce_one_per_request_per_s": med(load("broker-[0-9]*.json"), "produce_one_per_request_per_s"),
+    "broker_fetch_per_s": med(load("broker-[0-9]*.json"), "fetch_per_s"),
+    "broker_noheaders_produce_batched_per_s": med(load("broker-noheaders-*.json"), "produce_batched_per_s"),
+    "broker_noheaders_fetch_per_s": med(load("broker-noheaders-*.json"), "fetch_per_s"),
     "commands_per_s": med(load("commands-*.json"), "commands_per_second"),
     "latency_p50_ms": med(load("latency-*.json"), "p50_ms"),
     "latency_p99_ms": med(load("latency-*.json"), "p99_ms"),

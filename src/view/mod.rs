@@ -205,17 +205,10 @@ impl View {
         t: Table,
         key: &[u8],
     ) -> Result<Option<T>, ViewError> {
-        match self.db.get_pinned_cf(self.cf(t), key)? {
-            None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| ViewError::Corrupt {
-                        table: t.name(),
-                        detail: e.to_string(),
-                    })
-            }
-        }
+        self.db
+            .get_pinned_cf(self.cf(t), key)?
+            .map(|bytes| from_json(t, &bytes))
+            .transpose()
     }
 
     /// Number of events partitions.
@@ -391,6 +384,14 @@ impl View {
     }
 }
 
+/// Parses a stored record of table `t`.
+fn from_json<T: serde::de::DeserializeOwned>(t: Table, bytes: &[u8]) -> Result<T, ViewError> {
+    serde_json::from_slice(bytes).map_err(|e| ViewError::Corrupt {
+        table: t.name(),
+        detail: e.to_string(),
+    })
+}
+
 /// The view as a batch being applied leaves it: its pending bundle and slot records over
 /// the stored ones.
 struct Overlay<'a> {
@@ -404,17 +405,10 @@ impl Overlay<'_> {
         t: Table,
         key: Vec<u8>,
     ) -> Result<Option<T>, ViewError> {
-        match self.pending.get(&(t, key)) {
-            Some(bytes) => {
-                serde_json::from_slice(bytes)
-                    .map(Some)
-                    .map_err(|e| ViewError::Corrupt {
-                        table: t.name(),
-                        detail: e.to_string(),
-                    })
-            }
-            None => Ok(None),
-        }
+        self.pending
+            .get(&(t, key))
+            .map(|bytes| from_json(t, bytes))
+            .transpose()
     }
 }
 

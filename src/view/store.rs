@@ -103,17 +103,10 @@ impl StateStore {
         t: Table,
         key: &[u8],
     ) -> Result<Option<T>, ViewError> {
-        match self.db.get_pinned_cf(self.cf(t), key)? {
-            None => Ok(None),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| ViewError::Corrupt {
-                        table: t.name(),
-                        detail: e.to_string(),
-                    })
-            }
-        }
+        self.db
+            .get_pinned_cf(self.cf(t), key)?
+            .map(|bytes| super::from_json(t, &bytes))
+            .transpose()
     }
 }
 
