@@ -72,6 +72,11 @@ enum Cmd {
         /// Family name prefix.
         #[arg(long, default_value = "lat")]
         family_prefix: String,
+        /// Before timing, send this many publishes (spread over the partitions) and wait
+        /// until the view shows them all: the processor then owns its partitions and the
+        /// figure is the steady state, not the start-up (group join and catch-up).
+        #[arg(long, default_value_t = 30)]
+        warmup: usize,
     },
     /// Sequential promotes through the HTTP API, flipping one scope between two versions;
     /// each request waits for its result (the peer of MLflow's alias update).
@@ -326,7 +331,38 @@ async fn main() {
             seconds,
             sample_every,
             family_prefix,
+            warmup,
         } => {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .build();
+            let warm: Vec<_> = (0..warmup)
+                .map(|i| {
+                    testkit::publish(
+                        "model-factory",
+                        &format!("{family_prefix}-warm-{i}"),
+                        "1.0.0",
+                    )
+                })
+                .collect();
+            for c in &warm {
+                send(&p, &topic, c)
+                    .await
+                    .await
+                    .expect("delivery")
+                    .expect("delivered");
+            }
+            let warm_started = Instant::now();
+            for c in &warm {
+                while !result_visible(&agent, &a.url, &a.token, c.command_id) {
+                    assert!(
+                        warm_started.elapsed() < Duration::from_secs(120),
+                        "warm-up commands did not become visible"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            let warm_s = warm_started.elapsed().as_secs_f64();
             let n = (rate * seconds) as usize;
             let mut cmds = Vec::with_capacity(n);
             for f in 0..n.div_ceil(4) {
@@ -392,6 +428,7 @@ async fn main() {
             println!(
                 "{}",
                 json!({"bench": "latency", "rate": rate, "achieved_send_rate": offered, "sampled": lat.len(),
+                       "warmup": warmup, "warmup_visible_s": warm_s,
                        "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": lat.last()})
             );
         }

@@ -152,6 +152,13 @@ impl Owned {
     }
 }
 
+/// A settled batch whose derived outputs are still being delivered, and the `commands`
+/// offsets to commit once they are.
+struct InFlight {
+    deliveries: Vec<DeliveryFuture>,
+    commit: BTreeMap<i32, i64>,
+}
+
 /// An event appended, waiting for its delivery.
 struct Pending {
     partition: i32,
@@ -170,6 +177,8 @@ pub struct Processor {
     consumer: StreamConsumer<Ctx>,
     producer: FutureProducer,
     owned: HashMap<i32, Owned>,
+    /// The previous batch's derived outputs, awaited while the next batch is decided.
+    in_flight: Option<InFlight>,
     store: StateStore,
     catalog: CatalogHandle,
     /// Next offset this processor expects its own catalog event to land at (set when a
@@ -236,6 +245,7 @@ impl Processor {
             consumer,
             producer,
             owned: HashMap::new(),
+            in_flight: None,
             store,
             catalog,
             catalog_expected: 0,
@@ -250,13 +260,32 @@ impl Processor {
         let mut tick = tokio::time::interval(STALL_CHECK_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            let first = tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => {
-                    self.check_stalled_group(&mut stall);
-                    continue;
-                }
-                m = self.consumer.recv() => m.map(|m| Record::from_message(&m)),
+            // With a batch in flight, go on while commands are waiting; when none is, finish
+            // that batch (its outputs and its commit) before waiting for more.
+            let waiting = if self.in_flight.is_some() {
+                self.consumer
+                    .recv()
+                    .now_or_never()
+                    .map(|m| m.map(|m| Record::from_message(&m)))
+            } else {
+                None
+            };
+            if waiting.is_none()
+                && let Err(e) = self.finish_in_flight().await
+            {
+                warn!(error = %e, "derived outputs failed; re-syncing from the log");
+                self.owned.clear();
+            }
+            let first = match waiting {
+                Some(m) => m,
+                None => tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => {
+                        self.check_stalled_group(&mut stall);
+                        continue;
+                    }
+                    m = self.consumer.recv() => m.map(|m| Record::from_message(&m)),
+                },
             };
             self.handle_rebalance().await;
             let first = match first {
@@ -280,6 +309,8 @@ impl Processor {
             let mut backoff = Duration::from_millis(200);
             while let Err(e) = self.process(batch.clone()).await {
                 warn!(error = %e, "batch failed; re-syncing from the log and retrying");
+                // Nothing in flight is committed: the reload re-derives its outputs.
+                self.in_flight = None;
                 self.owned.clear();
                 if *shutdown.borrow() {
                     break;
@@ -295,6 +326,9 @@ impl Processor {
                 }
             }
         }
+        if let Err(e) = self.finish_in_flight().await {
+            warn!(error = %e, "derived outputs of the last batch failed; the next owner re-derives them");
+        }
         let _ = self.producer.flush(Duration::from_secs(10));
         info!("processor stopped");
         Ok(())
@@ -303,6 +337,12 @@ impl Processor {
     async fn handle_rebalance(&mut self) {
         let revoked: Vec<i32> =
             std::mem::take(&mut *self.consumer.context().revoked.lock().expect("lock"));
+        if !revoked.is_empty()
+            && let Err(e) = self.finish_in_flight().await
+        {
+            warn!(error = %e, "derived outputs failed; re-syncing from the log");
+            self.owned.clear();
+        }
         for p in revoked {
             debug!(partition = p, "partition revoked");
             self.owned.remove(&p);
@@ -666,24 +706,47 @@ impl Processor {
         }
         debug!(
             derived = derived_futs.len(),
-            "events durable; awaiting derived outputs"
+            "events durable; derived outputs in flight"
         );
-        for f in other.into_iter().chain(derived_futs) {
-            delivered(f.await)?;
-        }
-        debug!("batch settled");
         for p in conflicted.keys() {
             self.owned.remove(p);
             commit.remove(p);
         }
-        if !commit.is_empty() {
+        // Pipelined by one batch: this batch's derived outputs are delivered (and its
+        // offsets committed) while the next batch is decided; the previous batch's are
+        // awaited now. A commit still follows its outputs, so a crash re-derives them.
+        let previous = self.in_flight.replace(InFlight {
+            deliveries: other.into_iter().chain(derived_futs).collect(),
+            commit,
+        });
+        if let Some(previous) = previous {
+            self.finish(previous).await?;
+        }
+        Ok(conflicted.into_keys().collect())
+    }
+
+    /// Awaits a batch's derived outputs, then commits its offsets.
+    async fn finish(&mut self, batch: InFlight) -> Result<(), LogError> {
+        for f in batch.deliveries {
+            delivered(f.await)?;
+        }
+        debug!("batch settled");
+        if !batch.commit.is_empty() {
             let mut tpl = TopicPartitionList::new();
-            for (p, o) in &commit {
+            for (p, o) in &batch.commit {
                 tpl.add_partition_offset(&self.topics.commands, *p, Offset::Offset(*o))?;
             }
             self.consumer.commit(&tpl, CommitMode::Async)?;
         }
-        Ok(conflicted.into_keys().collect())
+        Ok(())
+    }
+
+    /// Finishes the batch in flight, if any.
+    async fn finish_in_flight(&mut self) -> Result<(), LogError> {
+        match self.in_flight.take() {
+            Some(batch) => self.finish(batch).await,
+            None => Ok(()),
+        }
     }
 
     fn count(&self, r: &CommandResult) {
