@@ -205,10 +205,7 @@ impl View {
         t: Table,
         key: &[u8],
     ) -> Result<Option<T>, ViewError> {
-        self.db
-            .get_pinned_cf(self.cf(t), key)?
-            .map(|bytes| from_json(t, &bytes))
-            .transpose()
+        get_json(&self.db, self.cf(t), t, key)
     }
 
     /// Number of events partitions.
@@ -253,7 +250,7 @@ impl View {
     /// the events one at a time.
     pub fn apply_batch(&self, events: &[(&RegistryEvent, i64)]) -> Result<Vec<Applied>, ViewError> {
         let mut heads: HashMap<usize, Chain> = HashMap::new();
-        let mut reached: HashMap<usize, AppliedPosition> = HashMap::new();
+        let mut reached: HashMap<usize, (LogId, i32, AppliedPosition)> = HashMap::new();
         let mut overlay = Overlay {
             view: self,
             pending: HashMap::new(),
@@ -298,29 +295,32 @@ impl View {
             head.last_hash = e.hash.clone();
             reached.insert(
                 slot,
-                AppliedPosition {
-                    seq: e.seq,
-                    hash: e.hash.clone(),
-                    next_offset: offset + 1,
-                    observed_at_utc: e.observed_at_utc,
-                },
+                (
+                    e.log,
+                    e.partition,
+                    AppliedPosition {
+                        seq: e.seq,
+                        hash: e.hash.clone(),
+                        next_offset: offset + 1,
+                        observed_at_utc: e.observed_at_utc,
+                    },
+                ),
             );
             out.push(Applied::Applied);
         }
         if reached.is_empty() {
             return Ok(out);
         }
-        for (e, offset) in events.iter().rev() {
-            let slot = slot_of(e.log, e.partition);
-            if reached.get(&slot).is_some_and(|p| p.seq == e.seq) {
-                let w = plan::position_write(e, *offset);
-                batch.put_cf(self.cf(w.table), &w.key, &w.value);
-            }
+        // The last applied event of each log partition sets its position; a skipped
+        // duplicate read at a later offset does not.
+        for pos in reached.values() {
+            let w = plan::applied_position_write(pos.0, pos.1, &pos.2);
+            batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
         let _writing = Writing::start(&self.epoch);
         self.db.write_opt(batch, &self.write_opts)?;
         let mut cached = self.positions.write().expect("positions lock");
-        for (slot, pos) in reached {
+        for (slot, (_, _, pos)) in reached {
             cached[slot] = Some(pos);
         }
         Ok(out)
@@ -382,6 +382,18 @@ impl View {
         }
         Ok(())
     }
+}
+
+/// Reads and parses the record of table `t` (in column family `cf` of `db`) at `key`.
+fn get_json<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf: &rocksdb::ColumnFamily,
+    t: Table,
+    key: &[u8],
+) -> Result<Option<T>, ViewError> {
+    db.get_pinned_cf(cf, key)?
+        .map(|bytes| from_json(t, &bytes))
+        .transpose()
 }
 
 /// Parses a stored record of table `t`.

@@ -227,15 +227,24 @@ pub fn plan<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::
 
 /// The applied-position write that goes with `e`, read at Kafka `offset`.
 pub fn position_write(e: &RegistryEvent, offset: i64) -> Write {
-    Write {
-        table: Table::Offsets,
-        key: offset_key(e.log, e.partition),
-        value: json(&AppliedPosition {
+    applied_position_write(
+        e.log,
+        e.partition,
+        &AppliedPosition {
             seq: e.seq,
             hash: e.hash.clone(),
             next_offset: offset + 1,
             observed_at_utc: e.observed_at_utc,
-        }),
+        },
+    )
+}
+
+/// The write of log partition `log`/`partition`'s applied position.
+pub fn applied_position_write(log: LogId, partition: i32, pos: &AppliedPosition) -> Write {
+    Write {
+        table: Table::Offsets,
+        key: offset_key(log, partition),
+        value: json(pos),
     }
 }
 

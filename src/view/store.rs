@@ -93,7 +93,7 @@ impl StateStore {
         Ok(())
     }
 
-    /// Partition `p` of the store, whose log head is `head`.
+    /// Partition `p` of the store.
     pub fn partition(&self, p: i32) -> PartitionStore<'_> {
         PartitionStore { store: self, p }
     }
@@ -103,10 +103,7 @@ impl StateStore {
         t: Table,
         key: &[u8],
     ) -> Result<Option<T>, ViewError> {
-        self.db
-            .get_pinned_cf(self.cf(t), key)?
-            .map(|bytes| super::from_json(t, &bytes))
-            .transpose()
+        super::get_json(&self.db, self.cf(t), t, key)
     }
 }
 
