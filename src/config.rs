@@ -30,6 +30,22 @@ pub struct KafkaConfig {
     /// librdkafka debug contexts (its `debug` setting, e.g. `cgrp,fetch`); empty is off.
     #[serde(default)]
     pub client_debug: String,
+    /// Longest wait of the processor's fetch on `commands` (librdkafka `fetch.wait.max.ms`).
+    /// tansu 0.6 answers a fetch only when this runs out, so it adds to every command's
+    /// latency; each empty fetch also costs the broker CPU while idle.
+    #[serde(default = "default_processor_fetch_wait_ms")]
+    pub processor_fetch_wait_ms: u32,
+    /// Longest wait of the view applier's fetch on `events` and `catalog`, likewise.
+    #[serde(default = "default_view_fetch_wait_ms")]
+    pub view_fetch_wait_ms: u32,
+}
+
+fn default_processor_fetch_wait_ms() -> u32 {
+    20
+}
+
+fn default_view_fetch_wait_ms() -> u32 {
+    10
 }
 
 /// View settings.
@@ -146,6 +162,8 @@ impl Default for Config {
                 group_id: "mpr-processor".into(),
                 retention_days: 7,
                 client_debug: String::new(),
+                processor_fetch_wait_ms: default_processor_fetch_wait_ms(),
+                view_fetch_wait_ms: default_view_fetch_wait_ms(),
             },
             view: ViewConfig {
                 path: "var/view".into(),
@@ -215,6 +233,17 @@ impl Config {
         }
         if !(1..=1024).contains(&self.kafka.partitions) {
             return bad("kafka.partitions", "must be between 1 and 1024");
+        }
+        for (key, ms) in [
+            (
+                "kafka.processor_fetch_wait_ms",
+                self.kafka.processor_fetch_wait_ms,
+            ),
+            ("kafka.view_fetch_wait_ms", self.kafka.view_fetch_wait_ms),
+        ] {
+            if !(1..=1000).contains(&ms) {
+                return bad(key, "must be between 1 and 1000");
+            }
         }
         if self.kafka.replication_factor < 1 {
             return bad("kafka.replication_factor", "must be at least 1");

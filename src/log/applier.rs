@@ -55,7 +55,7 @@ pub fn run_applier(
     let consumer: BaseConsumer = client_config(cfg)
         .set("group.id", format!("{}-view", cfg.group_id))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", cfg.view_fetch_wait_ms.to_string())
         .set("auto.offset.reset", "earliest")
         .create()?;
     let n = view.partitions();

@@ -233,7 +233,7 @@ impl Processor {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("max.poll.interval.ms", "300000")
-            .set("fetch.wait.max.ms", "20")
+            .set("fetch.wait.max.ms", cfg.processor_fetch_wait_ms.to_string())
             .set("partition.assignment.strategy", "range")
             .create_with_context(Ctx::default())?;
         consumer.subscribe(&[&topics.commands])?;
