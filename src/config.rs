@@ -301,6 +301,22 @@ mod tests {
                 .contains("kafka.partitions")
         );
         let mut c = Config::default();
+        c.kafka.view_fetch_wait_ms = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.view_fetch_wait_ms")
+        );
+        let mut c = Config::default();
+        c.processor.state_path = c.view.path.clone();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("processor.state_path")
+        );
+        let mut c = Config::default();
         c.http.listen = "nope".into();
         assert!(
             c.validate()
