@@ -20,7 +20,7 @@ use rocksdb::{
 use sha2::{Digest, Sha256};
 
 use crate::domain::event::{LogId, ScopeRef};
-use crate::domain::state::{Applied, BundleRecord, Chain, SlotRecord, chain_check};
+use crate::domain::state::{Applied, BundleRecord, Chain, GapError, SlotRecord, chain_check};
 use crate::domain::{BundleId, BundleVersion, CommandResult, ErrorCode, RegistryEvent, StateRead};
 pub use plan::{AppliedPosition, HistoryEntry, Table, Write};
 pub use query::{Page, ResolveAt};
@@ -51,6 +51,17 @@ pub enum ViewError {
         /// Offered.
         got: u64,
     },
+}
+
+impl From<GapError> for ViewError {
+    fn from(g: GapError) -> Self {
+        ViewError::Gap {
+            log: g.log,
+            partition: g.partition,
+            last: g.last,
+            got: g.got,
+        }
+    }
 }
 
 impl ViewError {
@@ -250,7 +261,7 @@ impl View {
     /// the events one at a time.
     pub fn apply_batch(&self, events: &[(&RegistryEvent, i64)]) -> Result<Vec<Applied>, ViewError> {
         let mut heads: HashMap<usize, Chain> = HashMap::new();
-        let mut reached: HashMap<usize, (LogId, i32, AppliedPosition)> = HashMap::new();
+        let mut reached: HashMap<usize, AppliedPosition> = HashMap::new();
         let mut overlay = Overlay {
             view: self,
             pending: HashMap::new(),
@@ -270,20 +281,9 @@ impl View {
                     },
                 )
             });
-            match chain_check(head, e) {
-                Ok(Some(skip)) => {
-                    out.push(skip);
-                    continue;
-                }
-                Ok(None) => {}
-                Err(g) => {
-                    return Err(ViewError::Gap {
-                        log: g.log,
-                        partition: g.partition,
-                        last: g.last,
-                        got: g.got,
-                    });
-                }
+            if let Some(skip) = chain_check(head, e)? {
+                out.push(skip);
+                continue;
             }
             for w in plan::plan(e, &overlay)? {
                 batch.put_cf(self.cf(w.table), &w.key, &w.value);
@@ -295,16 +295,12 @@ impl View {
             head.last_hash = e.hash.clone();
             reached.insert(
                 slot,
-                (
-                    e.log,
-                    e.partition,
-                    AppliedPosition {
-                        seq: e.seq,
-                        hash: e.hash.clone(),
-                        next_offset: offset + 1,
-                        observed_at_utc: e.observed_at_utc,
-                    },
-                ),
+                AppliedPosition {
+                    seq: e.seq,
+                    hash: e.hash.clone(),
+                    next_offset: offset + 1,
+                    observed_at_utc: e.observed_at_utc,
+                },
             );
             out.push(Applied::Applied);
         }
@@ -313,14 +309,15 @@ impl View {
         }
         // The last applied event of each log partition sets its position; a skipped
         // duplicate read at a later offset does not.
-        for pos in reached.values() {
-            let w = plan::applied_position_write(pos.0, pos.1, &pos.2);
+        for (slot, pos) in &reached {
+            let head = &heads[slot];
+            let w = plan::applied_position_write(head.log, head.partition, pos);
             batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
         let _writing = Writing::start(&self.epoch);
         self.db.write_opt(batch, &self.write_opts)?;
         let mut cached = self.positions.write().expect("positions lock");
-        for (slot, (_, _, pos)) in reached {
+        for (slot, pos) in reached {
             cached[slot] = Some(pos);
         }
         Ok(out)

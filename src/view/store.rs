@@ -123,13 +123,7 @@ impl PartitionStore<'_> {
         chain: &mut Chain,
         e: &RegistryEvent,
     ) -> Result<(Applied, Vec<Write>), ViewError> {
-        let skip = chain_check(chain, e).map_err(|g| ViewError::Gap {
-            log: g.log,
-            partition: g.partition,
-            last: g.last,
-            got: g.got,
-        })?;
-        if let Some(skip) = skip {
+        if let Some(skip) = chain_check(chain, e)? {
             return Ok((skip, Vec::new()));
         }
         let writes = plan::plan(e, self)?;
