@@ -31,6 +31,7 @@ MPR="$TARGET/release/mpr"; BENCH="$TARGET/release/mpr_bench"
   echo "date: $(date -u +%FT%TZ)"; echo "cores: $(nproc)"; free -g | sed -n 2p | awk '{print "memory_gib: " $2}'
   echo "kernel: $(uname -r)"; echo "rustc: $(rustc -V)"; echo "tansu: $("$MPR_TOOLS/bin/tansu" --version)"
   echo "oha: $("$OHA" --version)"; echo "mpr: $(git rev-parse --short HEAD)"
+  echo "broker_storage: ${BROKER_STORAGE:-sqlite://tansu.db}"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -77,6 +78,13 @@ stage broker && for run in $(seq 1 "$RUNS"); do
   # The same without headers: tansu stores each header as a row, as costly as a record.
   python3 scripts/bench_broker.py "127.0.0.1:$KPORT" "${BROKER_RECORDS:-200000}" 600 0 | tee "$OUT/raw/broker-noheaders-$run.json"
   ./scripts/broker.sh stop "$WORK/broker" >/dev/null
+  # The broker's own floor for produce-to-visible: a stock client relays each record once
+  # (commands -> events) and a third consumer reads it, at the latency stage's rate, with
+  # the processor's default fetch wait; on a fresh broker.
+  rm -rf "$WORK/broker"; KPORT=$(free_port)
+  ./scripts/broker.sh start "$WORK/broker" "$KPORT" >/dev/null
+  python3 scripts/bench_broker_hops.py "127.0.0.1:$KPORT" "$RATE" "$LAT_SECONDS" 1 20 | tee "$OUT/raw/broker-hops-$run.json"
+  ./scripts/broker.sh stop "$WORK/broker" >/dev/null
 done
 
 stage commands && for run in $(seq 1 "$RUNS"); do
@@ -102,6 +110,9 @@ stage latency && for run in $(seq 1 "$RUNS"); do
   echo "== latency run $run: $RATE commands/s for $LAT_SECONDS s"
   start_stack "lat$run"
   "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" --seconds "$LAT_SECONDS" --family-prefix "lat$run" | tee "$OUT/raw/latency-$run.json"
+  # Where the time went: the registry's histograms from each command's log timestamp to
+  # the processor receiving it, to its durable event, and to its event in the view.
+  curl -fsS "$URL/metrics" | grep -E '^mpr_(command_receive|command_processing|view_visible)_seconds' >"$OUT/raw/latency-metrics-$run.txt" || true
 done
 
 # Footprint and cold rebuilds at scale: SCALE_BUNDLES publish commands (one bundle and one

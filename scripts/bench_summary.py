@@ -54,6 +54,8 @@ summary = {
     "broker_noheaders_produce_batched_per_s": med(load("broker-noheaders-*.json"), "produce_batched_per_s"),
     "broker_noheaders_fetch_per_s": med(load("broker-noheaders-*.json"), "fetch_per_s"),
     "commands_per_s": med(load("commands-*.json"), "commands_per_second"),
+    "broker_hops_p50_ms": med(load("broker-hops-*.json"), "p50_ms"),
+    "broker_hops_p99_ms": med(load("broker-hops-*.json"), "p99_ms"),
     "latency_p50_ms": med(load("latency-*.json"), "p50_ms"),
     "latency_p99_ms": med(load("latency-*.json"), "p99_ms"),
     "rebuild_events_per_s": med(rebuild("events"), "records_per_s"),
@@ -75,6 +77,20 @@ summary = {
     "promote_p50_ms": med(load("promote-*.json"), "p50_ms"),
     "promote_p99_ms": med(load("promote-*.json"), "p99_ms"),
 }
+# Mean seconds per command of the registry's latency histograms (warm-up included, so the
+# first ~30 commands' start-up wait is in the sums).
+def hist_means(name):
+    rows = []
+    for f in sorted(glob.glob(os.path.join(raw, "latency-metrics-*.txt"))):
+        vals = dict(l.split()[:2] for l in open(f) if l.startswith(f"mpr_{name}_seconds_") and " " in l)
+        n, total = float(vals.get(f"mpr_{name}_seconds_count", 0)), float(vals.get(f"mpr_{name}_seconds_sum", 0))
+        if n:
+            rows.append({"mean_ms": total / n * 1000})
+    return med(rows, "mean_ms")
+
+
+for h in ("command_receive", "command_processing", "view_visible"):
+    summary[f"latency_{h}_mean_ms"] = hist_means(h)
 fp = load("footprint-*.json")
 if fp:
     # Raw figures only: RSS growth over a small run is mostly caches and buffers, so a linear

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub commands: Family<CommandLabels, Counter>,
     /// Time from a command's log timestamp to its event being durable, seconds.
     pub command_seconds: Histogram,
+    /// Time from a command's log timestamp to the processor receiving it, seconds.
+    pub command_receive_seconds: Histogram,
+    /// Time from a command's log timestamp to its event applied in this replica's view.
+    pub view_visible_seconds: Histogram,
     /// Messages sent to the DLQ.
     pub dlq: Counter,
     /// Consumer lag of the view applier per partition.
@@ -85,6 +89,8 @@ impl Metrics {
             resolve_requests: Family::default(),
             commands: Family::default(),
             command_seconds,
+            command_receive_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            view_visible_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             dlq: Counter::default(),
             lag: Family::default(),
             view_applied_events: Gauge::default(),
@@ -112,6 +118,16 @@ impl Metrics {
             "command_processing_seconds",
             "From command log timestamp to durable event",
             m.command_seconds.clone(),
+        );
+        registry.register(
+            "command_receive_seconds",
+            "From command log timestamp to the processor receiving it",
+            m.command_receive_seconds.clone(),
+        );
+        registry.register(
+            "view_visible_seconds",
+            "From command log timestamp to its event applied in this view",
+            m.view_visible_seconds.clone(),
         );
         registry.register("dlq_messages", "Messages sent to the DLQ", m.dlq.clone());
         registry.register(

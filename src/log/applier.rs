@@ -142,6 +142,12 @@ pub fn run_applier(
     Ok(())
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Most records applied in one WriteBatch.
 const MAX_BATCH: usize = 1000;
 
@@ -170,10 +176,13 @@ fn apply_records(
         events.push((e, r.offset));
     }
     let refs: Vec<_> = events.iter().map(|(e, o)| (e, *o)).collect();
-    for a in view.apply_batch(&refs)? {
+    let now = now_ms();
+    for (a, (e, _)) in view.apply_batch(&refs)?.into_iter().zip(&events) {
         match a {
             Applied::Applied => {
                 metrics.view_applied_events.inc();
+                let visible = (now - e.observed_at_utc.millis()).max(0) as f64 / 1000.0;
+                metrics.view_visible_seconds.observe(visible);
             }
             Applied::Forked => {
                 metrics.forks_skipped.inc();

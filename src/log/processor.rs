@@ -175,7 +175,11 @@ pub struct Processor {
     topics: Topics,
     grants: Grants,
     consumer: StreamConsumer<Ctx>,
-    producer: FutureProducer,
+    /// Appends to the authoritative logs (`events`, `catalog`).
+    log_producer: FutureProducer,
+    /// Writes derived outputs. A producer of its own, so that an event's append never
+    /// queues behind the previous batch's derived outputs (one request in flight each).
+    derived_producer: FutureProducer,
     owned: HashMap<i32, Owned>,
     /// The previous batch's derived outputs, awaited while the next batch is decided.
     in_flight: Option<InFlight>,
@@ -210,6 +214,40 @@ impl StateRead for NoSnapshot {
     }
 }
 
+/// Queues one record on `producer`, waiting while its queue is full.
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    payload: &[u8],
+    headers: &[(&str, &str)],
+) -> Result<DeliveryFuture, LogError> {
+    loop {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut rec = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(owned);
+        if let Some(p) = partition {
+            rec = rec.partition(p);
+        }
+        match producer.send_result(rec) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -237,13 +275,13 @@ impl Processor {
             .set("partition.assignment.strategy", "range")
             .create_with_context(Ctx::default())?;
         consumer.subscribe(&[&topics.commands])?;
-        let producer: FutureProducer = producer_config(cfg).create()?;
         Ok(Self {
             cfg: cfg.clone(),
             topics,
             grants,
             consumer,
-            producer,
+            log_producer: producer_config(cfg).create()?,
+            derived_producer: producer_config(cfg).create()?,
             owned: HashMap::new(),
             in_flight: None,
             store,
@@ -303,6 +341,11 @@ impl Processor {
                     _ => break,
                 }
             }
+            let now = now_ms();
+            for r in &batch {
+                let waited = (now - r.timestamp_ms.unwrap_or(now)).max(0) as f64 / 1000.0;
+                self.metrics.command_receive_seconds.observe(waited);
+            }
             self.handle_rebalance().await;
             // A failed batch is retried (after re-syncing from the log) until it succeeds:
             // its records are never dropped. Records already decided are skipped on retry.
@@ -329,7 +372,8 @@ impl Processor {
         if let Err(e) = self.finish_in_flight().await {
             warn!(error = %e, "derived outputs of the last batch failed; the next owner re-derives them");
         }
-        let _ = self.producer.flush(Duration::from_secs(10));
+        let _ = self.log_producer.flush(Duration::from_secs(10));
+        let _ = self.derived_producer.flush(Duration::from_secs(10));
         info!("processor stopped");
         Ok(())
     }
@@ -502,41 +546,15 @@ impl Processor {
             .map(|ct| ("content-type", ct))
             .into_iter()
             .collect();
-        self.send(&r.topic, None, &r.key, &r.payload, &headers)
-            .await
-    }
-
-    async fn send(
-        &self,
-        topic: &str,
-        partition: Option<i32>,
-        key: &[u8],
-        payload: &[u8],
-        headers: &[(&str, &str)],
-    ) -> Result<DeliveryFuture, LogError> {
-        loop {
-            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-            for (k, v) in headers {
-                owned = owned.insert(Header {
-                    key: k,
-                    value: Some(*v),
-                });
-            }
-            let mut rec = FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
-                .headers(owned);
-            if let Some(p) = partition {
-                rec = rec.partition(p);
-            }
-            match self.producer.send_result(rec) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        send(
+            &self.derived_producer,
+            &r.topic,
+            None,
+            &r.key,
+            &r.payload,
+            &headers,
+        )
+        .await
     }
 
     fn skip_offset(&self, p: i32) -> Option<i64> {
@@ -621,15 +639,15 @@ impl Processor {
                     // fingerprint); the one header lets consumers find a command's event
                     // without decoding.
                     let command_id = ev.command_id.to_string();
-                    let delivery = self
-                        .send(
-                            &topic,
-                            Some(part),
-                            &key,
-                            &bytes,
-                            &[("mpr-command-id", &command_id)],
-                        )
-                        .await?;
+                    let delivery = send(
+                        &self.log_producer,
+                        &topic,
+                        Some(part),
+                        &key,
+                        &bytes,
+                        &[("mpr-command-id", &command_id)],
+                    )
+                    .await?;
                     pending.push(Pending {
                         partition: p,
                         source_offset: rec.offset,
@@ -847,8 +865,15 @@ impl Processor {
                 let headers: Vec<(&str, &str)> =
                     headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 other.push(
-                    self.send(&self.topics.dlq, Some(p), &key, payload, &headers)
-                        .await?,
+                    send(
+                        &self.derived_producer,
+                        &self.topics.dlq,
+                        Some(p),
+                        &key,
+                        payload,
+                        &headers,
+                    )
+                    .await?,
                 );
                 let d = match e.command_id {
                     Some(id) => Some(decide::decide_undecodable(

@@ -53,17 +53,6 @@ fn view_sum(url: &str) -> u64 {
         .sum()
 }
 
-/// A Prometheus sample's value from `/metrics`, if present.
-fn metric(url: &str, name: &str) -> Option<f64> {
-    let text = ureq::get(&format!("{url}/metrics"))
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-}
-
 fn resolve_version(url: &str, family: &str) -> Option<String> {
     let (s, v) = get(
         &format!("{url}/v1/resolve?environment=prod&bundle_id={family}"),

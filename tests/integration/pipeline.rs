@@ -58,6 +58,16 @@ fn end_to_end_commands_to_view_and_outputs() {
             c.command.command_type()
         );
     }
+    // Every command was timed on its way: received by the processor, durable as an
+    // event, applied in the view.
+    for h in [
+        "command_receive_seconds",
+        "command_processing_seconds",
+        "view_visible_seconds",
+    ] {
+        let n = metric(&reg.url, &format!("mpr_{h}_count")).unwrap_or(0.0);
+        assert!(n >= cmds.len() as f64, "mpr_{h}_count = {n}");
+    }
     // Resolve through HTTP.
     let (s, v) = get(
         &format!(
