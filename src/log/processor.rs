@@ -175,11 +175,7 @@ pub struct Processor {
     topics: Topics,
     grants: Grants,
     consumer: StreamConsumer<Ctx>,
-    /// Appends to the authoritative logs (`events`, `catalog`).
-    log_producer: FutureProducer,
-    /// Writes derived outputs. A producer of its own, so that an event's append never
-    /// queues behind the previous batch's derived outputs (one request in flight each).
-    derived_producer: FutureProducer,
+    producer: FutureProducer,
     owned: HashMap<i32, Owned>,
     /// The previous batch's derived outputs, awaited while the next batch is decided.
     in_flight: Option<InFlight>,
@@ -214,40 +210,6 @@ impl StateRead for NoSnapshot {
     }
 }
 
-/// Queues one record on `producer`, waiting while its queue is full.
-async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    partition: Option<i32>,
-    key: &[u8],
-    payload: &[u8],
-    headers: &[(&str, &str)],
-) -> Result<DeliveryFuture, LogError> {
-    loop {
-        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-        for (k, v) in headers {
-            owned = owned.insert(Header {
-                key: k,
-                value: Some(*v),
-            });
-        }
-        let mut rec = FutureRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(owned);
-        if let Some(p) = partition {
-            rec = rec.partition(p);
-        }
-        match producer.send_result(rec) {
-            Ok(f) => return Ok(f),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(e.into()),
-        }
-    }
-}
-
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -275,13 +237,13 @@ impl Processor {
             .set("partition.assignment.strategy", "range")
             .create_with_context(Ctx::default())?;
         consumer.subscribe(&[&topics.commands])?;
+        let producer: FutureProducer = producer_config(cfg).create()?;
         Ok(Self {
             cfg: cfg.clone(),
             topics,
             grants,
             consumer,
-            log_producer: producer_config(cfg).create()?,
-            derived_producer: producer_config(cfg).create()?,
+            producer,
             owned: HashMap::new(),
             in_flight: None,
             store,
@@ -372,8 +334,7 @@ impl Processor {
         if let Err(e) = self.finish_in_flight().await {
             warn!(error = %e, "derived outputs of the last batch failed; the next owner re-derives them");
         }
-        let _ = self.log_producer.flush(Duration::from_secs(10));
-        let _ = self.derived_producer.flush(Duration::from_secs(10));
+        let _ = self.producer.flush(Duration::from_secs(10));
         info!("processor stopped");
         Ok(())
     }
@@ -546,15 +507,41 @@ impl Processor {
             .map(|ct| ("content-type", ct))
             .into_iter()
             .collect();
-        send(
-            &self.derived_producer,
-            &r.topic,
-            None,
-            &r.key,
-            &r.payload,
-            &headers,
-        )
-        .await
+        self.send(&r.topic, None, &r.key, &r.payload, &headers)
+            .await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<DeliveryFuture, LogError> {
+        loop {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (k, v) in headers {
+                owned = owned.insert(Header {
+                    key: k,
+                    value: Some(*v),
+                });
+            }
+            let mut rec = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(owned);
+            if let Some(p) = partition {
+                rec = rec.partition(p);
+            }
+            match self.producer.send_result(rec) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
     }
 
     fn skip_offset(&self, p: i32) -> Option<i64> {
@@ -639,15 +626,15 @@ impl Processor {
                     // fingerprint); the one header lets consumers find a command's event
                     // without decoding.
                     let command_id = ev.command_id.to_string();
-                    let delivery = send(
-                        &self.log_producer,
-                        &topic,
-                        Some(part),
-                        &key,
-                        &bytes,
-                        &[("mpr-command-id", &command_id)],
-                    )
-                    .await?;
+                    let delivery = self
+                        .send(
+                            &topic,
+                            Some(part),
+                            &key,
+                            &bytes,
+                            &[("mpr-command-id", &command_id)],
+                        )
+                        .await?;
                     pending.push(Pending {
                         partition: p,
                         source_offset: rec.offset,
@@ -865,15 +852,8 @@ impl Processor {
                 let headers: Vec<(&str, &str)> =
                     headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 other.push(
-                    send(
-                        &self.derived_producer,
-                        &self.topics.dlq,
-                        Some(p),
-                        &key,
-                        payload,
-                        &headers,
-                    )
-                    .await?,
+                    self.send(&self.topics.dlq, Some(p), &key, payload, &headers)
+                        .await?,
                 );
                 let d = match e.command_id {
                     Some(id) => Some(decide::decide_undecodable(
