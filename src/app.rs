@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, KafkaSink};
 use crate::config::Config;
@@ -54,6 +54,7 @@ pub async fn run(
     let processor = Processor::new(&cfg.kafka, store, cfg.grants(), catalog, metrics.clone())?;
     let proc_task = tokio::spawn(processor.run(stop_rx.clone()));
 
+    let view_at_close = view.clone();
     let state = AppState {
         view,
         status,
@@ -77,6 +78,11 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = proc_task.await;
     let _ = tokio::task::spawn_blocking(move || applier.join()).await;
+    // The view writes without a WAL: flush what the applier applied, so that a restart
+    // resumes from here instead of re-applying it from the log.
+    if let Err(e) = view_at_close.flush() {
+        warn!(error = %e, "flushing the view at shutdown failed; a restart re-applies from the log");
+    }
     info!("stopped");
     Ok(())
 }

@@ -105,7 +105,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     path.display()
                 )));
             }
-            let view = View::open_for_rebuild(&path, cfg.kafka.partitions).map_err(other)?;
+            let view = View::open(&path, cfg.kafka.partitions).map_err(other)?;
             let started = Instant::now();
             let n = match from.as_str() {
                 "events" => applier::rebuild_from_events(&cfg.kafka, &view, progress("events")),

@@ -116,8 +116,7 @@ pub struct View {
     /// cached. Readers that need their records to match [`View::version`] use
     /// [`View::consistent`].
     epoch: AtomicU64,
-    /// How writes are made: without a write-ahead log while rebuilding (see
-    /// [`View::open_for_rebuild`]).
+    /// How writes are made: without a write-ahead log (see [`View::open`]).
     write_opts: WriteOptions,
 }
 
@@ -164,6 +163,11 @@ impl View {
         // every table shares one 64 MiB block cache. Bloom filters spare point reads
         // (bundles, slots) a disk probe for absent keys.
         opts.set_db_write_buffer_size(64 << 20);
+        // The view is a cache of the log, so it writes without a write-ahead log: the log
+        // is the durability. Atomic flushes keep what a crash leaves on disk a consistent
+        // prefix (every table and the positions as of one WriteBatch); the applier resumes
+        // from those positions and re-applies the rest from the log. A clean close flushes.
+        opts.set_atomic_flush(true);
         let cache = Cache::new_lru_cache(64 << 20);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -180,18 +184,13 @@ impl View {
             partitions,
             positions: RwLock::new(vec![None; partitions as usize + 1]),
             epoch: AtomicU64::new(0),
-            write_opts: WriteOptions::default(),
+            write_opts: {
+                let mut w = WriteOptions::default();
+                w.disable_wal(true);
+                w
+            },
         };
         view.load_positions()?;
-        Ok(view)
-    }
-
-    /// Opens a new view for a rebuild, which writes without a write-ahead log: a rebuild
-    /// that dies is started again from scratch, and [`View::flush`] at its end makes the
-    /// result durable.
-    pub fn open_for_rebuild(path: &Path, partitions: i32) -> Result<Self, ViewError> {
-        let mut view = Self::open(path, partitions)?;
-        view.write_opts.disable_wal(true);
         Ok(view)
     }
 
@@ -372,11 +371,12 @@ impl View {
         Ok(hex::encode(h.finalize()))
     }
 
-    /// Flushes memtables (for footprint measurements and clean shutdown).
+    /// Flushes every table's memtable in one atomic flush: what is on disk then holds all
+    /// applied events (end of a rebuild, footprint measurements; a clean close also flushes).
     pub fn flush(&self) -> Result<(), ViewError> {
-        for t in Table::ALL {
-            self.db.flush_cf(self.cf(t))?;
-        }
+        let cfs: Vec<_> = Table::ALL.iter().map(|t| self.cf(*t)).collect();
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         Ok(())
     }
 }
