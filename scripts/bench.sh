@@ -4,6 +4,9 @@
 # open-loop latency with oha, and MLflow's registry as a peer on the same machine.
 #   ./scripts/bench.sh              full run (RUNS=3, CMDS=100000)
 #   SMOKE=1 ./scripts/bench.sh      a tiny run that only checks the benchmarks still work
+#   BROKER_STORAGE=memory://tansu/ ./scripts/bench.sh
+#                                   the same against tansu's in-memory storage (keeps nothing;
+#                                   only to tell the broker's storage cost from the registry's)
 # Results: bench-results/<timestamp>/ (raw outputs, summary.json, summary.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
