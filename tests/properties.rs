@@ -17,8 +17,12 @@ use mpr::domain::{
     Actor, CatalogState, Command, CommandEnvelope, Decision, Grants, LifecycleState,
     PartitionState, RegistryEvent, RegistryEventType, RoleGrant,
 };
+use mpr::log::Topics;
+use mpr::log::applier::state_write;
+use mpr::log::derive::derived_batch;
 use mpr::testkit;
 use mpr::view::View;
+use mpr::view::plan::{self, Write};
 use mpr::view::store::StateStore;
 use proptest::prelude::*;
 
@@ -395,5 +399,65 @@ proptest! {
         let again = batched.apply_batch(&all).unwrap();
         prop_assert!(again.iter().all(|a| *a == Applied::AlreadyApplied));
         prop_assert_eq!(&batched.content_digest().unwrap(), &digest);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The `state` changelog, as the processor writes it batch by batch, may be cut
+    /// anywhere (a bootstrap reads it to a high watermark that can fall inside a batch):
+    /// bootstrapping a view from any prefix and then tailing the events from the positions
+    /// that prefix holds gives the view built from the events alone, byte for byte.
+    #[test]
+    fn any_prefix_of_state_then_events_gives_the_same_view(
+        ops in prop::collection::vec(op(), 1..60),
+        chunk in 1usize..12,
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 6),
+    ) {
+        let w = run(&ops);
+        let topics = Topics::new("p.");
+        let offsets = |evs: &[RegistryEvent]| (0..evs.len() as i64).collect::<Vec<_>>();
+        let all: Vec<(&RegistryEvent, i64)> = w
+            .cat_events
+            .iter()
+            .zip(offsets(&w.cat_events))
+            .chain(w.events.iter().zip(offsets(&w.events)))
+            .collect();
+        // What the processor derives: each event's writes come from its state store.
+        let st = Stored::new();
+        let mut chain = Chain::new(LogId::Events, 0);
+        let planned: Vec<Vec<Write>> = all
+            .iter()
+            .map(|(e, _)| {
+                if e.log == LogId::Catalog {
+                    plan::plan(e, &st.store.partition(0)).unwrap()
+                } else {
+                    st.store.partition(0).apply(&mut chain, e).unwrap().1
+                }
+            })
+            .collect();
+        let mut state: Vec<Write> = Vec::new();
+        for (evs, ws) in all.chunks(chunk).zip(planned.chunks(chunk)) {
+            let batch = evs.iter().zip(ws).map(|((e, off), w)| (*e, w.as_slice(), *off));
+            for r in derived_batch(&topics, batch) {
+                if r.topic == topics.state {
+                    state.push(state_write(&r.key, r.payload).unwrap());
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let reference = View::open(&dir.path().join("events"), 1).unwrap();
+        reference.apply_batch(&all).unwrap();
+        let digest = reference.content_digest().unwrap();
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(state.len() + 1)).collect();
+        at.extend([0, state.len()]);
+        for cut in at {
+            let v = View::open(&dir.path().join(format!("cut-{cut}")), 1).unwrap();
+            v.write(&state[..cut]).unwrap();
+            v.refresh().unwrap();
+            v.apply_batch(&all).unwrap();
+            prop_assert_eq!(&v.content_digest().unwrap(), &digest, "cut after {} of {} state records", cut, state.len());
+        }
     }
 }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::processor::{CatalogHandle, apply_catalog_record};
 use super::reader::{Record, read_to_end};
-use super::{LogError, Topics, client_config};
+use super::{LogError, Topics, client_config, now_ms};
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::domain::event::LogId;
@@ -142,12 +142,6 @@ pub fn run_applier(
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Most records applied in one WriteBatch.
 const MAX_BATCH: usize = 1000;
 
@@ -227,6 +221,17 @@ pub fn rebuild_from_events(
     Ok(n)
 }
 
+/// The view write that a `state` record (`key`, `value`) stands for: the key's first byte
+/// names the table (`Write::changelog_key`). `None` for an unknown table.
+pub fn state_write(key: &[u8], value: Vec<u8>) -> Option<Write> {
+    let table = Table::from_id(*key.first()?)?;
+    Some(Write {
+        table,
+        key: key[1..].to_vec(),
+        value,
+    })
+}
+
 /// Bootstraps `view` (which should be empty) from the compacted `state` changelog up to
 /// its current high watermark. Records are written in log order, last value wins.
 /// Returns records read. Afterwards, tail `events` from the recorded positions as usual.
@@ -240,7 +245,7 @@ pub fn bootstrap_from_state(
     let mut buf: Vec<Write> = Vec::with_capacity(4096);
     read_to_end(cfg, &topics.state, 0, 0, |r| {
         let key = r.key.unwrap_or_default();
-        let Some(table) = key.first().and_then(|b| Table::from_id(*b)) else {
+        let Some(w) = state_write(&key, r.payload.unwrap_or_default()) else {
             return Err(LogError::Corrupt {
                 topic: topics.state.clone(),
                 partition: r.partition,
@@ -248,11 +253,7 @@ pub fn bootstrap_from_state(
                 detail: "state key without a known table id".into(),
             });
         };
-        buf.push(Write {
-            table,
-            key: key[1..].to_vec(),
-            value: r.payload.unwrap_or_default(),
-        });
+        buf.push(w);
         n += 1;
         if buf.len() == 4096 {
             view.write(&buf)?;

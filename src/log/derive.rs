@@ -3,6 +3,8 @@
 //! All are pure functions of the event (and the planned view writes), keyed so that
 //! re-deriving them after a crash is idempotent.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 
 use super::Topics;
@@ -85,28 +87,47 @@ pub fn result_record(topics: &Topics, r: &CommandResult) -> OutRecord {
     }
 }
 
-/// Every derived record of `e`, delivered at `offset`, whose planned view writes are
-/// `writes`. State records come first and the applied position last, in that order on
-/// the single `state` partition, so any prefix of `state` is a consistent cut.
-pub fn derived(
+/// Every derived record of a batch of events, in order: for each event (delivered at
+/// `offset`, with planned view writes `writes`) its `state` records, result and CloudEvents;
+/// then, once per log partition, the applied position of that partition's last event.
+///
+/// On the single `state` partition a position therefore never precedes the records of the
+/// events it covers, so any prefix of `state` is a consistent cut: a bootstrap that stops
+/// inside a batch resumes from the previous position and re-applies the batch's events,
+/// which is a no-op for the records already there (each carries the seq that last changed
+/// it). One position per batch instead of one per event spares the broker a record per
+/// command; compaction keeps only the last anyway.
+pub fn derived_batch<'a>(
     topics: &Topics,
-    e: &RegistryEvent,
-    writes: &[Write],
-    offset: i64,
+    batch: impl IntoIterator<Item = (&'a RegistryEvent, &'a [Write], i64)>,
 ) -> Vec<OutRecord> {
-    let mut out = Vec::with_capacity(writes.len() + 4);
-    for w in writes
-        .iter()
-        .cloned()
-        .chain(std::iter::once(position_write(e, offset)))
-    {
-        out.push(OutRecord {
-            topic: topics.state.clone(),
-            key: w.changelog_key(),
-            payload: w.value,
-            content_type: None,
-        });
+    let mut out = Vec::new();
+    let mut last: BTreeMap<(LogId, i32), (&RegistryEvent, i64)> = BTreeMap::new();
+    for (e, writes, offset) in batch {
+        out.extend(derived(topics, e, writes));
+        last.insert((e.log, e.partition), (e, offset));
     }
+    for (e, offset) in last.into_values() {
+        out.push(state_record(topics, position_write(e, offset)));
+    }
+    out
+}
+
+fn state_record(topics: &Topics, w: Write) -> OutRecord {
+    OutRecord {
+        topic: topics.state.clone(),
+        key: w.changelog_key(),
+        payload: w.value,
+        content_type: None,
+    }
+}
+
+/// The derived records of one event whose planned view writes are `writes`: its `state`
+/// records, its result and its CloudEvents. Its applied position is written per batch
+/// ([`derived_batch`]).
+fn derived(topics: &Topics, e: &RegistryEvent, writes: &[Write]) -> Vec<OutRecord> {
+    let mut out = Vec::with_capacity(writes.len() + 3);
+    out.extend(writes.iter().cloned().map(|w| state_record(topics, w)));
     out.push(result_record(topics, &CommandResult::from_event(e)));
     let ce = serde_json::to_vec(&cloud_event(topics, e)).expect("cloud events serialize");
     out.push(OutRecord {

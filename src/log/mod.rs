@@ -95,6 +95,14 @@ impl Topics {
     }
 }
 
+/// Wall-clock time in Unix milliseconds, for comparing with log timestamps (metrics only:
+/// decisions use the command's log timestamp, never this).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Base client settings for `cfg`.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();

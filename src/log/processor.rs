@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::consumer::{
@@ -25,9 +25,9 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::derive::{OutRecord, derived, result_record};
+use super::derive::{OutRecord, derived_batch, result_record};
 use super::reader::{Record, read_to_end};
-use super::{LogError, Topics, client_config, producer_config};
+use super::{LogError, Topics, client_config, now_ms, producer_config};
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::domain::command::CATALOG_KEY;
@@ -208,12 +208,6 @@ impl StateRead for NoSnapshot {
     fn result(&self, _: &uuid::Uuid) -> Result<Option<CommandResult>, Self::Error> {
         Ok(None)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Processor {
@@ -489,10 +483,9 @@ impl Processor {
             "partition caught up"
         );
         let mut futs = Vec::new();
-        for (e, w, off) in &rederive {
-            for r in derived(&self.topics, e, w, *off) {
-                futs.push(self.enqueue(&r).await?);
-            }
+        let batch = rederive.iter().map(|(e, w, off)| (e, w.as_slice(), *off));
+        for r in derived_batch(&self.topics, batch) {
+            futs.push(self.enqueue(&r).await?);
         }
         for f in futs {
             delivered(f.await)?;
@@ -658,7 +651,7 @@ impl Processor {
         mut commit: BTreeMap<i32, i64>,
     ) -> Result<Vec<i32>, LogError> {
         let mut conflicted: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut derived_futs = Vec::new();
+        let mut landed: Vec<(RegistryEvent, Vec<Write>, i64)> = Vec::with_capacity(pending.len());
         debug!(
             events = pending.len(),
             other = other.len(),
@@ -705,9 +698,12 @@ impl Processor {
             self.count(&CommandResult::from_event(&pe.event));
             let lat = (now_ms() - pe.started.millis()).max(0) as f64 / 1000.0;
             self.metrics.command_seconds.observe(lat);
-            for r in derived(&self.topics, &pe.event, &pe.writes, d.offset) {
-                derived_futs.push(self.enqueue(&r).await?);
-            }
+            landed.push((pe.event, pe.writes, d.offset));
+        }
+        let mut derived_futs = Vec::new();
+        let batch = landed.iter().map(|(e, w, off)| (e, w.as_slice(), *off));
+        for r in derived_batch(&self.topics, batch) {
+            derived_futs.push(self.enqueue(&r).await?);
         }
         debug!(
             derived = derived_futs.len(),

@@ -417,7 +417,6 @@ pub fn get(url: &str, token: Option<&str>) -> (u16, Value) {
     }
 }
 
-/// A fresh runtime for async helpers in sync tests.
 /// A Prometheus sample's value from `/metrics`, if present.
 pub fn metric(url: &str, name: &str) -> Option<f64> {
     let text = ureq::get(&format!("{url}/metrics"))
@@ -429,6 +428,7 @@ pub fn metric(url: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// A fresh runtime for async helpers in sync tests.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
