@@ -290,39 +290,25 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The default config with `change` applied is refused, and the error names `key`.
+    fn refused_naming(change: impl FnOnce(&mut Config), key: &str) {
+        let mut c = Config::default();
+        change(&mut c);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+
     #[test]
     fn bad_values_name_their_key() {
-        let mut c = Config::default();
-        c.kafka.partitions = 0;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("kafka.partitions")
+        refused_naming(|c| c.kafka.partitions = 0, "kafka.partitions");
+        refused_naming(
+            |c| c.kafka.view_fetch_wait_ms = 0,
+            "kafka.view_fetch_wait_ms",
         );
-        let mut c = Config::default();
-        c.kafka.view_fetch_wait_ms = 0;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("kafka.view_fetch_wait_ms")
+        refused_naming(
+            |c| c.processor.state_path = c.view.path.clone(),
+            "processor.state_path",
         );
-        let mut c = Config::default();
-        c.processor.state_path = c.view.path.clone();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("processor.state_path")
-        );
-        let mut c = Config::default();
-        c.http.listen = "nope".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("http.listen")
-        );
+        refused_naming(|c| c.http.listen = "nope".into(), "http.listen");
     }
 }

@@ -163,6 +163,17 @@ async fn send(
     }
 }
 
+/// Queues every command of `cmds`, then waits until the broker has acknowledged each.
+async fn send_all(p: &FutureProducer, topic: &str, cmds: &[CommandEnvelope]) {
+    let mut futs = Vec::with_capacity(cmds.len());
+    for c in cmds {
+        futs.push(send(p, topic, c).await);
+    }
+    for f in futs {
+        f.await.expect("delivery").expect("delivered");
+    }
+}
+
 fn catalogs() -> Vec<CommandEnvelope> {
     ENVS.iter()
         .map(|e| {
@@ -302,16 +313,10 @@ async fn main() {
                     cmds.extend(lifecycle(&format!("{family_prefix}-{f:06}"), ENVS[f % 3]));
                 }
             }
-            // Encode first so the measurement covers the registry, not the generator.
+            // Generate first so the measurement covers the registry, not the generator.
             let total = cmds.len() as u64;
             let started = Instant::now();
-            let mut futs = Vec::with_capacity(cmds.len());
-            for c in &cmds {
-                futs.push(send(&p, &topic, c).await);
-            }
-            for f in futs {
-                f.await.expect("delivery").expect("delivered");
-            }
+            send_all(&p, &topic, &cmds).await;
             let produced = started.elapsed().as_secs_f64();
             let url = a.url.clone();
             let done = tokio::task::spawn_blocking(move || {
@@ -346,11 +351,7 @@ async fn main() {
                 })
                 .collect();
             for c in &warm {
-                send(&p, &topic, c)
-                    .await
-                    .await
-                    .expect("delivery")
-                    .expect("delivered");
+                send_all(&p, &topic, std::slice::from_ref(c)).await;
             }
             let warm_started = Instant::now();
             for c in &warm {
@@ -445,12 +446,9 @@ async fn main() {
                     Command::Approve(testkit::target("flip", v)),
                 ));
             }
+            // One at a time: each must be delivered before the next is sent.
             for c in &setup {
-                send(&p, &topic, c)
-                    .await
-                    .await
-                    .expect("delivery")
-                    .expect("delivered");
+                send_all(&p, &topic, std::slice::from_ref(c)).await;
             }
             let url = a.url.clone();
             let total = setup.len() as u64;
@@ -615,13 +613,7 @@ async fn main() {
             let total = cmds.len() as u64;
             let started = Instant::now();
             for chunk in cmds.chunks(5000) {
-                let mut futs = Vec::new();
-                for c in chunk {
-                    futs.push(send(&p, &topic, c).await);
-                }
-                for f in futs {
-                    f.await.expect("delivery").expect("delivered");
-                }
+                send_all(&p, &topic, chunk).await;
             }
             let url = a.url.clone();
             let done = tokio::task::spawn_blocking(move || {

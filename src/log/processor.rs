@@ -264,11 +264,8 @@ impl Processor {
             } else {
                 None
             };
-            if waiting.is_none()
-                && let Err(e) = self.finish_in_flight().await
-            {
-                warn!(error = %e, "derived outputs failed; re-syncing from the log");
-                self.owned.clear();
+            if waiting.is_none() {
+                self.finish_in_flight_or_resync().await;
             }
             let first = match waiting {
                 Some(m) => m,
@@ -336,11 +333,8 @@ impl Processor {
     async fn handle_rebalance(&mut self) {
         let revoked: Vec<i32> =
             std::mem::take(&mut *self.consumer.context().revoked.lock().expect("lock"));
-        if !revoked.is_empty()
-            && let Err(e) = self.finish_in_flight().await
-        {
-            warn!(error = %e, "derived outputs failed; re-syncing from the log");
-            self.owned.clear();
+        if !revoked.is_empty() {
+            self.finish_in_flight_or_resync().await;
         }
         for p in revoked {
             debug!(partition = p, "partition revoked");
@@ -743,6 +737,15 @@ impl Processor {
     }
 
     /// Finishes the batch in flight, if any.
+    /// Finishes the batch in flight; if its outputs fail, forgets the owned partitions so
+    /// that each is reloaded (and its outputs re-derived) before its next command.
+    async fn finish_in_flight_or_resync(&mut self) {
+        if let Err(e) = self.finish_in_flight().await {
+            warn!(error = %e, "derived outputs failed; re-syncing from the log");
+            self.owned.clear();
+        }
+    }
+
     async fn finish_in_flight(&mut self) -> Result<(), LogError> {
         match self.in_flight.take() {
             Some(batch) => self.finish(batch).await,
