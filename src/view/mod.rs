@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::event::{LogId, ScopeRef};
 use crate::domain::state::{Applied, BundleRecord, Chain, GapError, SlotRecord, chain_check};
 use crate::domain::{BundleId, BundleVersion, CommandResult, ErrorCode, RegistryEvent, StateRead};
-pub use plan::{AppliedPosition, HistoryEntry, Table, Write};
+pub use plan::{AppliedPosition, Change, HistoryEntry, Table, Write};
 pub use query::{Page, ResolveAt};
 
 /// View failures.
@@ -263,7 +263,8 @@ impl View {
         let mut reached: HashMap<usize, AppliedPosition> = HashMap::new();
         let mut overlay = Overlay {
             view: self,
-            pending: HashMap::new(),
+            bundles: HashMap::new(),
+            slots: HashMap::new(),
         };
         let mut batch = WriteBatch::default();
         let mut out = Vec::with_capacity(events.len());
@@ -284,10 +285,15 @@ impl View {
                 out.push(skip);
                 continue;
             }
-            for w in plan::plan(e, &overlay)? {
-                batch.put_cf(self.cf(w.table), &w.key, &w.value);
-                if matches!(w.table, Table::Bundles | Table::Slots) {
-                    overlay.pending.insert((w.table, w.key), w.value);
+            for c in plan::plan_changes(e, &overlay)? {
+                match c {
+                    Change::Write(w) => batch.put_cf(self.cf(w.table), &w.key, &w.value),
+                    Change::Bundle(key, rec) => {
+                        overlay.bundles.insert(key, rec);
+                    }
+                    Change::Slot(key, rec) => {
+                        overlay.slots.insert(key, rec);
+                    }
                 }
             }
             head.last_seq = e.seq;
@@ -305,6 +311,14 @@ impl View {
         }
         if reached.is_empty() {
             return Ok(out);
+        }
+        // Each bundle and slot record the batch changed, as the batch leaves it: the bytes
+        // the last of its per-event writes would have put.
+        let Overlay { bundles, slots, .. } = overlay;
+        let changed = (bundles.into_iter().map(|(k, r)| Change::Bundle(k, r)))
+            .chain(slots.into_iter().map(|(k, r)| Change::Slot(k, r)));
+        for w in changed.map(Change::into_write) {
+            batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
         // The last applied event of each log partition sets its position; a skipped
         // duplicate read at a later offset does not.
@@ -401,37 +415,25 @@ fn from_json<T: serde::de::DeserializeOwned>(t: Table, bytes: &[u8]) -> Result<T
     })
 }
 
-/// The view as a batch being applied leaves it: its pending bundle and slot records over
-/// the stored ones.
+/// The view as a batch being applied leaves it: the bundle and slot records the batch has
+/// changed so far, typed, over the stored ones.
 struct Overlay<'a> {
     view: &'a View,
-    pending: HashMap<(Table, Vec<u8>), Vec<u8>>,
-}
-
-impl Overlay<'_> {
-    fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        t: Table,
-        key: Vec<u8>,
-    ) -> Result<Option<T>, ViewError> {
-        self.pending
-            .get(&(t, key))
-            .map(|bytes| from_json(t, bytes))
-            .transpose()
-    }
+    bundles: HashMap<Vec<u8>, Box<BundleRecord>>,
+    slots: HashMap<Vec<u8>, SlotRecord>,
 }
 
 impl StateRead for Overlay<'_> {
     type Error = ViewError;
     fn bundle(&self, id: &BundleId, v: &BundleVersion) -> Result<Option<BundleRecord>, ViewError> {
-        match self.get_json(Table::Bundles, plan::bundle_key(id, v))? {
-            Some(r) => Ok(Some(r)),
+        match self.bundles.get(&plan::bundle_key(id, v)) {
+            Some(r) => Ok(Some(BundleRecord::clone(r))),
             None => StateRead::bundle(self.view, id, v),
         }
     }
     fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, ViewError> {
-        match self.get_json(Table::Slots, plan::slot_key(id, scope))? {
-            Some(r) => Ok(Some(r)),
+        match self.slots.get(&plan::slot_key(id, scope)) {
+            Some(r) => Ok(Some(r.clone())),
             None => StateRead::slot(self.view, id, scope),
         }
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::event::{CommandResult, LogId, Outcome, RegistryEventType, ScopeRef};
-use crate::domain::state::BundleRecord;
+use crate::domain::state::{BundleRecord, SlotRecord};
 use crate::domain::{BundleId, BundleVersion, RegistryEvent, StateRead, Timestamp};
 
 /// The view's tables, one RocksDB column family each. The byte is the table's id in the
@@ -83,6 +83,38 @@ impl Write {
         k.push(self.table as u8);
         k.extend_from_slice(&self.key);
         k
+    }
+}
+
+/// One planned change. Bundle and slot records stay typed, so that a caller applying
+/// many events at once can keep them as the batch changes them and serialize each key's
+/// last value once ([`Change::into_write`] gives the bytes [`plan`] writes).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A finished write.
+    Write(Write),
+    /// A bundle record at `key` of [`Table::Bundles`].
+    Bundle(Vec<u8>, Box<BundleRecord>),
+    /// A slot record at `key` of [`Table::Slots`].
+    Slot(Vec<u8>, SlotRecord),
+}
+
+impl Change {
+    /// The write this change stands for.
+    pub fn into_write(self) -> Write {
+        match self {
+            Change::Write(w) => w,
+            Change::Bundle(key, rec) => Write {
+                table: Table::Bundles,
+                key,
+                value: json(&rec),
+            },
+            Change::Slot(key, rec) => Write {
+                table: Table::Slots,
+                key,
+                value: json(&rec),
+            },
+        }
     }
 }
 
@@ -181,28 +213,36 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 /// reading current records from `snap`. Pure: the same event and snapshot give the same
 /// bytes.
 pub fn plan<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::Error> {
+    Ok(plan_changes(e, snap)?
+        .into_iter()
+        .map(Change::into_write)
+        .collect())
+}
+
+/// [`plan`], with bundle and slot records left typed.
+pub fn plan_changes<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Change>, S::Error> {
     let mut w = Vec::with_capacity(8);
     let pos = position_key(e.log, e.partition, e.seq);
-    w.push(Write {
+    w.push(Change::Write(Write {
         table: Table::Events,
         key: pos.clone(),
         value: json(e),
-    });
+    }));
     if let Some(id) = &e.bundle_id {
         let mut k = id.as_str().as_bytes().to_vec();
         k.push(0);
         k.extend_from_slice(&pos);
-        w.push(Write {
+        w.push(Change::Write(Write {
             table: Table::EventsByBundle,
             key: k,
             value: Vec::new(),
-        });
+        }));
     }
-    w.push(Write {
+    w.push(Change::Write(Write {
         table: Table::Results,
         key: e.command_id.as_bytes().to_vec(),
         value: json(&CommandResult::from_event(e)),
-    });
+    }));
     if e.outcome == Outcome::Accepted {
         if let Some(id) = &e.bundle_id {
             plan_family(e, id, snap, &mut w)?;
@@ -210,16 +250,16 @@ pub fn plan<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::
         if e.event_type == RegistryEventType::CatalogUpdated
             && let Some(entry) = &e.catalog_entry
         {
-            w.push(Write {
+            w.push(Change::Write(Write {
                 table: Table::Catalog,
                 key: entry.environment.as_str().as_bytes().to_vec(),
                 value: json(entry),
-            });
-            w.push(Write {
+            }));
+            w.push(Change::Write(Write {
                 table: Table::Catalog,
                 key: CATALOG_VERSION_KEY.to_vec(),
                 value: json(&e.seq),
-            });
+            }));
         }
     }
     Ok(w)
@@ -252,7 +292,7 @@ fn plan_family<S: StateRead>(
     e: &RegistryEvent,
     id: &BundleId,
     snap: &S,
-    w: &mut Vec<Write>,
+    w: &mut Vec<Change>,
 ) -> Result<(), S::Error> {
     let mut touched: Vec<&BundleVersion> =
         e.state_changes.iter().map(|s| &s.bundle_version).collect();
@@ -267,30 +307,18 @@ fn plan_family<S: StateRead>(
     {
         let key = bundle_key(id, &rec.bundle.bundle_version);
         touched.retain(|v| **v != rec.bundle.bundle_version);
-        w.push(Write {
-            table: Table::Bundles,
-            key,
-            value: json(&rec),
-        });
+        w.push(Change::Bundle(key, Box::new(rec)));
     }
     for v in touched {
         if let Some(mut rec) = snap.bundle(id, v)? {
             rec.apply(e);
-            w.push(Write {
-                table: Table::Bundles,
-                key: bundle_key(id, v),
-                value: json(&rec),
-            });
+            w.push(Change::Bundle(bundle_key(id, v), Box::new(rec)));
         }
     }
     if let (Some(b), Some(scope)) = (&e.binding, &e.scope) {
         let mut slot = snap.slot(id, scope)?.unwrap_or_default();
         slot.apply(b, e);
-        w.push(Write {
-            table: Table::Slots,
-            key: slot_key(id, scope),
-            value: json(&slot),
-        });
+        w.push(Change::Slot(slot_key(id, scope), slot));
         let mut hk = history_prefix(id, scope);
         hk.extend_from_slice(&e.partition.to_be_bytes());
         hk.extend_from_slice(&e.seq.to_be_bytes());
@@ -306,11 +334,11 @@ fn plan_family<S: StateRead>(
             reason: e.reason.clone(),
             observed_at_utc: e.observed_at_utc,
         };
-        w.push(Write {
+        w.push(Change::Write(Write {
             table: Table::History,
             key: hk,
             value: json(&entry),
-        });
+        }));
     }
     Ok(())
 }
