@@ -13,11 +13,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::processor::{CatalogHandle, apply_catalog_record};
-use super::reader::{Record, read_to_end};
+use super::processor::{CatalogHandle, apply_catalog_event};
+use super::reader::{Record, read_all_to_end, read_to_end};
 use super::{LogError, Topics, client_config, now_ms};
 use crate::codec;
 use crate::config::KafkaConfig;
+use crate::domain::RegistryEvent;
 use crate::domain::event::LogId;
 use crate::domain::state::Applied;
 use crate::metrics::{Metrics, PartitionLabels};
@@ -145,6 +146,32 @@ pub fn run_applier(
 /// Most records applied in one WriteBatch.
 const MAX_BATCH: usize = 1000;
 
+/// A record of `events` or `catalog`, decoded.
+struct Decoded {
+    /// From the `catalog` log.
+    catalog: bool,
+    /// Its offset.
+    offset: i64,
+    /// Its event.
+    event: RegistryEvent,
+}
+
+fn decode(catalog_topic: &str, r: &Record) -> Result<Decoded, LogError> {
+    let event = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| {
+        LogError::Corrupt {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(Decoded {
+        catalog: r.topic == catalog_topic,
+        offset: r.offset,
+        event,
+    })
+}
+
 /// Applies `events` and `catalog` records, in their order, to the view in one WriteBatch
 /// (and catalog records to the shared catalog state).
 fn apply_records(
@@ -154,28 +181,30 @@ fn apply_records(
     catalog_topic: &str,
     records: &[Record],
 ) -> Result<(), LogError> {
-    let mut events = Vec::with_capacity(records.len());
-    for r in records {
-        if r.topic == catalog_topic {
-            apply_catalog_record(catalog, r)?;
-        }
-        let e = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| {
-            LogError::Corrupt {
-                topic: r.topic.clone(),
-                partition: r.partition,
-                offset: r.offset,
-                detail: e.to_string(),
-            }
-        })?;
-        events.push((e, r.offset));
+    let decoded = records
+        .iter()
+        .map(|r| decode(catalog_topic, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    apply_decoded(view, catalog, metrics, &decoded)
+}
+
+/// [`apply_records`] of records already decoded.
+fn apply_decoded(
+    view: &View,
+    catalog: &CatalogHandle,
+    metrics: &Metrics,
+    decoded: &[Decoded],
+) -> Result<(), LogError> {
+    for d in decoded.iter().filter(|d| d.catalog) {
+        apply_catalog_event(catalog, &d.event, d.offset)?;
     }
-    let refs: Vec<_> = events.iter().map(|(e, o)| (e, *o)).collect();
+    let refs: Vec<_> = decoded.iter().map(|d| (&d.event, d.offset)).collect();
     let now = now_ms();
-    for (a, (e, _)) in view.apply_batch(&refs)?.into_iter().zip(&events) {
+    for (a, d) in view.apply_batch(&refs)?.into_iter().zip(decoded) {
         match a {
             Applied::Applied => {
                 metrics.view_applied_events.inc();
-                let visible = (now - e.observed_at_utc.millis()).max(0) as f64 / 1000.0;
+                let visible = (now - d.event.observed_at_utc.millis()).max(0) as f64 / 1000.0;
                 metrics.view_visible_seconds.observe(visible);
             }
             Applied::Forked => {
@@ -189,6 +218,8 @@ fn apply_records(
 
 /// Rebuilds `view` (which should be empty) from `events` and `catalog` up to their current
 /// high watermarks. Calls `progress(applied)` now and then. Returns events applied.
+///
+/// Two threads: one reads and decodes a batch while the caller's applies the one before.
 pub fn rebuild_from_events(
     cfg: &KafkaConfig,
     view: &View,
@@ -197,28 +228,41 @@ pub fn rebuild_from_events(
     let topics = Topics::new(&cfg.topic_prefix);
     let catalog = super::processor::new_catalog();
     let metrics = Metrics::new();
-    let mut n = 0u64;
-    let mut buf: Vec<Record> = Vec::with_capacity(MAX_BATCH);
-    let mut flush = |buf: &mut Vec<Record>, n: &mut u64| -> Result<(), LogError> {
-        apply_records(view, &catalog, &metrics, &topics.catalog, buf)?;
-        *n += buf.len() as u64;
-        buf.clear();
-        progress(*n);
-        Ok(())
-    };
-    let logs = std::iter::once((&topics.catalog, 0))
-        .chain((0..view.partitions()).map(|p| (&topics.events, p)));
-    for (topic, p) in logs {
-        read_to_end(cfg, topic, p, 0, |r| {
-            buf.push(r);
-            if buf.len() == MAX_BATCH {
-                flush(&mut buf, &mut n)?;
+    // One consumer for every log, as the live applier reads them: the view is the same
+    // whatever the interleaving of partitions.
+    let logs: Vec<(&str, i32, i64)> = std::iter::once((topics.catalog.as_str(), 0, 0))
+        .chain((0..view.partitions()).map(|p| (topics.events.as_str(), p, 0)))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(2);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let tx = tx;
+            let mut buf = Vec::with_capacity(MAX_BATCH);
+            read_all_to_end(cfg, &logs, |r| {
+                buf.push(decode(&topics.catalog, &r)?);
+                if buf.len() == MAX_BATCH {
+                    // A closed channel means the applying side failed; it reports why.
+                    tx.send(std::mem::replace(&mut buf, Vec::with_capacity(MAX_BATCH)))
+                        .map_err(|_| LogError::Topic("rebuild stopped".into()))?;
+                }
+                Ok(())
+            })?;
+            if !buf.is_empty() {
+                let _ = tx.send(buf);
             }
-            Ok(())
-        })?;
-        flush(&mut buf, &mut n)?;
-    }
-    Ok(n)
+            Ok::<(), LogError>(())
+        });
+        let mut n = 0u64;
+        let applied = rx.iter().try_for_each(|batch| {
+            apply_decoded(view, &catalog, &metrics, &batch)?;
+            n += batch.len() as u64;
+            progress(n);
+            Ok::<(), LogError>(())
+        });
+        drop(rx);
+        let read = reader.join().expect("rebuild reader thread");
+        applied.and(read).map(|()| n)
+    })
 }
 
 /// The view write that a `state` record (`key`, `value`) stands for: the key's first byte

@@ -70,13 +70,20 @@ pub fn apply_catalog_record(
     r: &Record,
 ) -> Result<Option<RegistryEvent>, LogError> {
     let e = decode_event_record("catalog", r)?;
+    Ok(apply_catalog_event(cat, &e, r.offset)?.then_some(e))
+}
+
+/// Applies catalog event `e`, read at `offset`, to the shared catalog. True when it changed
+/// the catalog (false for one already applied).
+pub fn apply_catalog_event(
+    cat: &CatalogHandle,
+    e: &RegistryEvent,
+    offset: i64,
+) -> Result<bool, LogError> {
     let mut c = cat.write().expect("catalog lock");
-    let applied = c
-        .state
-        .apply(&e)
-        .map_err(|g| LogError::Gap(g.to_string()))?;
-    c.next_offset = c.next_offset.max(r.offset + 1);
-    Ok((applied == Applied::Applied).then_some(e))
+    let applied = c.state.apply(e).map_err(|g| LogError::Gap(g.to_string()))?;
+    c.next_offset = c.next_offset.max(offset + 1);
+    Ok(applied == Applied::Applied)
 }
 
 fn decode_event_record(topic: &str, r: &Record) -> Result<RegistryEvent, LogError> {
