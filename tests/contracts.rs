@@ -1967,6 +1967,60 @@ fn avro_bytes_match_the_library_reference_path() {
     }
 }
 
+/// A map of several entries (a bundle's `metadata`) is written in key order, so the same
+/// event or command always has the same bytes: apache-avro's own `Value` holds maps in a
+/// `HashMap` and wrote them in a different order on each call. The library's reader
+/// (against the bundled schema) reads them back to the same value.
+#[test]
+fn avro_maps_are_written_in_key_order_every_time() {
+    let keys = ["zeta", "alpha", "mid", "beta", "omega", "kappa", "delta"];
+    let metadata: BTreeMap<String, String> = keys
+        .iter()
+        .map(|k| (k.to_string(), format!("value-of-{k}")))
+        .collect();
+    let w = &*WORLD;
+    let mut e = w
+        .events
+        .iter()
+        .find(|e| e.bundle.is_some())
+        .expect("a registration")
+        .clone();
+    e.bundle.as_mut().unwrap().metadata = metadata.clone();
+    let mut env = testkit::publish(PUBLISHER, "fraud-scorer", "9.9.9");
+    let Command::Publish(p) = &mut env.command else {
+        panic!("a publish");
+    };
+    p.bundle.metadata = metadata;
+    let event_bytes = codec::encode_event(&e);
+    let command_bytes = avro::encode_command(&env);
+    for _ in 0..20 {
+        assert_eq!(codec::encode_event(&e), event_bytes);
+        assert_eq!(avro::encode_command(&env), command_bytes);
+    }
+    for bytes in [&event_bytes, &command_bytes] {
+        let mut sorted = keys;
+        sorted.sort_unstable();
+        let at: Vec<usize> = sorted
+            .iter()
+            .map(|k| {
+                let needle = format!("value-of-{k}");
+                bytes
+                    .windows(needle.len())
+                    .position(|w| w == needle.as_bytes())
+                    .expect("entry written")
+            })
+            .collect();
+        assert!(at.windows(2).all(|p| p[0] < p[1]), "entries in key order");
+    }
+    assert_eq!(codec::decode_event(&event_bytes).unwrap(), e);
+    assert_eq!(avro::decode_command(&command_bytes).unwrap(), env);
+    let schema = apache_avro::Schema::parse_str(avro::EVENT_SCHEMA_JSON).unwrap();
+    let mut body = &event_bytes[10..];
+    let value = apache_avro::from_avro_datum(&schema, &mut body, None).unwrap();
+    assert!(body.is_empty());
+    assert_eq!(apache_avro::from_value::<RegistryEvent>(&value).unwrap(), e);
+}
+
 #[test]
 fn avro_rejects_foreign_and_truncated_bytes() {
     let env = testkit::promote(DEPLOYER, "fraud-scorer", "1.0.0", "prod", "*", false);

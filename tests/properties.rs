@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use mpr::codec;
 use mpr::domain::StateRead;
 use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::bundle::GateVerdict;
@@ -259,7 +260,11 @@ fn run_with(ops: &[Op], mut stored: Option<&mut Stored>) -> World {
             .unwrap();
             assert_eq!(from_store, d, "the state store decided otherwise");
             if let Decision::Append(e) = &from_store {
-                st.store.partition(0).apply(&mut st.chain, e).unwrap();
+                let encoded = codec::encode_event(e);
+                st.store
+                    .partition(0)
+                    .apply(&mut st.chain, e, &encoded)
+                    .unwrap();
             }
         }
         if let Decision::Append(e) = d {
@@ -370,23 +375,24 @@ proptest! {
     #[test]
     fn view_batches_equal_single_applies(ops in prop::collection::vec(op(), 1..80), chunk in 1usize..25) {
         let w = run(&ops);
-        let all: Vec<(&RegistryEvent, i64)> = w
-            .cat_events
+        let events: Vec<&RegistryEvent> = w.cat_events.iter().chain(&w.events).collect();
+        let encoded: Vec<Vec<u8>> = events.iter().map(|e| codec::encode_event(e)).collect();
+        let all: Vec<(&RegistryEvent, &[u8], i64)> = events
             .iter()
-            .chain(&w.events)
+            .zip(&encoded)
             .enumerate()
-            .map(|(i, e)| (e, i as i64))
+            .map(|(i, (e, b))| (*e, b.as_slice(), i as i64))
             .collect();
         // Each chunk is read again at later offsets, as a retried produce can duplicate
         // an event: the duplicates are skipped and move no position.
         let mut reads = Vec::new();
         for c in all.chunks(chunk) {
-            let again = c.iter().map(|(e, o)| (*e, o + 1_000_000));
+            let again = c.iter().map(|(e, b, o)| (*e, *b, o + 1_000_000));
             reads.push(c.iter().copied().chain(again).collect::<Vec<_>>());
         }
         let dir = tempfile::tempdir().unwrap();
         let single = View::open(&dir.path().join("single"), 1).unwrap();
-        for (e, off) in reads.iter().flatten() {
+        for (e, _, off) in reads.iter().flatten() {
             single.apply(e, *off).unwrap();
         }
         let batched = View::open(&dir.path().join("batched"), 1).unwrap();
@@ -418,28 +424,32 @@ proptest! {
         let w = run(&ops);
         let topics = Topics::new("p.");
         let offsets = |evs: &[RegistryEvent]| (0..evs.len() as i64).collect::<Vec<_>>();
-        let all: Vec<(&RegistryEvent, i64)> = w
+        let encoded: Vec<Vec<u8>> =
+            w.cat_events.iter().chain(&w.events).map(codec::encode_event).collect();
+        let all: Vec<(&RegistryEvent, &[u8], i64)> = w
             .cat_events
             .iter()
             .zip(offsets(&w.cat_events))
             .chain(w.events.iter().zip(offsets(&w.events)))
+            .zip(&encoded)
+            .map(|((e, o), b)| (e, b.as_slice(), o))
             .collect();
         // What the processor derives: each event's writes come from its state store.
         let st = Stored::new();
         let mut chain = Chain::new(LogId::Events, 0);
         let planned: Vec<Vec<Write>> = all
             .iter()
-            .map(|(e, _)| {
+            .map(|(e, b, _)| {
                 if e.log == LogId::Catalog {
-                    plan::plan(e, &st.store.partition(0)).unwrap()
+                    plan::plan(e, b, &st.store.partition(0)).unwrap()
                 } else {
-                    st.store.partition(0).apply(&mut chain, e).unwrap().1
+                    st.store.partition(0).apply(&mut chain, e, b).unwrap().1
                 }
             })
             .collect();
         let mut state: Vec<Write> = Vec::new();
         for (evs, ws) in all.chunks(chunk).zip(planned.chunks(chunk)) {
-            let batch = evs.iter().zip(ws).map(|((e, off), w)| (*e, w.as_slice(), *off));
+            let batch = evs.iter().zip(ws).map(|((e, _, off), w)| (*e, w.as_slice(), *off));
             for r in derived_batch(&topics, batch) {
                 if r.topic == topics.state {
                     state.push(state_write(&r.key, r.payload).unwrap());

@@ -546,12 +546,13 @@ async fn main() {
                     decide::decide(&part, &chain, &cat.catalog, &grants, &input).expect("decide")
                 };
                 if let Decision::Append(e) = d {
+                    let bytes = mpr::codec::encode_event(&e);
                     if e.log == LogId::Catalog {
                         cat.apply(&e).unwrap();
                     } else {
-                        part.apply(&mut chain, &e).expect("store apply");
+                        part.apply(&mut chain, &e, &bytes).expect("store apply");
                     }
-                    encoded.push(mpr::codec::encode_event(&e));
+                    encoded.push(bytes);
                 }
             }
             let decide_s = t0.elapsed().as_secs_f64();
@@ -565,7 +566,11 @@ async fn main() {
                         (e, (n * 1000 + i) as i64)
                     })
                     .collect();
-                let refs: Vec<_> = events.iter().map(|(e, o)| (e, *o)).collect();
+                let refs: Vec<_> = events
+                    .iter()
+                    .zip(chunk)
+                    .map(|((e, o), b)| (e, b.as_slice(), *o))
+                    .collect();
                 view.apply_batch(&refs).expect("apply");
             }
             view.flush().expect("flush");

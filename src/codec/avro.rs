@@ -1,10 +1,11 @@
 //! Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint + datum) for command
 //! envelopes and registry events, using the schemas in `schemas/`.
 
-use std::sync::{LazyLock, Mutex};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use apache_avro::headers::{HeaderBuilder, RabinFingerprintHeader};
-use apache_avro::{GenericSingleObjectReader, GenericSingleObjectWriter, Schema};
+use apache_avro::{GenericSingleObjectReader, Schema, write_avro_datum_ref};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -19,11 +20,20 @@ pub const COMMAND_SCHEMA_JSON: &str = include_str!("../../schemas/command_envelo
 /// The registry event schema text.
 pub const EVENT_SCHEMA_JSON: &str = include_str!("../../schemas/registry_event.avsc");
 
-/// One schema with its named types resolved once: resolving them on every call cost more
-/// than the encoding itself (39 % of the processor's CPU in `mpr_bench apply`).
+/// One schema, parsed once, with its single-object header and reader.
+///
+/// Encoding serializes the value straight into Avro (`write_avro_datum_ref`), not through
+/// the library's `Value`, whose maps are `HashMap`s: written from them, a map of two or more
+/// entries (a bundle's `metadata`) came out in a different order on each call, so the same
+/// event had different bytes. Serialized from the domain's `BTreeMap`, entries are written
+/// in key order, and the same value always gives the same bytes. That serializer cannot
+/// resolve references to named types, so it writes against a copy of the schema with each
+/// reference replaced by the definition ([`inline_named_types`]); Avro's binary encoding
+/// carries no names, so the bytes are those of the bundled schema, whose fingerprint heads
+/// them.
 struct Codec {
     header: Vec<u8>,
-    writer: Mutex<GenericSingleObjectWriter>,
+    datum_schema: Schema,
     reader: GenericSingleObjectReader,
 }
 
@@ -31,23 +41,21 @@ impl Codec {
     fn new(text: &str) -> Self {
         let schema = Schema::parse_str(text).expect("bundled Avro schema parses");
         let header = RabinFingerprintHeader::from_schema(&schema).build_header();
-        let writer = GenericSingleObjectWriter::new_with_capacity(&schema, 1024)
-            .expect("bundled Avro schema resolves");
+        let json: serde_json::Value = serde_json::from_str(text).expect("bundled schema is JSON");
+        let datum_schema = Schema::parse(&inline_named_types(&json))
+            .expect("bundled Avro schema with named types inlined parses");
         let reader = GenericSingleObjectReader::new(schema).expect("bundled Avro schema resolves");
         Self {
             header,
-            writer: Mutex::new(writer),
+            datum_schema,
             reader,
         }
     }
 
     fn encode<T: Serialize>(&self, value: &T) -> Vec<u8> {
-        let v = apache_avro::to_value(value).expect("domain values map to Avro");
         let mut out = Vec::with_capacity(1024);
-        self.writer
-            .lock()
-            .expect("avro writer lock")
-            .write_value_ref(&v, &mut out)
+        out.extend_from_slice(&self.header);
+        write_avro_datum_ref(&self.datum_schema, value, &mut out)
             .expect("domain values conform to the bundled schema");
         out
     }
@@ -95,6 +103,63 @@ impl Codec {
             )
         })
     }
+}
+
+/// `schema` (Avro schema JSON) with every reference to a named type replaced by a copy of
+/// its definition, each copy's named types renamed so that no name is defined twice.
+fn inline_named_types(schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn named(o: &serde_json::Map<String, Value>) -> Option<&str> {
+        match o.get("type").and_then(Value::as_str) {
+            Some("record" | "enum" | "fixed") => o.get("name").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+    fn rename(v: &mut Value, copies: &mut usize) {
+        match v {
+            Value::Object(o) => {
+                if let Some(name) = named(o) {
+                    *copies += 1;
+                    let renamed = format!("{name}_inlined_{copies}");
+                    o.insert("name".into(), Value::String(renamed));
+                }
+                for (k, x) in o.iter_mut() {
+                    if matches!(k.as_str(), "type" | "items" | "values" | "fields") {
+                        rename(x, copies);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| rename(x, copies)),
+            _ => {}
+        }
+    }
+    fn walk(v: &Value, defs: &mut HashMap<String, Value>, copies: &mut usize) -> Value {
+        match v {
+            Value::String(s) if defs.contains_key(s) => {
+                let mut copy = defs[s].clone();
+                rename(&mut copy, copies);
+                copy
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, defs, copies)).collect()),
+            Value::Object(o) => {
+                let mut out = serde_json::Map::new();
+                for (k, x) in o {
+                    let x = if matches!(k.as_str(), "type" | "items" | "values" | "fields") {
+                        walk(x, defs, copies)
+                    } else {
+                        x.clone()
+                    };
+                    out.insert(k.clone(), x);
+                }
+                if let Some(name) = named(&out) {
+                    defs.insert(name.to_owned(), Value::Object(out.clone()));
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        }
+    }
+    walk(schema, &mut HashMap::new(), &mut 0)
 }
 
 static COMMANDS: LazyLock<Codec> = LazyLock::new(|| Codec::new(COMMAND_SCHEMA_JSON));

@@ -114,7 +114,6 @@ pub fn run_applier(
                 None => break,
             }
         }
-        apply_records(&view, &catalog, &metrics, &topics.catalog, &batch)?;
         for msg in &batch {
             let idx = if msg.topic == topics.catalog {
                 0
@@ -123,6 +122,7 @@ pub fn run_applier(
             };
             next[idx] = msg.offset + 1;
         }
+        apply_records(&view, &catalog, &metrics, &topics.catalog, batch)?;
         status.version.send_replace(view.version());
         if last_lag_report.elapsed() > Duration::from_secs(5) {
             last_lag_report = std::time::Instant::now();
@@ -152,22 +152,24 @@ struct Decoded {
     catalog: bool,
     /// Its offset.
     offset: i64,
+    /// Its bytes.
+    encoded: Vec<u8>,
     /// Its event.
     event: RegistryEvent,
 }
 
-fn decode(catalog_topic: &str, r: &Record) -> Result<Decoded, LogError> {
-    let event = codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(|e| {
-        LogError::Corrupt {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            detail: e.to_string(),
-        }
+fn decode(catalog_topic: &str, r: Record) -> Result<Decoded, LogError> {
+    let encoded = r.payload.unwrap_or_default();
+    let event = codec::decode_event(&encoded).map_err(|e| LogError::Corrupt {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        offset: r.offset,
+        detail: e.to_string(),
     })?;
     Ok(Decoded {
         catalog: r.topic == catalog_topic,
         offset: r.offset,
+        encoded,
         event,
     })
 }
@@ -179,10 +181,10 @@ fn apply_records(
     catalog: &CatalogHandle,
     metrics: &Metrics,
     catalog_topic: &str,
-    records: &[Record],
+    records: Vec<Record>,
 ) -> Result<(), LogError> {
     let decoded = records
-        .iter()
+        .into_iter()
         .map(|r| decode(catalog_topic, r))
         .collect::<Result<Vec<_>, _>>()?;
     apply_decoded(view, catalog, metrics, &decoded)
@@ -198,7 +200,10 @@ fn apply_decoded(
     for d in decoded.iter().filter(|d| d.catalog) {
         apply_catalog_event(catalog, &d.event, d.offset)?;
     }
-    let refs: Vec<_> = decoded.iter().map(|d| (&d.event, d.offset)).collect();
+    let refs: Vec<_> = decoded
+        .iter()
+        .map(|d| (&d.event, d.encoded.as_slice(), d.offset))
+        .collect();
     let now = now_ms();
     for (a, d) in view.apply_batch(&refs)?.into_iter().zip(decoded) {
         match a {
@@ -239,7 +244,7 @@ pub fn rebuild_from_events(
             let tx = tx;
             let mut buf = Vec::with_capacity(MAX_BATCH);
             read_all_to_end(cfg, &logs, |r| {
-                buf.push(decode(&topics.catalog, &r)?);
+                buf.push(decode(&topics.catalog, r)?);
                 if buf.len() == MAX_BATCH {
                     // A closed channel means the applying side failed; it reports why.
                     tx.send(std::mem::replace(&mut buf, Vec::with_capacity(MAX_BATCH)))

@@ -453,7 +453,8 @@ impl Processor {
                 let mut rederive = Vec::new();
                 own.events_next = read_to_end(&cfg, &topics.events, p, 0, |r| {
                     let e = decode_event_record(&topics.events, &r)?;
-                    let (applied, w) = store.apply(&mut own.chain, &e)?;
+                    let encoded = r.payload.as_deref().unwrap_or_default();
+                    let (applied, w) = store.apply(&mut own.chain, &e, encoded)?;
                     if applied == Applied::Applied {
                         own.note(&e);
                         if e.source.offset >= committed {
@@ -468,7 +469,8 @@ impl Processor {
                         && e.source.partition == p
                         && e.source.offset >= committed
                     {
-                        let w = infallible(plan::plan(&e, &NoSnapshot));
+                        let encoded = r.payload.as_deref().unwrap_or_default();
+                        let w = infallible(plan::plan(&e, encoded, &NoSnapshot));
                         rederive.push((e, w, r.offset));
                     }
                     Ok(())
@@ -604,7 +606,7 @@ impl Processor {
                 Some(Decision::Append(ev)) => {
                     let bytes = codec::encode_event(&ev);
                     let (topic, part, writes) = if ev.log == LogId::Catalog {
-                        let w = infallible(plan::plan(&ev, &NoSnapshot));
+                        let w = infallible(plan::plan(&ev, &bytes, &NoSnapshot));
                         let mut c = self.catalog.write().expect("catalog lock");
                         c.state
                             .apply(&ev)
@@ -612,7 +614,7 @@ impl Processor {
                         (self.topics.catalog.clone(), 0, w)
                     } else {
                         let own = self.owned.get_mut(&p).expect("loaded above");
-                        let (_, w) = self.store.partition(p).apply(&mut own.chain, &ev)?;
+                        let (_, w) = self.store.partition(p).apply(&mut own.chain, &ev, &bytes)?;
                         own.note(&ev);
                         (self.topics.events.clone(), p, w)
                     };

@@ -250,7 +250,8 @@ impl View {
     /// Applies one event read at Kafka `offset`, in one WriteBatch with its position.
     /// Events at or below the applied seq are skipped.
     pub fn apply(&self, e: &RegistryEvent, offset: i64) -> Result<Applied, ViewError> {
-        Ok(self.apply_batch(std::slice::from_ref(&(e, offset)))?[0])
+        let encoded = crate::codec::encode_event(e);
+        Ok(self.apply_batch(&[(e, encoded.as_slice(), offset)])?[0])
     }
 
     /// Applies events, each read at its Kafka offset, in log order and in one WriteBatch
@@ -258,7 +259,10 @@ impl View {
     /// later one, never to a state in between. Each event is planned against the view as
     /// the earlier events of the batch leave it. The bytes written are those of applying
     /// the events one at a time.
-    pub fn apply_batch(&self, events: &[(&RegistryEvent, i64)]) -> Result<Vec<Applied>, ViewError> {
+    pub fn apply_batch(
+        &self,
+        events: &[(&RegistryEvent, &[u8], i64)],
+    ) -> Result<Vec<Applied>, ViewError> {
         let mut heads: HashMap<usize, Chain> = HashMap::new();
         let mut reached: HashMap<usize, AppliedPosition> = HashMap::new();
         let mut overlay = Overlay {
@@ -268,7 +272,7 @@ impl View {
         };
         let mut batch = WriteBatch::default();
         let mut out = Vec::with_capacity(events.len());
-        for (e, offset) in events {
+        for (e, encoded, offset) in events {
             let slot = slot_of(e.log, e.partition);
             let head = heads.entry(slot).or_insert_with(|| {
                 self.cached_position(e.log, e.partition).map_or_else(
@@ -285,7 +289,7 @@ impl View {
                 out.push(skip);
                 continue;
             }
-            for c in plan::plan_changes(e, &overlay)? {
+            for c in plan::plan_changes(e, encoded, &overlay)? {
                 match c {
                     Change::Write(w) => batch.put_cf(self.cf(w.table), &w.key, &w.value),
                     Change::Bundle(key, rec) => {
@@ -488,7 +492,13 @@ mod tests {
         let writer = {
             let (view, done) = (view.clone(), done.clone());
             std::thread::spawn(move || {
-                let all: Vec<_> = events.iter().zip(0..).collect();
+                let encoded: Vec<_> = events.iter().map(crate::codec::encode_event).collect();
+                let all: Vec<_> = events
+                    .iter()
+                    .zip(&encoded)
+                    .zip(0..)
+                    .map(|((e, b), o)| (e, b.as_slice(), o))
+                    .collect();
                 for chunk in all.chunks(3) {
                     view.apply_batch(chunk).unwrap();
                 }

@@ -22,7 +22,8 @@ pub enum Table {
     History = 3,
     /// `env` -> CatalogEntry JSON; `\0version` -> catalog version.
     Catalog = 4,
-    /// `log(1) partition(4) seq(8)` -> RegistryEvent JSON.
+    /// `log(1) partition(4) seq(8)` -> RegistryEvent, Avro single-object encoding (the
+    /// bytes of its log record).
     Events = 5,
     /// `bundle_id \0 log(1) partition(4) seq(8)` -> empty.
     EventsByBundle = 6,
@@ -210,23 +211,32 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Plans every write that applying `e` causes (but its position, see [`position_write`]),
-/// reading current records from `snap`. Pure: the same event and snapshot give the same
-/// bytes.
-pub fn plan<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Write>, S::Error> {
-    Ok(plan_changes(e, snap)?
+/// reading current records from `snap`. `encoded` is the event's log record, its Avro
+/// single-object encoding ([`crate::codec::encode_event`]); the events table keeps those
+/// bytes. Pure: the same event and snapshot give the same bytes.
+pub fn plan<S: StateRead>(
+    e: &RegistryEvent,
+    encoded: &[u8],
+    snap: &S,
+) -> Result<Vec<Write>, S::Error> {
+    Ok(plan_changes(e, encoded, snap)?
         .into_iter()
         .map(Change::into_write)
         .collect())
 }
 
 /// [`plan`], with bundle and slot records left typed.
-pub fn plan_changes<S: StateRead>(e: &RegistryEvent, snap: &S) -> Result<Vec<Change>, S::Error> {
+pub fn plan_changes<S: StateRead>(
+    e: &RegistryEvent,
+    encoded: &[u8],
+    snap: &S,
+) -> Result<Vec<Change>, S::Error> {
     let mut w = Vec::with_capacity(8);
     let pos = position_key(e.log, e.partition, e.seq);
     w.push(Change::Write(Write {
         table: Table::Events,
         key: pos.clone(),
-        value: json(e),
+        value: encoded.to_vec(),
     }));
     if let Some(id) = &e.bundle_id {
         let mut k = id.as_str().as_bytes().to_vec();

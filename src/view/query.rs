@@ -60,6 +60,13 @@ impl View {
         })
     }
 
+    fn decode_event(bytes: &[u8]) -> Result<RegistryEvent, ViewError> {
+        crate::codec::decode_event(bytes).map_err(|e| ViewError::Corrupt {
+            table: Table::Events.name(),
+            detail: e.to_string(),
+        })
+    }
+
     /// Scans `t` under `prefix`, after the key in `cursor`, up to `limit` entries.
     fn scan(
         &self,
@@ -289,7 +296,7 @@ impl View {
                                 table: "events",
                                 detail: "indexed event missing".into(),
                             })?;
-                        evs.push((k, Self::decode::<RegistryEvent>(Table::Events, &bytes)?));
+                        evs.push((k, Self::decode_event(&bytes)?));
                     }
                     (evs, next)
                 }
@@ -297,7 +304,7 @@ impl View {
                     let (rows, next) = self.scan(Table::Events, &[], cursor.as_deref(), batch)?;
                     let evs = rows
                         .into_iter()
-                        .map(|(k, v)| Ok((k, Self::decode::<RegistryEvent>(Table::Events, &v)?)))
+                        .map(|(k, v)| Ok((k, Self::decode_event(&v)?)))
                         .collect::<Result<Vec<_>, ViewError>>()?;
                     (evs, next)
                 }

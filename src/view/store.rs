@@ -122,11 +122,12 @@ impl PartitionStore<'_> {
         &self,
         chain: &mut Chain,
         e: &RegistryEvent,
+        encoded: &[u8],
     ) -> Result<(Applied, Vec<Write>), ViewError> {
         if let Some(skip) = chain_check(chain, e)? {
             return Ok((skip, Vec::new()));
         }
-        let writes = plan::plan(e, self)?;
+        let writes = plan::plan(e, encoded, self)?;
         let mut b = WriteBatch::default();
         for w in writes.iter().filter(|w| TABLES.contains(&w.table)) {
             b.put_cf(self.store.cf(w.table), prefixed(self.p, &w.key), &w.value);
