@@ -254,11 +254,12 @@ impl View {
         Ok(self.apply_batch(&[(e, encoded.as_slice(), offset)])?[0])
     }
 
-    /// Applies events, each read at its Kafka offset, in log order and in one WriteBatch
-    /// together with the positions they reach: the view moves from one applied event to a
-    /// later one, never to a state in between. Each event is planned against the view as
-    /// the earlier events of the batch leave it. The bytes written are those of applying
-    /// the events one at a time.
+    /// Applies events, each with the bytes of its log record and read at its Kafka offset,
+    /// in log order and in one WriteBatch together with the positions they reach: the view
+    /// moves from one applied event to a later one, never to a state in between. Each event
+    /// is planned against the view as the earlier events of the batch leave it. Bundle and
+    /// slot records are written once per batch, at their last value, so the view holds the
+    /// bytes that applying the events one at a time would leave.
     pub fn apply_batch(
         &self,
         events: &[(&RegistryEvent, &[u8], i64)],
