@@ -39,6 +39,18 @@ pub enum ViewError {
         /// What failed.
         detail: String,
     },
+    /// The view on disk was written by a build with another storage layout.
+    #[error(
+        "the view has storage layout {found}, this build reads layout {expected}; it is a cache \
+         of the log: stop the registry, remove the view's directory and let it rebuild (or run \
+         `mpr view rebuild`)"
+    )]
+    Layout {
+        /// Layout on disk.
+        found: String,
+        /// Layout of this build.
+        expected: String,
+    },
     /// An event arrived out of order.
     #[error("event seq {got} does not follow applied seq {last} in {log:?}/{partition}")]
     Gap {
@@ -151,6 +163,12 @@ fn slot_of(log: LogId, partition: i32) -> usize {
     }
 }
 
+/// The view's storage layout, kept in RocksDB's default column family: outside the tables,
+/// so outside the content digest and `state`. Bumped whenever a table's key or value format
+/// changes. 2: the events table holds each event's Avro log record (MPR3-OPS-10b).
+const LAYOUT: &[u8] = b"2";
+const LAYOUT_KEY: &[u8] = b"mpr.view.layout";
+
 impl View {
     /// Opens (or creates) the view at `path` for `partitions` events partitions.
     pub fn open(path: &Path, partitions: i32) -> Result<Self, ViewError> {
@@ -190,8 +208,34 @@ impl View {
                 w
             },
         };
+        view.check_layout()?;
         view.load_positions()?;
         Ok(view)
+    }
+
+    /// Refuses a view written with another storage layout (one without a layout mark is
+    /// layout 1, the first); marks a new, empty view with this build's layout.
+    fn check_layout(&self) -> Result<(), ViewError> {
+        let found = self.db.get(LAYOUT_KEY)?;
+        if found.as_deref() == Some(LAYOUT) {
+            return Ok(());
+        }
+        let empty = Table::ALL.iter().all(|t| {
+            self.db
+                .iterator_cf(self.cf(*t), rocksdb::IteratorMode::Start)
+                .next()
+                .is_none()
+        });
+        if found.is_some() || !empty {
+            return Err(ViewError::Layout {
+                found: found.map_or_else(|| "1".to_owned(), |f| String::from_utf8_lossy(&f).into()),
+                expected: String::from_utf8_lossy(LAYOUT).into(),
+            });
+        }
+        // With the write-ahead log (the tables write without it), so that the mark is
+        // durable before any table record is.
+        self.db.put(LAYOUT_KEY, LAYOUT)?;
+        Ok(())
     }
 
     fn load_positions(&self) -> Result<(), ViewError> {
@@ -468,6 +512,49 @@ mod tests {
     use super::*;
     use crate::domain::{Catalog, Decision, Grants, PartitionState};
     use crate::testkit;
+
+    /// A view written with another storage layout, or before layouts were marked, is
+    /// refused with a message that says how to recover; a new view is marked and reopens.
+    #[test]
+    fn a_view_of_another_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        let e = {
+            let grants = Grants {
+                enforce: false,
+                ..Grants::default()
+            };
+            let input = testkit::input(testkit::publish("mf", "fam", "1.0.0"), 0);
+            let Decision::Append(e) =
+                PartitionState::new(0).decide(&Catalog::default(), &grants, &input)
+            else {
+                panic!("publish appends");
+            };
+            e
+        };
+        {
+            let view = View::open(&path, 1).unwrap();
+            view.apply(&e, 0).unwrap();
+            view.flush().unwrap();
+        }
+        let reopened = View::open(&path, 1).unwrap();
+        assert_eq!(reopened.version().0[1], 1);
+        reopened.db.put(LAYOUT_KEY, b"1").unwrap();
+        drop(reopened);
+        let err = View::open(&path, 1).err().expect("layout 1 is refused");
+        assert!(matches!(&err, ViewError::Layout { found, .. } if found == "1"));
+        assert!(err.to_string().contains("mpr view rebuild"), "{err}");
+        // A view from before layouts were marked holds records but no mark.
+        {
+            let db = rocksdb::DB::open_cf(&Options::default(), &path, Table::ALL.map(|t| t.name()))
+                .unwrap();
+            db.delete(LAYOUT_KEY).unwrap();
+        }
+        assert!(matches!(
+            View::open(&path, 1),
+            Err(ViewError::Layout { found, .. }) if found == "1"
+        ));
+    }
 
     /// A reader inside `consistent` never sees records of a write whose version is not yet
     /// the view's version: the stored position always equals the version's seq.
