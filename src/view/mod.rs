@@ -541,7 +541,9 @@ mod tests {
         assert_eq!(reopened.version().0[1], 1);
         reopened.db.put(LAYOUT_KEY, b"1").unwrap();
         drop(reopened);
-        let err = View::open(&path, 1).err().expect("layout 1 is refused");
+        let Err(err) = View::open(&path, 1) else {
+            panic!("layout 1 is refused");
+        };
         assert!(matches!(&err, ViewError::Layout { found, .. } if found == "1"));
         assert!(err.to_string().contains("mpr view rebuild"), "{err}");
         // A view from before layouts were marked holds records but no mark.
