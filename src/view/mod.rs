@@ -513,28 +513,34 @@ mod tests {
     use crate::domain::{Catalog, Decision, Grants, PartitionState};
     use crate::testkit;
 
+    /// The events of `n` publishes of one family, decided in order on partition 0.
+    fn publishes(n: i64) -> Vec<RegistryEvent> {
+        let grants = Grants {
+            enforce: false,
+            ..Grants::default()
+        };
+        let mut state = PartitionState::new(0);
+        let mut events = Vec::new();
+        for i in 0..n {
+            let input = testkit::input(testkit::publish("mf", "fam", &format!("1.0.{i}")), i);
+            let Decision::Append(e) = state.decide(&Catalog::default(), &grants, &input) else {
+                panic!("publish appends");
+            };
+            state.apply(&e).unwrap();
+            events.push(e);
+        }
+        events
+    }
+
     /// A view written with another storage layout, or before layouts were marked, is
     /// refused with a message that says how to recover; a new view is marked and reopens.
     #[test]
     fn a_view_of_another_layout_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v");
-        let e = {
-            let grants = Grants {
-                enforce: false,
-                ..Grants::default()
-            };
-            let input = testkit::input(testkit::publish("mf", "fam", "1.0.0"), 0);
-            let Decision::Append(e) =
-                PartitionState::new(0).decide(&Catalog::default(), &grants, &input)
-            else {
-                panic!("publish appends");
-            };
-            e
-        };
         {
             let view = View::open(&path, 1).unwrap();
-            view.apply(&e, 0).unwrap();
+            view.apply(&publishes(1)[0], 0).unwrap();
             view.flush().unwrap();
         }
         let reopened = View::open(&path, 1).unwrap();
@@ -562,20 +568,7 @@ mod tests {
     /// the view's version: the stored position always equals the version's seq.
     #[test]
     fn consistent_reads_match_their_version() {
-        let grants = Grants {
-            enforce: false,
-            ..Grants::default()
-        };
-        let mut state = PartitionState::new(0);
-        let mut events = Vec::new();
-        for i in 0..3000 {
-            let input = testkit::input(testkit::publish("mf", "fam", &format!("1.0.{i}")), i);
-            let Decision::Append(e) = state.decide(&Catalog::default(), &grants, &input) else {
-                panic!("publish appends");
-            };
-            state.apply(&e).unwrap();
-            events.push(e);
-        }
+        let events = publishes(3000);
         let dir = tempfile::tempdir().unwrap();
         let view = Arc::new(View::open(dir.path(), 1).unwrap());
         let done = Arc::new(AtomicBool::new(false));
