@@ -15,17 +15,18 @@ if [ -n "${SMOKE:-}" ]; then
   RUNS=${RUNS:-1}; CMDS=${CMDS:-2000}; RATE=${RATE:-200}; LAT_SECONDS=${LAT_SECONDS:-3}
   FAMILIES=${FAMILIES:-20}; TENANTS=${TENANTS:-5}; LOAD_SECONDS=${LOAD_SECONDS:-2}; RESOLVE_RATE=${RESOLVE_RATE:-500}
   SKIP_MLFLOW=${SKIP_MLFLOW:-1}; SCALE_BUNDLES=${SCALE_BUNDLES:-3000}; BROKER_RECORDS=${BROKER_RECORDS:-5000}
+  TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-3000}
 else
   RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
   FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
-  SCALE_BUNDLES=${SCALE_BUNDLES:-1000000}
+  SCALE_BUNDLES=${SCALE_BUNDLES:-1000000}; TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-1000000}
 fi
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/raw"
 TARGET="${CARGO_TARGET_DIR:-target}"
 
 ./scripts/install-broker.sh
-cargo build --release --locked --bin mpr --bin mpr_bench
+cargo build --release --locked --features testkit --bin mpr --bin mpr_bench
 OHA="$MPR_TOOLS/bin/oha"
 [ -x "$OHA" ] || cargo install oha --locked --root "$MPR_TOOLS"
 MPR="$TARGET/release/mpr"; BENCH="$TARGET/release/mpr_bench"
@@ -68,7 +69,7 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/tansu.pid"; }
 
-STAGES=${STAGES:-broker commands latency scale resolve mlflow}
+STAGES=${STAGES:-broker commands latency scale takeover resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 # The broker's own ceiling with a stock client, on a fresh broker (evidence for the
@@ -145,6 +146,29 @@ if stage scale; then
     done
   done
   echo "live view: $("$MPR" --config config/local.toml view digest "$WORK/view-scale")" | tee -a "$OUT/raw/scale-rebuild-events-1.txt"
+  stop_stack
+fi
+
+# Takeover: one `commands` partition whose `events` hold TAKEOVER_EVENTS events; the
+# registry is stopped and started again, and a stock client's command is timed from the
+# start to its result. Once with the state store kept (catch-up from its position), once
+# with it removed (the whole partition replayed from offset 0, as every assignment did
+# before the store kept its position).
+if stage takeover; then
+  echo "== takeover: $TAKEOVER_EVENTS events in one partition"
+  MPR_KAFKA__PARTITIONS=1 start_stack takeover
+  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --publish-only --count "$TAKEOVER_EVENTS" --family-prefix tk | tee "$OUT/raw/takeover-populate.json"
+  for run in $(seq 1 "$RUNS"); do
+    for mode in kept replayed; do
+      kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true
+      [ "$mode" = replayed ] && rm -rf "$WORK/processor-takeover"
+      start_ms=$(date +%s%3N)
+      MPR_KAFKA__PARTITIONS=1 "$MPR" --config config/local.toml serve >>"$OUT/raw/registry-takeover.log" 2>&1 &
+      REG_PID=$!
+      python3 scripts/bench_takeover.py "$MPR_BROKERS" "$start_ms" examples/bundles/fraud-scorer-1.0.0.publish.json \
+        | sed "s/}$/,\"mode\":\"$mode\",\"run\":$run}/" | tee "$OUT/raw/takeover-$mode-$run.json"
+    done
+  done
   stop_stack
 fi
 

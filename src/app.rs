@@ -10,11 +10,11 @@ use tracing::{error, info, warn};
 use crate::api::{self, AppState, KafkaSink};
 use crate::config::Config;
 use crate::log::applier::{ApplierStatus, run_applier};
-use crate::log::processor::{Processor, new_catalog};
+use crate::log::catalog::new_catalog;
+use crate::log::processor::Processor;
 use crate::log::topics;
 use crate::metrics::Metrics;
 use crate::view::View;
-use crate::view::store::StateStore;
 
 /// Runs the registry until `shutdown` resolves.
 pub async fn run(
@@ -50,8 +50,13 @@ pub async fn run(
                 }
             })?
     };
-    let store = StateStore::open_empty(&cfg.processor.state_path, cfg.processor.state_cache_mib)?;
-    let processor = Processor::new(&cfg.kafka, store, cfg.grants(), catalog, metrics.clone())?;
+    let processor = Processor::new(
+        &cfg.kafka,
+        &cfg.processor,
+        cfg.grants(),
+        catalog,
+        metrics.clone(),
+    )?;
     let proc_task = tokio::spawn(processor.run(stop_rx.clone()));
 
     let view_at_close = view.clone();

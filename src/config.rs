@@ -38,6 +38,12 @@ pub struct KafkaConfig {
     /// Longest wait of the view applier's fetch on `events` and `catalog`, likewise.
     #[serde(default = "default_view_fetch_wait_ms")]
     pub view_fetch_wait_ms: u32,
+    /// Static group membership (KIP-345, librdkafka `group.instance.id`): a stable name per
+    /// registry instance. A restarted instance then takes its partitions back at once
+    /// instead of after the dead member's session timeout. Unset by default: tansu 0.6 never
+    /// evicts a static member that does not come back, so its partitions would stay with it.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
 }
 
 fn default_processor_fetch_wait_ms() -> u32 {
@@ -60,8 +66,8 @@ pub struct ViewConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorConfig {
-    /// RocksDB directory of the processor's state store: scratch, emptied at start-up and
-    /// rebuilt from `events`. Not shared between processes.
+    /// RocksDB directory of the processor's state store, kept across restarts with each
+    /// partition's `events` position. Not shared between processes.
     pub state_path: PathBuf,
     /// Block cache of the state store in MiB; its memtables stay under the same amount.
     pub state_cache_mib: usize,
@@ -164,6 +170,7 @@ impl Default for Config {
                 client_debug: String::new(),
                 processor_fetch_wait_ms: default_processor_fetch_wait_ms(),
                 view_fetch_wait_ms: default_view_fetch_wait_ms(),
+                group_instance_id: None,
             },
             view: ViewConfig {
                 path: "var/view".into(),

@@ -10,7 +10,8 @@
 //! - [`api`]: the axum HTTP API (resolve, queries, commands, operations, OpenAPI).
 //! - [`cli`]: the `mpr` client subcommands. [`app`]: wiring of the running service.
 //! - [`config`], [`metrics`]: layered configuration; Prometheus metrics.
-//! - [`testkit`]: sample bundles and commands for tests, benchmarks and examples.
+//! - `testkit` (feature `testkit`, on in tests): sample bundles and commands for tests,
+//!   benchmarks and examples; not part of the product.
 
 pub mod api;
 pub mod app;
@@ -20,5 +21,6 @@ pub mod config;
 pub mod domain;
 pub mod log;
 pub mod metrics;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod view;

@@ -64,6 +64,12 @@ pub struct Metrics {
     pub resyncs: Counter,
     /// Times the processor left and rejoined a consumer group that had stalled.
     pub group_rejoins: Counter,
+    /// Events read and applied by partition catch-ups (after an assignment or a failure).
+    pub catchup_events: Counter,
+    /// Partition catch-ups finished.
+    pub catchups: Counter,
+    /// Times a partition was sent back to catch-up after a failure or a competing writer.
+    pub partition_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,6 +103,9 @@ impl Metrics {
             forks_skipped: Counter::default(),
             resyncs: Counter::default(),
             group_rejoins: Counter::default(),
+            catchup_events: Counter::default(),
+            catchups: Counter::default(),
+            partition_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -130,6 +139,21 @@ impl Metrics {
             m.view_visible_seconds.clone(),
         );
         registry.register("dlq_messages", "Messages sent to the DLQ", m.dlq.clone());
+        registry.register(
+            "processor_catchup_events",
+            "Events applied by partition catch-ups",
+            m.catchup_events.clone(),
+        );
+        registry.register(
+            "processor_catchups",
+            "Partition catch-ups finished",
+            m.catchups.clone(),
+        );
+        registry.register(
+            "processor_partition_failures",
+            "Partitions sent back to catch-up after a failure or a competing writer",
+            m.partition_failures.clone(),
+        );
         registry.register(
             "consumer_lag",
             "View applier lag per partition",

@@ -138,3 +138,16 @@ pub fn rollback(actor: &str, id: &str, env: &str, tenant: &str, degrade: bool) -
         }),
     )
 }
+
+/// SET_CATALOG of `env`, serving no feature group and schema `decision-input/v1`.
+pub fn set_catalog(actor: &str, env: &str) -> CommandEnvelope {
+    envelope(
+        actor,
+        Command::SetCatalog(crate::domain::CatalogEntry {
+            environment: env.parse::<Environment>().expect("valid env"),
+            feature_groups: Vec::new(),
+            schema_versions: vec!["decision-input/v1".into()],
+            posture: crate::domain::Posture::FailClosed,
+        }),
+    )
+}

@@ -13,7 +13,6 @@ use mpr::domain::decide;
 use mpr::domain::event::LogId;
 use mpr::domain::event::verify_chain;
 use mpr::domain::state::Applied;
-use mpr::domain::state::Chain;
 use mpr::domain::{
     Actor, CatalogState, Command, CommandEnvelope, Decision, Grants, LifecycleState,
     PartitionState, RegistryEvent, RegistryEventType, RoleGrant,
@@ -24,7 +23,7 @@ use mpr::log::derive::derived_batch;
 use mpr::testkit;
 use mpr::view::View;
 use mpr::view::plan::{self, Write};
-use mpr::view::store::StateStore;
+use mpr::view::store::{Outbox, Position, StateStore, StoreIdentity};
 use proptest::prelude::*;
 
 const FAMILIES: [&str; 2] = ["fraud", "pricing"];
@@ -200,18 +199,19 @@ struct World {
 struct Stored {
     // Dropped before its directory.
     store: StateStore,
-    chain: Chain,
+    pos: Position,
     _dir: tempfile::TempDir,
 }
 
 impl Stored {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open_empty(&dir.path().join("state"), 8).unwrap();
+        let store = StateStore::open_empty(&dir.path().join("state"), 8, &StoreIdentity::scratch())
+            .unwrap();
         Self {
             _dir: dir,
             store,
-            chain: Chain::new(LogId::Events, 0),
+            pos: Position::new(0),
         }
     }
 }
@@ -238,22 +238,17 @@ fn run_with(ops: &[Op], mut stored: Option<&mut Stored>) -> World {
         history.push(env.clone());
         let input = testkit::input(env, i as i64);
         let catalog_cmd = matches!(input.envelope.command, Command::SetCatalog(_));
-        let decide = |w: &World| {
-            if catalog_cmd {
-                w.cat.decide(&grants, &input)
-            } else {
-                w.part.decide(&w.cat.catalog, &grants, &input)
-            }
-        };
+        let decide =
+            |w: &World| decide::route(&w.part, &w.part.chain, &w.cat, &grants, &input).unwrap();
         let d = decide(&w);
         assert_eq!(d, decide(&w), "decide is not deterministic");
         if let Some(st) = stored.as_deref_mut()
             && !catalog_cmd
         {
-            let from_store = decide::decide(
+            let from_store = decide::route(
                 &st.store.partition(0),
-                &st.chain,
-                &w.cat.catalog,
+                &st.pos.chain,
+                &w.cat,
                 &grants,
                 &input,
             )
@@ -261,9 +256,10 @@ fn run_with(ops: &[Op], mut stored: Option<&mut Stored>) -> World {
             assert_eq!(from_store, d, "the state store decided otherwise");
             if let Decision::Append(e) = &from_store {
                 let encoded = codec::encode_event(e);
+                let at = st.pos.events_next;
                 st.store
                     .partition(0)
-                    .apply(&mut st.chain, e, &encoded)
+                    .apply(&mut st.pos, e, &encoded, at, Outbox::None)
                     .unwrap();
             }
         }
@@ -346,7 +342,7 @@ proptest! {
     fn state_store_decides_like_memory(ops in prop::collection::vec(op(), 1..80)) {
         let mut st = Stored::new();
         let w = run_with(&ops, Some(&mut st));
-        prop_assert_eq!(&st.chain, &w.part.chain);
+        prop_assert_eq!(&st.pos.chain, &w.part.chain);
         // Clearing the partition forgets everything, as a reload expects.
         st.store.clear(0).unwrap();
         for (v, rec) in w.part.families.values().flat_map(|f| &f.bundles) {
@@ -436,14 +432,18 @@ proptest! {
             .collect();
         // What the processor derives: each event's writes come from its state store.
         let st = Stored::new();
-        let mut chain = Chain::new(LogId::Events, 0);
+        let mut pos = Position::new(0);
         let planned: Vec<Vec<Write>> = all
             .iter()
-            .map(|(e, b, _)| {
+            .map(|(e, b, off)| {
                 if e.log == LogId::Catalog {
                     plan::plan(e, b, &st.store.partition(0)).unwrap()
                 } else {
-                    st.store.partition(0).apply(&mut chain, e, b).unwrap().1
+                    st.store
+                        .partition(0)
+                        .apply(&mut pos, e, b, *off, Outbox::None)
+                        .unwrap()
+                        .1
                 }
             })
             .collect();

@@ -511,7 +511,6 @@ async fn main() {
             // apply the event there, encode it) and what the applier does per event (decode,
             // apply to the view in batches of 1,000), without a broker.
             use mpr::domain::event::LogId;
-            use mpr::domain::state::Chain;
             use mpr::domain::{CatalogState, Decision, Grants, decide};
             let grants = Grants {
                 enforce: false,
@@ -522,10 +521,11 @@ async fn main() {
             let mut store_dir = dir.clone().into_os_string();
             store_dir.push(".state-store");
             let store_dir = std::path::PathBuf::from(store_dir);
-            let store =
-                mpr::view::store::StateStore::open_empty(&store_dir, 32).expect("state store");
+            use mpr::view::store::{Outbox, Position, StateStore, StoreIdentity};
+            let store = StateStore::open_empty(&store_dir, 32, &StoreIdentity::scratch())
+                .expect("state store");
             let part = store.partition(0);
-            let mut chain = Chain::new(LogId::Events, 0);
+            let mut pos = Position::new(0);
             let cmds = match resolve_families {
                 Some(f) => resolve_mix(f, 50, 0.1),
                 None => {
@@ -540,17 +540,15 @@ async fn main() {
             let mut encoded = Vec::with_capacity(cmds.len());
             for (i, c) in cmds.into_iter().enumerate() {
                 let input = testkit::input(c, i as i64);
-                let d = if matches!(input.envelope.command, Command::SetCatalog(_)) {
-                    cat.decide(&grants, &input)
-                } else {
-                    decide::decide(&part, &chain, &cat.catalog, &grants, &input).expect("decide")
-                };
+                let d = decide::route(&part, &pos.chain, &cat, &grants, &input).expect("decide");
                 if let Decision::Append(e) = d {
                     let bytes = mpr::codec::encode_event(&e);
                     if e.log == LogId::Catalog {
                         cat.apply(&e).unwrap();
                     } else {
-                        part.apply(&mut chain, &e, &bytes).expect("store apply");
+                        let at = pos.events_next;
+                        part.apply(&mut pos, &e, &bytes, at, Outbox::None)
+                            .expect("store apply");
                     }
                     encoded.push(bytes);
                 }

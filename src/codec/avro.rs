@@ -275,11 +275,27 @@ pub fn encode_command(e: &CommandEnvelope) -> Vec<u8> {
     COMMANDS.encode(&AvroEnvelope::from(e))
 }
 
-/// Decodes a command envelope.
+/// Decodes a command envelope. When the datum is invalid but starts with this schema's
+/// header and a readable `command_id` (its first field), the error carries that id.
 pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
-    COMMANDS
-        .decode::<AvroEnvelope>(bytes, "command")?
-        .into_envelope()
+    let decoded = COMMANDS
+        .decode::<AvroEnvelope>(bytes, "command")
+        .and_then(AvroEnvelope::into_envelope);
+    decoded.map_err(|mut e| {
+        e.command_id = e.command_id.or_else(|| peek_command_id(bytes));
+        e
+    })
+}
+
+/// The `command_id` of an Avro command envelope, read from its first field without
+/// decoding the rest (bounded work for an oversized or otherwise invalid command).
+pub fn peek_command_id(bytes: &[u8]) -> Option<Uuid> {
+    let header = &COMMANDS.header;
+    let mut body = bytes.strip_prefix(&header[..])?;
+    match apache_avro::from_avro_datum(&apache_avro::Schema::String, &mut body, None).ok()? {
+        apache_avro::types::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
 }
 
 /// Encodes an event.

@@ -63,7 +63,8 @@ pub fn decode_command(
             ),
             command_id: serde_json::from_slice::<IdOnly>(bytes)
                 .ok()
-                .map(|i| i.command_id),
+                .map(|i| i.command_id)
+                .or_else(|| avro::peek_command_id(bytes)),
         });
     }
     let json =

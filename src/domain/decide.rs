@@ -64,6 +64,23 @@ pub fn decide<R: StateRead>(
     Ok(Decision::Append(chain.seal(event)))
 }
 
+/// Decides a decoded command where it belongs: SET_CATALOG by the catalog log (`catalog`),
+/// every other command by its family's partition (`read`, whose head is `chain`), against
+/// the catalog. The one home of that routing: the processor, tests and benchmarks call it.
+pub fn route<R: StateRead>(
+    read: &R,
+    chain: &Chain,
+    catalog: &super::state::CatalogState,
+    grants: &Grants,
+    input: &CommandInput,
+) -> Result<Decision, R::Error> {
+    if matches!(input.envelope.command, Command::SetCatalog(_)) {
+        Ok(catalog.decide(grants, input))
+    } else {
+        decide(read, chain, &catalog.catalog, grants, input)
+    }
+}
+
 /// Records an undecodable command whose command_id was recovered, as a rejection.
 pub fn decide_undecodable<R: StateRead>(
     read: &R,

@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::processor::{CatalogHandle, apply_catalog_event};
+use super::catalog::{CatalogHandle, apply_catalog_event};
 use super::reader::{Record, read_all_to_end, read_to_end};
 use super::{LogError, Topics, client_config, now_ms};
 use crate::codec;
@@ -231,7 +231,7 @@ pub fn rebuild_from_events(
     mut progress: impl FnMut(u64),
 ) -> Result<u64, LogError> {
     let topics = Topics::new(&cfg.topic_prefix);
-    let catalog = super::processor::new_catalog();
+    let catalog = super::catalog::new_catalog();
     let metrics = Metrics::new();
     // One consumer for every log, as the live applier reads them: the view is the same
     // whatever the interleaving of partitions.

@@ -3,7 +3,10 @@
 //! per-partition command processor and the view applier.
 
 pub mod applier;
+pub mod catalog;
+pub mod catchup;
 pub mod derive;
+pub mod driver;
 pub mod processor;
 pub mod reader;
 pub mod topics;

@@ -299,18 +299,36 @@ fn two_instances_share_partitions_and_take_over() {
     assert_one_event_per_command(&cfg_b, &ids);
 }
 
+/// Poison of every kind, including records far over the producer's default 1 MB limit
+/// (a 3 MiB JSON and a 3 MiB Avro command): each is dead-lettered (truncated, with its
+/// coordinates and digest), rejected where its command_id is readable, and the good
+/// commands of its own and of other partitions all land.
 #[test]
 fn poison_goes_to_dlq_and_good_commands_land() {
+    use sha2::Digest;
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&broker.addr(), dir.path(), "poison.");
     let topics = Topics::new("poison.");
     let reg = InProcess::start(cfg.clone());
-    let p = producer(&broker.addr());
+    let p: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.addr())
+        .set("message.max.bytes", (8 << 20).to_string())
+        .create()
+        .unwrap();
     let cat = catalog_cmd("prod");
     let good = lifecycle("fraud", "1.0.0");
+    let others: Vec<_> = ["churn", "ranker", "pricing", "search"]
+        .iter()
+        .map(|f| mpr::testkit::publish("model-factory", f, "1.0.0"))
+        .collect();
     let bad_type_id = uuid::Uuid::new_v4();
     let oversized_id = uuid::Uuid::new_v4();
+    let big =
+        serde_json::json!({"command_id": oversized_id, "pad": "x".repeat(3 << 20)}).to_string();
+    let big_avro_cmd = mpr::testkit::publish("model-factory", "fraud", "9.9.9");
+    let mut big_avro = mpr::codec::avro::encode_command(&big_avro_cmd);
+    big_avro.resize(3 << 20, 0xAB);
     rt().block_on(produce(&p, &topics, &cat));
     wait_result(&reg.url, cat.command_id);
     rt().block_on(async {
@@ -322,11 +340,14 @@ fn poison_goes_to_dlq_and_good_commands_land() {
         let unknown = serde_json::json!({"command_id": bad_type_id, "actor": "alice", "submitted_at_utc": "2026-11-20T09:00:00.000Z", "command_type": "SELF_DESTRUCT", "payload": {}});
         produce_raw(&p, &topics.commands, "fraud", unknown.to_string().as_bytes(), Some("application/json")).await;
         produce(&p, &topics, &good[2]).await;
-        let big = serde_json::json!({"command_id": oversized_id, "pad": "x".repeat(300 * 1024)});
-        produce_raw(&p, &topics.commands, "fraud", big.to_string().as_bytes(), Some("application/json")).await;
+        produce_raw(&p, &topics.commands, "fraud", big.as_bytes(), Some("application/json")).await;
+        produce_raw(&p, &topics.commands, "fraud", &big_avro, None).await;
         produce(&p, &topics, &good[3]).await;
+        for o in &others {
+            produce(&p, &topics, o).await;
+        }
     });
-    for c in &good {
+    for c in good.iter().chain(&others) {
         let r = wait_result(&reg.url, c.command_id);
         assert_eq!(r["outcome"], "ACCEPTED", "{r}");
     }
@@ -335,13 +356,15 @@ fn poison_goes_to_dlq_and_good_commands_land() {
         (r["outcome"].as_str(), r["error"]["code"].as_str()),
         (Some("REJECTED"), Some("INVALID_PAYLOAD"))
     );
-    let r = wait_result(&reg.url, oversized_id);
-    assert_eq!(r["error"]["code"], "INVALID_PAYLOAD", "{r}");
-    let dlq = wait_for("4 DLQ records", Duration::from_secs(30), || {
+    for id in [oversized_id, big_avro_cmd.command_id] {
+        let r = wait_result(&reg.url, id);
+        assert_eq!(r["error"]["code"], "INVALID_PAYLOAD", "{r}");
+    }
+    let dlq = wait_for("5 DLQ records", Duration::from_secs(30), || {
         let d = read_all(&cfg, &topics.dlq, 3);
-        (d.len() >= 4).then_some(d)
+        (d.len() >= 5).then_some(d)
     });
-    assert_eq!(dlq.len(), 4);
+    assert_eq!(dlq.len(), 5);
     let codes: BTreeSet<_> = dlq
         .iter()
         .map(|r| r.header("mpr-error-code").unwrap().to_owned())
@@ -351,6 +374,18 @@ fn poison_goes_to_dlq_and_good_commands_land() {
         "{codes:?}"
     );
     assert!(dlq.iter().all(|r| r.header("mpr-source-offset").is_some()));
+    let oversized = dlq
+        .iter()
+        .find(|r| r.header("mpr-command-id") == Some(&oversized_id.to_string()))
+        .expect("the oversized JSON command is dead-lettered");
+    assert_eq!(oversized.header("mpr-truncated"), Some("true"));
+    assert_eq!(
+        oversized.header("mpr-source-bytes"),
+        Some(big.len().to_string().as_str())
+    );
+    let digest = hex::encode(sha2::Sha256::digest(big.as_bytes()));
+    assert_eq!(oversized.header("mpr-source-sha256"), Some(digest.as_str()));
+    assert!(oversized.payload.as_ref().unwrap().len() <= 64 * 1024);
     assert_eq!(resolve_version(&reg.url, "fraud").as_deref(), Some("1.0.0"));
 }
 
@@ -420,4 +455,72 @@ fn mock_cluster_request_errors_and_broker_down() {
         resolve_version(&reg.url, "pricing").as_deref(),
         Some("1.0.0")
     );
+}
+
+/// The processor's state store outlives a restart: the new owner catches each partition up
+/// from its kept position (no event replayed), and decides on from there. With the store
+/// removed, the same restart replays every event (so the check can fail).
+#[test]
+fn a_restart_catches_up_from_the_kept_position() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&broker.addr(), dir.path(), "kept.");
+    let topics = Topics::new("kept.");
+    let p = producer(&broker.addr());
+    let families = ["kf-a", "kf-b", "kf-c", "kf-d", "kf-e", "kf-f"];
+    let mut reg = InProcess::start(cfg.clone());
+    let first: Vec<_> = families
+        .iter()
+        .map(|f| testkit::publish("model-factory", f, "1.0.0"))
+        .collect();
+    rt().block_on(async {
+        for c in &first {
+            produce(&p, &topics, c).await;
+        }
+    });
+    for c in &first {
+        wait_result(&reg.url, c.command_id);
+    }
+    reg.stop();
+    drop(reg);
+    let events_before: usize = read_events(&cfg).iter().map(Vec::len).sum();
+    assert_eq!(events_before, families.len());
+
+    let again = |version: &str| {
+        let reg = InProcess::start(cfg.clone());
+        let next: Vec<_> = families
+            .iter()
+            .map(|f| testkit::publish("model-factory", f, version))
+            .collect();
+        rt().block_on(async {
+            for c in &next {
+                produce(&p, &topics, c).await;
+            }
+        });
+        for c in &next {
+            let r = wait_result(&reg.url, c.command_id);
+            assert_eq!(r["outcome"], "ACCEPTED", "{r}");
+        }
+        let replayed = metric(&reg.url, "mpr_processor_catchup_events_total").unwrap();
+        let catchups = metric(&reg.url, "mpr_processor_catchups_total").unwrap();
+        (replayed, catchups)
+    };
+    let (replayed, catchups) = again("1.0.1");
+    assert!(
+        catchups >= 3.0,
+        "every partition was caught up ({catchups})"
+    );
+    assert_eq!(replayed, 0.0, "a kept store replays no event");
+    std::fs::remove_dir_all(&cfg.processor.state_path).unwrap();
+    let (replayed, _) = again("1.0.2");
+    assert!(
+        replayed >= 12.0,
+        "an empty store replays every event ({replayed})"
+    );
+    let mut all: Vec<_> = read_events(&cfg).into_iter().flatten().collect();
+    all.sort_by_key(|e| (e.partition, e.seq));
+    let before = all.len();
+    all.dedup_by_key(|e| (e.partition, e.seq));
+    assert_eq!(before, all.len(), "no seq was appended twice");
+    assert_eq!(all.len(), families.len() * 3);
 }

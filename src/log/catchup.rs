@@ -1,0 +1,518 @@
+//! Catch-up of one `commands` partition before its owner decides again (blocking: run it
+//! on a blocking thread). It brings the state store's records of the partition up to the
+//! end of its `events` log, starting from the position the store kept, not from offset 0:
+//!
+//! 1. The stored position is checked against the log. Events this processor appended but
+//!    that did not land where expected (a crash before delivery, or another writer won)
+//!    are undone from the outbox, newest first, until the stored head is the log's record
+//!    at that offset. A store that still does not match (another log, a gap) is emptied
+//!    and the partition is replayed from offset 0.
+//! 2. Events after the position are applied.
+//! 3. The `catalog` log is read from where the shared catalog stands.
+//!
+//! Events whose command is at or after the committed offset are handed back for their
+//! outputs to be produced again: the store's outbox holds those it applied earlier.
+
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
+
+use super::catalog::{CatalogHandle, apply_catalog_record, decode_event_record};
+use super::driver::{Loaded, NoSnapshot};
+use super::reader::{Record, read_to_end};
+use super::{LogError, Topics};
+use crate::config::KafkaConfig;
+use crate::domain::RegistryEvent;
+use crate::domain::state::{Applied, infallible};
+use crate::view::plan::{self, Write};
+use crate::view::store::{Outbox, Position, StateStore};
+
+/// Reads a log partition from an offset to the high watermark seen at the start, calling
+/// `f` per record; returns that watermark. The port through which catch-up reads.
+pub trait LogRead {
+    /// Reads `topic`/`partition` from `from`.
+    fn read_to_end(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        f: &mut dyn FnMut(Record) -> Result<(), LogError>,
+    ) -> Result<i64, LogError>;
+}
+
+/// The Kafka cluster of `cfg`.
+#[derive(Debug)]
+pub struct KafkaLog<'a>(pub &'a KafkaConfig);
+
+impl LogRead for KafkaLog<'_> {
+    fn read_to_end(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        f: &mut dyn FnMut(Record) -> Result<(), LogError>,
+    ) -> Result<i64, LogError> {
+        read_to_end(self.0, topic, partition, from, f)
+    }
+}
+
+/// Catches partition `p` up; `committed` is its committed `commands` offset.
+pub fn catch_up(
+    log: &mut dyn LogRead,
+    topics: &Topics,
+    store: &StateStore,
+    catalog: &CatalogHandle,
+    p: i32,
+    committed: i64,
+) -> Result<Loaded, LogError> {
+    let mut count = 0;
+    let (pos, mut rederive) = match from_stored(log, topics, store, p, committed, &mut count)? {
+        Some(done) => done,
+        None => {
+            count = 0;
+            warn!(
+                partition = p,
+                "state store does not match the events log; replaying the partition from offset 0"
+            );
+            store.clear(p)?;
+            let mut pos = Position::new(p);
+            let mut rederive = Vec::new();
+            log.read_to_end(&topics.events, p, 0, &mut |r| {
+                let e = decode_event_record(&topics.events, &r)?;
+                apply(
+                    store,
+                    &mut count,
+                    &mut pos,
+                    &e,
+                    r.payload.as_deref().unwrap_or_default(),
+                    r.offset,
+                    committed,
+                    &mut rederive,
+                )
+            })?;
+            (pos, rederive)
+        }
+    };
+    store.set_position(p, &pos)?;
+    let from = catalog.read().expect("catalog lock").next_offset;
+    let catalog_end = log.read_to_end(&topics.catalog, 0, from, &mut |r| {
+        if let Some(e) = apply_catalog_record(catalog, &r)?
+            && e.source.partition == p
+            && e.source.offset >= committed
+        {
+            let encoded = r.payload.as_deref().unwrap_or_default();
+            let w = infallible(plan::plan(&e, encoded, &NoSnapshot));
+            rederive.push((e, w, r.offset));
+        }
+        Ok(())
+    })?;
+    store.prune(p, committed)?;
+    Ok(Loaded {
+        pos,
+        committed,
+        rederive,
+        catalog_end,
+        applied: count,
+    })
+}
+
+/// Applies one event read from the log; keeps it for re-deriving when its command is not
+/// committed.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    store: &StateStore,
+    applied_count: &mut u64,
+    pos: &mut Position,
+    e: &RegistryEvent,
+    encoded: &[u8],
+    offset: i64,
+    committed: i64,
+    rederive: &mut Vec<(RegistryEvent, Vec<Write>, i64)>,
+) -> Result<(), LogError> {
+    let pending = e.source.offset >= committed;
+    let outbox = if pending {
+        Outbox::Landed
+    } else {
+        Outbox::None
+    };
+    let (applied, w) = store
+        .partition(pos.chain.partition)
+        .apply(pos, e, encoded, offset, outbox)?;
+    if applied == Applied::Applied {
+        *applied_count += 1;
+        if pending {
+            rederive.push((e.clone(), w, offset));
+        }
+    }
+    // A skipped record (a loser's fork, a duplicate) is behind us too: the next append
+    // is expected after it.
+    pos.events_next = pos.events_next.max(offset + 1);
+    Ok(())
+}
+
+/// Catches up from the stored position: `None` when the store cannot be trusted.
+#[allow(clippy::type_complexity)]
+fn from_stored(
+    log: &mut dyn LogRead,
+    topics: &Topics,
+    store: &StateStore,
+    p: i32,
+    committed: i64,
+    count: &mut u64,
+) -> Result<Option<(Position, Vec<(RegistryEvent, Vec<Write>, i64)>)>, LogError> {
+    let mut pos = store.position(p)?;
+    let outbox = store.outbox(p)?;
+    if pos.chain.last_seq == 0 && outbox.is_empty() {
+        return Ok(None);
+    }
+    // Read from the oldest offset the store must check: its head and every event it
+    // appended that may not have landed.
+    let check_from = outbox
+        .iter()
+        .flat_map(|o| [o.events_offset, o.before.head_offset])
+        .chain([pos.head_offset])
+        .min()
+        .expect("non-empty")
+        .max(0);
+    let stored_next = pos.events_next;
+    let mut seen: BTreeMap<i64, (RegistryEvent, Vec<u8>)> = BTreeMap::new();
+    let mut rederive = Vec::new();
+    let mut verified = false;
+    let mut trusted = true;
+    let verify = |pos: &mut Position,
+                  seen: &BTreeMap<i64, (RegistryEvent, Vec<u8>)>|
+     -> Result<bool, LogError> {
+        let mut undone = 0;
+        loop {
+            if pos.chain.last_seq == 0 {
+                break;
+            }
+            let head = seen.get(&pos.head_offset);
+            if head
+                .is_some_and(|(e, _)| e.seq == pos.chain.last_seq && e.hash == pos.chain.last_hash)
+            {
+                break;
+            }
+            match store.undo_last(p)? {
+                Some(before) => {
+                    *pos = before;
+                    undone += 1;
+                }
+                None => return Ok(false),
+            }
+        }
+        if undone > 0 {
+            info!(
+                partition = p,
+                undone, "undid appended events that did not land"
+            );
+        }
+        Ok(true)
+    };
+    log.read_to_end(&topics.events, p, check_from, &mut |r| {
+        if !trusted {
+            return Ok(());
+        }
+        let e = decode_event_record(&topics.events, &r)?;
+        if r.offset < stored_next {
+            seen.insert(r.offset, (e, r.payload.unwrap_or_default()));
+            return Ok(());
+        }
+        if !verified {
+            verified = true;
+            if !verify(&mut pos, &seen)? {
+                trusted = false;
+                return Ok(());
+            }
+            // Events at offsets the undone ones had claimed are another writer's.
+            for (off, (e, bytes)) in seen.range(pos.events_next..) {
+                apply(
+                    store,
+                    count,
+                    &mut pos,
+                    e,
+                    bytes,
+                    *off,
+                    committed,
+                    &mut rederive,
+                )?;
+            }
+        }
+        apply(
+            store,
+            count,
+            &mut pos,
+            &e,
+            r.payload.as_deref().unwrap_or_default(),
+            r.offset,
+            committed,
+            &mut rederive,
+        )
+    })?;
+    if trusted && !verified {
+        if !verify(&mut pos, &seen)? {
+            return Ok(None);
+        }
+        for (off, (e, bytes)) in seen.range(pos.events_next..) {
+            apply(
+                store,
+                count,
+                &mut pos,
+                e,
+                bytes,
+                *off,
+                committed,
+                &mut rederive,
+            )?;
+        }
+    }
+    if !trusted {
+        return Ok(None);
+    }
+    // Outputs of events applied earlier whose commands are not committed come first.
+    let mut earlier: Vec<(RegistryEvent, Vec<Write>, i64)> = store
+        .outbox(p)?
+        .into_iter()
+        .filter(|o| {
+            o.event.source.offset >= committed && o.events_offset < stored_next.min(pos.events_next)
+        })
+        .map(|o| (o.event, o.writes, o.events_offset))
+        .collect();
+    earlier.retain(|(e, _, _)| !rederive.iter().any(|(r, _, _)| r.seq == e.seq));
+    earlier.extend(rederive);
+    Ok(Some((pos, earlier)))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Catch-up against an in-memory log and a real RocksDB state store.
+
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::codec;
+    use crate::domain::StateRead;
+    use crate::domain::{Catalog, Decision, Grants, PartitionState};
+    use crate::log::catalog::new_catalog;
+    use crate::testkit;
+    use crate::view::store::StoreIdentity;
+
+    #[derive(Default)]
+    struct MemLog {
+        logs: HashMap<(String, i32), Vec<Record>>,
+        /// Every read of `events`: its start offset.
+        reads: Vec<i64>,
+    }
+
+    impl MemLog {
+        fn append(&mut self, topic: &str, e: &RegistryEvent) {
+            let log = self
+                .logs
+                .entry((topic.to_owned(), e.partition))
+                .or_default();
+            log.push(Record {
+                topic: topic.to_owned(),
+                partition: e.partition,
+                offset: log.len() as i64,
+                key: None,
+                payload: Some(codec::encode_event(e)),
+                timestamp_ms: None,
+                headers: Vec::new(),
+            });
+        }
+    }
+
+    impl LogRead for MemLog {
+        fn read_to_end(
+            &mut self,
+            topic: &str,
+            partition: i32,
+            from: i64,
+            f: &mut dyn FnMut(Record) -> Result<(), LogError>,
+        ) -> Result<i64, LogError> {
+            if topic.ends_with("events") {
+                self.reads.push(from);
+            }
+            let log = self
+                .logs
+                .get(&(topic.to_owned(), partition))
+                .cloned()
+                .unwrap_or_default();
+            for r in log.iter().filter(|r| r.offset >= from) {
+                f(r.clone())?;
+            }
+            Ok(log.len() as i64)
+        }
+    }
+
+    /// Publishes of `fam` 1.0.`from`.. decided in order on `state`.
+    fn publish(
+        state: &mut PartitionState,
+        fam: &str,
+        versions: std::ops::Range<i64>,
+    ) -> Vec<RegistryEvent> {
+        versions
+            .map(|i| {
+                let input = testkit::input(testkit::publish("mf", fam, &format!("1.0.{i}")), i);
+                let Decision::Append(e) =
+                    state.decide(&Catalog::default(), &Grants::default(), &input)
+                else {
+                    panic!("publish appends");
+                };
+                state.apply(&e).unwrap();
+                e
+            })
+            .collect()
+    }
+
+    struct H {
+        log: MemLog,
+        topics: Topics,
+        store: StateStore,
+        catalog: CatalogHandle,
+        _dir: tempfile::TempDir,
+    }
+
+    fn harness() -> H {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("s"), 8, &StoreIdentity::scratch()).unwrap();
+        H {
+            log: MemLog::default(),
+            topics: Topics::new("mpr."),
+            store,
+            catalog: new_catalog(),
+            _dir: dir,
+        }
+    }
+
+    impl H {
+        fn catch_up(&mut self, committed: i64) -> Loaded {
+            catch_up(
+                &mut self.log,
+                &self.topics,
+                &self.store,
+                &self.catalog,
+                0,
+                committed,
+            )
+            .unwrap()
+        }
+        fn has(&self, v: &str) -> bool {
+            let id = "fam".parse().unwrap();
+            self.store
+                .partition(0)
+                .bundle(&id, &v.parse().unwrap())
+                .unwrap()
+                .is_some()
+        }
+        /// Applies `e` as the driver does for an event it appends, expected at `at`.
+        fn decided(&self, pos: &mut Position, e: &RegistryEvent) {
+            let at = pos.events_next;
+            self.store
+                .partition(0)
+                .apply(pos, e, &codec::encode_event(e), at, Outbox::Undoable)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_new_owner_resumes_from_the_stored_position() {
+        let mut h = harness();
+        let mut state = PartitionState::new(0);
+        for e in publish(&mut state, "fam", 0..5) {
+            h.log.append(&h.topics.events, &e);
+        }
+        let first = h.catch_up(5);
+        assert_eq!(h.log.reads, vec![0]);
+        assert_eq!(first.pos.chain.last_seq, 5);
+        for e in publish(&mut state, "fam", 5..7) {
+            h.log.append(&h.topics.events, &e);
+        }
+        let second = h.catch_up(5);
+        assert_eq!(
+            h.log.reads,
+            vec![0, 4],
+            "the second catch-up reads from its head"
+        );
+        assert_eq!((second.pos.chain.last_seq, second.pos.events_next), (7, 7));
+        // Commands 5 and 6 are not committed: their outputs are produced again.
+        let re: Vec<i64> = second
+            .rederive
+            .iter()
+            .map(|(e, _, _)| e.source.offset)
+            .collect();
+        assert_eq!(re, vec![5, 6]);
+        assert!(h.has("1.0.6"));
+    }
+
+    #[test]
+    fn an_appended_event_that_never_landed_is_undone() {
+        let mut h = harness();
+        let mut state = PartitionState::new(0);
+        for e in publish(&mut state, "fam", 0..3) {
+            h.log.append(&h.topics.events, &e);
+        }
+        let mut pos = h.catch_up(3).pos;
+        // Decided and applied here, then the process died before it landed.
+        let lost = publish(&mut state, "fam", 3..4);
+        h.decided(&mut pos, &lost[0]);
+        assert!(h.has("1.0.3"));
+        let after = h.catch_up(3);
+        assert_eq!((after.pos.chain.last_seq, after.pos.events_next), (3, 3));
+        assert!(!h.has("1.0.3"), "the undone event's record is gone");
+        assert!(h.store.outbox(0).unwrap().is_empty());
+        assert!(after.rederive.is_empty());
+    }
+
+    #[test]
+    fn another_writers_event_wins_and_ours_is_skipped_as_a_fork() {
+        let mut h = harness();
+        let mut state = PartitionState::new(0);
+        for e in publish(&mut state, "fam", 0..3) {
+            h.log.append(&h.topics.events, &e);
+        }
+        let mut pos = h.catch_up(3).pos;
+        let mut theirs = state.clone();
+        let ours = publish(&mut state, "fam", 3..5);
+        let other = publish(&mut theirs, "fam", 10..11);
+        for e in &ours {
+            h.decided(&mut pos, e);
+        }
+        // The other writer's seq 4 landed first, then ours (4 and 5).
+        h.log.append(&h.topics.events, &other[0]);
+        for e in &ours {
+            h.log.append(&h.topics.events, e);
+        }
+        let after = h.catch_up(3);
+        assert_eq!(after.pos.chain.last_hash, other[0].hash);
+        assert_eq!(after.pos.chain.last_seq, 4);
+        assert_eq!(
+            after.pos.events_next, 6,
+            "the next append is expected after the fork"
+        );
+        assert!(h.has("1.0.10") && !h.has("1.0.3") && !h.has("1.0.4"));
+        let re: Vec<u64> = after.rederive.iter().map(|(e, _, _)| e.seq).collect();
+        assert_eq!(re, vec![4], "only the winner's event gets outputs");
+    }
+
+    #[test]
+    fn a_store_that_does_not_match_the_log_is_replayed_from_zero() {
+        let mut h = harness();
+        let mut state = PartitionState::new(0);
+        for e in publish(&mut state, "fam", 0..3) {
+            h.log.append(&h.topics.events, &e);
+        }
+        h.catch_up(3);
+        // The log is replaced by another history (a recreated topic).
+        h.log = MemLog::default();
+        let mut other = PartitionState::new(0);
+        for e in publish(&mut other, "fam", 20..24) {
+            h.log.append(&h.topics.events, &e);
+        }
+        let after = h.catch_up(0);
+        // The new log's reads: the stored head (offset 2) does not match, then a replay.
+        assert_eq!(h.log.reads, vec![2, 0]);
+        assert_eq!(after.pos.chain.last_hash, other.chain.last_hash);
+        assert!(!h.has("1.0.0") && h.has("1.0.23"));
+    }
+}
