@@ -13,9 +13,11 @@ use mpr::api::error::ApiError;
 use mpr::api::{AppState, FnSink};
 use mpr::config::{Config, Principal};
 use mpr::domain::bundle::sha256_hex;
+use mpr::domain::decide;
 use mpr::domain::event::{CommandSource, LogId};
+use mpr::domain::state::infallible;
 use mpr::domain::{
-    CatalogState, Command, CommandEnvelope, CommandInput, Decision, PartitionState, Timestamp,
+    CatalogState, CommandEnvelope, CommandInput, Decision, PartitionState, Timestamp,
 };
 use mpr::log::applier::ApplierStatus;
 use mpr::metrics::Metrics;
@@ -82,11 +84,9 @@ fn harness_with(apply: bool) -> Harness {
                 },
                 observed_at: Timestamp::from_millis(1_800_000_000_000 + offset * 1000),
             };
-            let d = if matches!(env.command, Command::SetCatalog(_)) {
-                sim.cat.decide(&g2, &input)
-            } else {
+            let d = {
                 let Sim { part, cat, .. } = &*sim;
-                part.decide(&cat.catalog, &g2, &input)
+                infallible(decide::route(part, &part.chain, cat, &g2, &input))
             };
             if let Decision::Append(e) = d {
                 let off = if e.log == LogId::Catalog {

@@ -24,9 +24,10 @@ use mpr::domain::bundle::{
     Artifact, BundleKind, Compatibility, FeatureGroupRef, GateVerdict, Provenance, sha256_hex,
 };
 use mpr::domain::command::PublishBundle;
+use mpr::domain::decide;
 use mpr::domain::event::{CommandSource, ErrorInfo, LogId, ScopeRef, verify_chain};
 use mpr::domain::resolve::{MatchedRule, ResolveQuery, resolve};
-use mpr::domain::state::{SlotRecord, UndecodableInput};
+use mpr::domain::state::{SlotRecord, UndecodableInput, infallible};
 use mpr::domain::{
     Actor, BundleId, BundleVersion, Catalog, CatalogEntry, CatalogState, Command, CommandEnvelope,
     CommandInput, CommandResult, CommandType, Decision, Environment, ErrorCode, GateReceipt,
@@ -496,13 +497,14 @@ impl World {
 
     /// Routes like the processor: SET_CATALOG to the catalog log, the rest to the partition.
     fn submit(&mut self, envelope: CommandEnvelope) -> CommandResult {
-        let catalog = matches!(envelope.command, Command::SetCatalog(_));
         let input = self.next_input(envelope);
-        let d = if catalog {
-            self.cat.decide(&self.grants, &input)
-        } else {
-            self.part.decide(&self.cat.catalog, &self.grants, &input)
-        };
+        let d = infallible(decide::route(
+            &self.part,
+            &self.part.chain,
+            &self.cat,
+            &self.grants,
+            &input,
+        ));
         self.take(d)
     }
 

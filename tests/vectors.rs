@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mpr::codec;
+use mpr::domain::decide;
 use mpr::domain::event::{CommandSource, verify_chain};
 use mpr::domain::resolve::{MatchedRule, ResolveQuery, resolve};
-use mpr::domain::state::{SlotRecord, UndecodableInput};
+use mpr::domain::state::{SlotRecord, UndecodableInput, infallible};
 use mpr::domain::{
-    Actor, BundleId, BundleVersion, CatalogState, Command, CommandInput, Decision, ErrorCode,
-    Grants, LifecycleState, Outcome, PartitionState, RegistryEvent, RegistryEventType, RoleGrant,
-    Slot, Timestamp,
+    Actor, BundleId, BundleVersion, CatalogState, CommandInput, Decision, ErrorCode, Grants,
+    LifecycleState, Outcome, PartitionState, RegistryEvent, RegistryEventType, RoleGrant, Slot,
+    Timestamp,
 };
 use serde::Deserialize;
 
@@ -164,11 +165,13 @@ impl Run {
                     source,
                     observed_at,
                 };
-                if matches!(input.envelope.command, Command::SetCatalog(_)) {
-                    self.cat.decide(&self.grants, &input)
-                } else {
-                    self.part.decide(&self.cat.catalog, &self.grants, &input)
-                }
+                infallible(decide::route(
+                    &self.part,
+                    &self.part.chain,
+                    &self.cat,
+                    &self.grants,
+                    &input,
+                ))
             }
             Err(e) if e.command_id.is_none() => {
                 assert!(
