@@ -15,7 +15,10 @@ use super::event::{
     RegistryEvent, RegistryEventType, ScopeRef, StateChange,
 };
 use super::ids::{BundleId, BundleVersion, Slot, Timestamp};
-use super::state::{BundleRecord, Chain, CommandInput, Decision, SlotRecord, UndecodableInput};
+use super::state::{
+    BundleRecord, CatalogState, Chain, CommandInput, Decision, PartitionState, SlotRecord,
+    UndecodableInput, infallible,
+};
 
 /// Point reads of a partition's current records: what `decide` and the view planner ask.
 pub trait StateRead {
@@ -509,4 +512,76 @@ fn illegal(what: &str, id: &BundleId, v: &BundleVersion, state: LifecycleState) 
         ErrorCode::IllegalTransition,
         format!("cannot {what} {id}@{v}: it is {}", state.as_str()),
     )
+}
+
+// The in-memory states decide here, so that `state` (records and replay) does not depend
+// on `decide` (the rules).
+
+impl PartitionState {
+    /// Decides `input` against this state, the catalog and the grants (see [`decide`]).
+    pub fn decide(&self, catalog: &Catalog, grants: &Grants, input: &CommandInput) -> Decision {
+        infallible(self::decide(self, &self.chain, catalog, grants, input))
+    }
+
+    /// Records an undecodable command whose command_id was recovered, as a rejection.
+    pub fn decide_undecodable(&self, input: &UndecodableInput) -> Decision {
+        infallible(self::decide_undecodable(self, &self.chain, input))
+    }
+}
+
+impl CatalogState {
+    /// Decides a catalog command.
+    pub fn decide(&self, grants: &Grants, input: &CommandInput) -> Decision {
+        if let Some(first) = self.commands.get(&input.envelope.command_id) {
+            return Decision::Repeat(first.clone());
+        }
+        let e = draft_for(input);
+        let decided = (|| {
+            input.envelope.validate()?;
+            grants.authorize(&input.envelope.actor, &input.envelope.command)?;
+            let Command::SetCatalog(entry) = &input.envelope.command else {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidPayload,
+                    "only SET_CATALOG travels under the catalog key",
+                ));
+            };
+            entry.validate()?;
+            let mut ev = e.clone();
+            if self.catalog.entries.get(&entry.environment) == Some(entry) {
+                ev.event_type = RegistryEventType::CommandNoop;
+                ev.outcome = Outcome::Noop;
+                ev.catalog_entry = None;
+                ev.catalog_version = Some(self.catalog.version);
+                return Ok(ev);
+            }
+            ev.event_type = RegistryEventType::CatalogUpdated;
+            ev.outcome = Outcome::Accepted;
+            ev.catalog_version = Some(self.chain.last_seq + 1);
+            Ok(ev)
+        })();
+        let event = decided.unwrap_or_else(|r| reject(e, r));
+        Decision::Append(self.chain.seal(event))
+    }
+}
+
+/// The in-memory state answers `decide`'s reads directly.
+impl StateRead for PartitionState {
+    type Error = std::convert::Infallible;
+    fn bundle(
+        &self,
+        id: &BundleId,
+        v: &BundleVersion,
+    ) -> Result<Option<BundleRecord>, Self::Error> {
+        Ok(PartitionState::bundle(self, id, v).cloned())
+    }
+    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
+        Ok(self
+            .families
+            .get(id)
+            .and_then(|f| f.slots.get(scope))
+            .cloned())
+    }
+    fn result(&self, command_id: &Uuid) -> Result<Option<CommandResult>, Self::Error> {
+        Ok(self.commands.get(command_id).cloned())
+    }
 }

@@ -7,12 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::auth::Grants;
 use super::bundle::{GateReceipt, ModelBundle};
 use super::catalog::Catalog;
-use super::command::{Command, CommandEnvelope};
-use super::decide::{self, StateRead, draft_for, reject};
-use super::error::{ErrorCode, Rejection};
+use super::command::CommandEnvelope;
+use super::error::Rejection;
 use super::event::{
     BindingChange, CommandResult, CommandSource, GENESIS_HASH, LifecycleState, LogId, Outcome,
     RegistryEvent, RegistryEventType, ScopeRef,
@@ -296,16 +294,6 @@ impl PartitionState {
         self.families.get(id)?.bundles.get(v)
     }
 
-    /// Decides `input` against this state, the catalog and the grants. Pure and
-    /// Decides `input` against this state (see [`super::decide::decide`]).
-    pub fn decide(&self, catalog: &Catalog, grants: &Grants, input: &CommandInput) -> Decision {
-        infallible(decide::decide(self, &self.chain, catalog, grants, input))
-    }
-
-    /// Records an undecodable command whose command_id was recovered, as a rejection.
-    pub fn decide_undecodable(&self, input: &UndecodableInput) -> Decision {
-        infallible(decide::decide_undecodable(self, &self.chain, input))
-    }
     /// Replays `e` by the log-order rule of [`chain_check`].
     pub fn apply(&mut self, e: &RegistryEvent) -> Result<Applied, GapError> {
         if let Some(skip) = chain_check(&self.chain, e)? {
@@ -366,39 +354,6 @@ impl CatalogState {
         }
     }
 
-    /// Decides a catalog command.
-    pub fn decide(&self, grants: &Grants, input: &CommandInput) -> Decision {
-        if let Some(first) = self.commands.get(&input.envelope.command_id) {
-            return Decision::Repeat(first.clone());
-        }
-        let e = draft_for(input);
-        let decided = (|| {
-            input.envelope.validate()?;
-            grants.authorize(&input.envelope.actor, &input.envelope.command)?;
-            let Command::SetCatalog(entry) = &input.envelope.command else {
-                return Err(Rejection::new(
-                    ErrorCode::InvalidPayload,
-                    "only SET_CATALOG travels under the catalog key",
-                ));
-            };
-            entry.validate()?;
-            let mut ev = e.clone();
-            if self.catalog.entries.get(&entry.environment) == Some(entry) {
-                ev.event_type = RegistryEventType::CommandNoop;
-                ev.outcome = Outcome::Noop;
-                ev.catalog_entry = None;
-                ev.catalog_version = Some(self.catalog.version);
-                return Ok(ev);
-            }
-            ev.event_type = RegistryEventType::CatalogUpdated;
-            ev.outcome = Outcome::Accepted;
-            ev.catalog_version = Some(self.chain.last_seq + 1);
-            Ok(ev)
-        })();
-        let event = decided.unwrap_or_else(|r| reject(e, r));
-        Decision::Append(self.chain.seal(event))
-    }
-
     /// Replays a catalog event.
     pub fn apply(&mut self, e: &RegistryEvent) -> Result<Applied, GapError> {
         if let Some(skip) = chain_check(&self.chain, e)? {
@@ -429,28 +384,6 @@ pub fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => match e {},
-    }
-}
-
-/// The in-memory state answers `decide`'s reads directly.
-impl StateRead for PartitionState {
-    type Error = std::convert::Infallible;
-    fn bundle(
-        &self,
-        id: &BundleId,
-        v: &BundleVersion,
-    ) -> Result<Option<BundleRecord>, Self::Error> {
-        Ok(PartitionState::bundle(self, id, v).cloned())
-    }
-    fn slot(&self, id: &BundleId, scope: &ScopeRef) -> Result<Option<SlotRecord>, Self::Error> {
-        Ok(self
-            .families
-            .get(id)
-            .and_then(|f| f.slots.get(scope))
-            .cloned())
-    }
-    fn result(&self, command_id: &Uuid) -> Result<Option<CommandResult>, Self::Error> {
-        Ok(self.commands.get(command_id).cloned())
     }
 }
 
