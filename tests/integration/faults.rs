@@ -320,13 +320,13 @@ fn poison_goes_to_dlq_and_good_commands_land() {
     let good = lifecycle("fraud", "1.0.0");
     let others: Vec<_> = ["churn", "ranker", "pricing", "search"]
         .iter()
-        .map(|f| mpr::testkit::publish("model-factory", f, "1.0.0"))
+        .map(|f| mpr::testkit::publish("mf", f, "1.0.0"))
         .collect();
     let bad_type_id = uuid::Uuid::new_v4();
     let oversized_id = uuid::Uuid::new_v4();
     let big =
         serde_json::json!({"command_id": oversized_id, "pad": "x".repeat(3 << 20)}).to_string();
-    let big_avro_cmd = mpr::testkit::publish("model-factory", "fraud", "9.9.9");
+    let big_avro_cmd = mpr::testkit::publish("mf", "fraud", "9.9.9");
     let mut big_avro = mpr::codec::avro::encode_command(&big_avro_cmd);
     big_avro.resize(3 << 20, 0xAB);
     rt().block_on(produce(&p, &topics, &cat));
@@ -471,7 +471,7 @@ fn a_restart_catches_up_from_the_kept_position() {
     let mut reg = InProcess::start(cfg.clone());
     let first: Vec<_> = families
         .iter()
-        .map(|f| testkit::publish("model-factory", f, "1.0.0"))
+        .map(|f| testkit::publish("mf", f, "1.0.0"))
         .collect();
     rt().block_on(async {
         for c in &first {
@@ -490,7 +490,7 @@ fn a_restart_catches_up_from_the_kept_position() {
         let reg = InProcess::start(cfg.clone());
         let next: Vec<_> = families
             .iter()
-            .map(|f| testkit::publish("model-factory", f, version))
+            .map(|f| testkit::publish("mf", f, version))
             .collect();
         rt().block_on(async {
             for c in &next {
