@@ -260,6 +260,7 @@ impl Processor {
                     self.deliveries.push(d);
                 }
                 Action::Commit { p, offset } => {
+                    debug!(partition = p, offset, "commit");
                     let mut tpl = TopicPartitionList::new();
                     let r = tpl
                         .add_partition_offset(&self.topics.commands, p, Offset::Offset(offset))

@@ -257,7 +257,10 @@ impl ChildRegistry {
             .args(["--config"])
             .arg(&file)
             .arg("serve")
-            .env("MPR_LOG", "info")
+            .env(
+                "MPR_LOG",
+                std::env::var("TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
