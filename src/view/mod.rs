@@ -618,6 +618,40 @@ mod tests {
         ));
     }
 
+    /// A filtered event listing reads at most `max_scanned` events per call: a filter that
+    /// matches nothing answers empty pages that move the cursor on, and says where the end
+    /// of the log is, instead of reading the whole table in one request.
+    #[test]
+    fn filtered_event_listings_scan_a_bounded_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = View::open(dir.path(), 1).unwrap();
+        for (i, e) in publishes(50).iter().enumerate() {
+            view.apply(e, i as i64).unwrap();
+        }
+        let mut cursor: Option<String> = None;
+        let mut calls = 0;
+        loop {
+            let page = view
+                .events(None, cursor.as_deref(), 10, 20, |_| false)
+                .unwrap();
+            calls += 1;
+            assert!(page.items.is_empty());
+            assert!(page.next_cursor.is_some(), "the cursor moves on");
+            cursor = page.next_cursor;
+            if page.at_end == Some(true) {
+                break;
+            }
+            assert_eq!(page.at_end, Some(false));
+        }
+        assert_eq!(calls, 3, "50 events, 20 per call");
+        let all = view.events(None, None, 100, 20, |_| true).unwrap();
+        assert_eq!(
+            (all.items.len(), all.at_end),
+            (20, Some(false)),
+            "matches count against the bound too"
+        );
+    }
+
     /// A reader inside `consistent` reads one snapshot: its records match its version
     /// while batches land, and a write after the snapshot stays invisible to it.
     #[test]
