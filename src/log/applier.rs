@@ -250,10 +250,13 @@ pub fn run_lag_monitor(
             .iter()
             .map(|(t, p)| {
                 consumer
-                    .fetch_watermarks(t, *p, Duration::from_secs(5))
+                    .fetch_watermarks(t, *p, Duration::from_secs(2))
                     .map(|(_, h)| h)
             })
             .collect();
+        if *shutdown.borrow() {
+            break;
+        }
         let read = status.read_positions();
         match high {
             Ok(high) if read.len() == high.len() => {
@@ -273,7 +276,11 @@ pub fn run_lag_monitor(
             Ok(_) => {}
             Err(e) => warn!(error = %e, "view lag check failed"),
         }
-        std::thread::sleep(interval);
+        // Sleeps in short steps, so that shutdown does not wait for a whole interval.
+        let wake = std::time::Instant::now() + interval;
+        while !*shutdown.borrow() && std::time::Instant::now() < wake {
+            std::thread::sleep(interval.min(Duration::from_millis(50)));
+        }
     }
     Ok(())
 }
