@@ -60,6 +60,14 @@ fn default_view_fetch_wait_ms() -> u32 {
 pub struct ViewConfig {
     /// RocksDB directory.
     pub path: PathBuf,
+    /// How often the lag monitor compares the applier's positions with the log's high
+    /// watermarks (readiness, `MPR-View-Lag`, `MPR-View-Age-Ms`, the lag gauges), in ms.
+    #[serde(default = "default_lag_check_ms")]
+    pub lag_check_ms: u64,
+}
+
+fn default_lag_check_ms() -> u64 {
+    1000
 }
 
 /// Processor settings.
@@ -98,10 +106,32 @@ pub struct HttpConfig {
     /// ETags and keys); 0 turns the cache off.
     #[serde(default = "default_resolve_cache_mib")]
     pub resolve_cache_mib: u64,
+    /// `/readyz` reports not ready while the view is more than this many records behind
+    /// the log's high watermarks.
+    #[serde(default = "default_ready_max_lag_events")]
+    pub ready_max_lag_events: u64,
+    /// `/readyz` reports not ready when the view was last known to hold everything on the
+    /// log longer ago than this, in ms (e.g. the broker cannot be asked); 0: no bound.
+    #[serde(default)]
+    pub ready_max_age_ms: u64,
 }
 
 fn default_resolve_cache_mib() -> u64 {
     256
+}
+
+fn default_ready_max_lag_events() -> u64 {
+    1000
+}
+
+impl HttpConfig {
+    /// The readiness bounds.
+    pub fn ready_bounds(&self) -> crate::log::applier::ReadyBounds {
+        crate::log::applier::ReadyBounds {
+            max_lag_events: self.ready_max_lag_events,
+            max_age_ms: self.ready_max_age_ms,
+        }
+    }
 }
 
 /// One principal: an actor, its grants, and the SHA-256 of its bearer token.
@@ -174,6 +204,7 @@ impl Default for Config {
             },
             view: ViewConfig {
                 path: "var/view".into(),
+                lag_check_ms: default_lag_check_ms(),
             },
             processor: ProcessorConfig::default(),
             http: HttpConfig {
@@ -182,6 +213,8 @@ impl Default for Config {
                 read_barrier_timeout_ms: 2000,
                 open_resolve: false,
                 resolve_cache_mib: default_resolve_cache_mib(),
+                ready_max_lag_events: default_ready_max_lag_events(),
+                ready_max_age_ms: 0,
             },
             auth: AuthConfig {
                 enforce: true,
@@ -263,6 +296,9 @@ impl Config {
                 "processor.state_path",
                 "must differ from view.path (the state store is emptied at start-up)",
             );
+        }
+        if !(10..=60_000).contains(&self.view.lag_check_ms) {
+            return bad("view.lag_check_ms", "must be between 10 and 60000");
         }
         if self.http.command_timeout_ms == 0 {
             return bad("http.command_timeout_ms", "must be positive");

@@ -818,3 +818,356 @@ async fn query_routes() {
         .await;
     assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
 }
+
+impl Harness {
+    /// A request with raw body bytes and an optional content-type.
+    async fn call_raw(
+        &self,
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, "Bearer t-admin");
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(b.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, v, headers)
+    }
+}
+
+/// Asserts an ErrorResponse body: `{code, message, retryable[, details]}` as JSON.
+fn assert_error_body(what: &str, v: &Value, h: &axum::http::HeaderMap, code_: &str) {
+    assert_eq!(
+        h.get(header::CONTENT_TYPE).and_then(|c| c.to_str().ok()),
+        Some("application/json"),
+        "{what}: {v}"
+    );
+    assert_eq!(code(v), code_, "{what}: {v}");
+    assert!(v["message"].is_string(), "{what}: {v}");
+    assert!(v["retryable"].is_boolean(), "{what}: {v}");
+}
+
+/// axum's own refusals (unknown route, wrong method, bad JSON, query or path, too large a
+/// body) answer the ErrorResponse JSON like every other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_a_json_error_response() {
+    let h = harness_with(true);
+    let json = Some("application/json");
+    // (what, method, uri, content-type, body, status)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "unknown route",
+            "GET",
+            "/v1/nope",
+            None,
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+        ("root", "GET", "/", None, vec![], StatusCode::NOT_FOUND),
+        (
+            "wrong method",
+            "DELETE",
+            "/v1/resolve",
+            None,
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "wrong method on a typed route",
+            "GET",
+            "/v1/promotions",
+            None,
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "bad JSON",
+            "POST",
+            "/v1/commands",
+            json,
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "no content-type",
+            "POST",
+            "/v1/commands",
+            None,
+            b"{}".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "wrong JSON shape",
+            "POST",
+            "/v1/promotions",
+            json,
+            b"[1,2]".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bad optional body",
+            "POST",
+            "/v1/bundles/fraud/versions/1.0.0/approve",
+            json,
+            b"nope".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "missing query field",
+            "GET",
+            "/v1/resolve?bundle_id=fraud",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown query field",
+            "GET",
+            "/v1/resolve?environment=prod&bundle_id=fraud&x=1",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "query type",
+            "GET",
+            "/v1/bundles?limit=abc",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "path not UTF-8",
+            "GET",
+            "/v1/bundles/%FF",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "command wait type",
+            "GET",
+            "/v1/commands/6d707200-7265-6769-7374-727965766e74?wait_ms=x",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "body over the limit",
+            "POST",
+            "/v1/commands",
+            json,
+            vec![b' '; 3 << 20],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (what, method, uri, ct, body, status) in cases {
+        let (s, v, hdr) = h.call_raw(method, uri, ct, body).await;
+        assert_eq!(s, status, "{what}: {v}");
+        assert_error_body(what, &v, &hdr, "INVALID_PAYLOAD");
+        assert_eq!(v["retryable"], false, "{what}");
+    }
+    let (_, _, hdr) = h.call_raw("DELETE", "/v1/resolve", None, vec![]).await;
+    assert!(
+        hdr[header::ALLOW].to_str().unwrap().contains("GET"),
+        "405 names the allowed methods"
+    );
+}
+
+/// A command larger than the log's record limit once encoded is refused before it is
+/// produced (413 INVALID_PAYLOAD), instead of being produced and dead-lettered unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_commands_are_refused_before_they_are_produced() {
+    let h = harness_with(true);
+    let mut b = mpr::testkit::bundle("big", "1.0.0");
+    b.provenance.dataset_manifest_refs = (0..200)
+        .map(|i| format!("s3://datasets/{i}/{}", "x".repeat(1500)))
+        .collect();
+    let r = mpr::testkit::pass_receipt(&b);
+    let body = json!({"command_id": uuid::Uuid::new_v4(), "submitted_at_utc": "2026-11-20T09:00:00.000Z", "bundle": b, "gate_receipt": r});
+    let (s, v, hdr) = h
+        .call("POST", "/v1/bundles", Some("t-pub"), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_error_body("oversized publish", &v, &hdr, "INVALID_PAYLOAD");
+    assert_eq!(v["retryable"], false);
+    assert_eq!(v["details"]["limit_bytes"], 256 * 1024);
+    let (s, v, _) = h
+        .call(
+            "GET",
+            "/v1/bundles/big/versions/1.0.0",
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "UNKNOWN_BUNDLE"));
+}
+
+/// `GET /v1/commands/{id}?wait_ms=` waits a bounded time and answers TIMEOUT (504,
+/// retryable) when no result arrived; without `wait_ms` it answers UNAVAILABLE at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_wait_for_a_result_answers_timeout() {
+    let h = harness_with(false);
+    let id = uuid::Uuid::new_v4();
+    let started = std::time::Instant::now();
+    let (s, v, hdr) = h
+        .call(
+            "GET",
+            &format!("/v1/commands/{id}?wait_ms=100"),
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert_error_body("timeout", &v, &hdr, "TIMEOUT");
+    assert_eq!(v["retryable"], true);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(100));
+    // The wait is bounded by http.command_timeout_ms (300 ms here).
+    let started = std::time::Instant::now();
+    let (s, _, _) = h
+        .call(
+            "GET",
+            &format!("/v1/commands/{id}?wait_ms=60000"),
+            Some("t-read"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// The ETag covers the answer (bundle and activation), not the view_version: a write to
+/// another family keeps it and the 304; a change of this scope changes it. The
+/// view_version the answer was read at travels in `MPR-View-Version`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_etag_covers_the_answer_not_the_view_version() {
+    let h = harness_with(true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    live(&h, "fraud", "1.0.0", "*").await;
+    let uri = "/v1/resolve?environment=prod&bundle_id=fraud";
+    let (s, first, hdr) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let etag = hdr[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(
+        hdr["mpr-view-version"].to_str().unwrap(),
+        first["view_version"].as_str().unwrap()
+    );
+    live(&h, "other", "1.0.0", "*").await;
+    let (s, _, hdr) = h
+        .call_h(
+            "GET",
+            uri,
+            Some("t-read"),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_MODIFIED,
+        "a write elsewhere keeps the 304"
+    );
+    assert_eq!(hdr[header::ETAG].to_str().unwrap(), etag);
+    let moved = hdr["mpr-view-version"].to_str().unwrap().to_owned();
+    assert_ne!(moved, first["view_version"].as_str().unwrap());
+    let (_, again, hdr) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(hdr[header::ETAG].to_str().unwrap(), etag);
+    assert_eq!(again["view_version"].as_str().unwrap(), moved);
+    live(&h, "fraud", "2.0.0", "*").await;
+    let (s, now, hdr) = h
+        .call_h(
+            "GET",
+            uri,
+            Some("t-read"),
+            None,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "a change of this scope is not 304: {now}"
+    );
+    assert_ne!(hdr[header::ETAG].to_str().unwrap(), etag);
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `/readyz` turns not ready whenever the view falls behind the log beyond
+/// `http.ready_max_lag_events` (not only at start-up) and when the applier stopped;
+/// resolve answers carry the view's lag and age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_view_lag_and_the_applier() {
+    let h = harness_with(true);
+    let uri = "/v1/resolve?environment=prod&bundle_id=fraud";
+    let (s, _, _) = h.call("GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    h.status.record_check(0, Some(wall_ms() - 40));
+    let (s, v, hdr) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "NO_ACTIVE_BUNDLE"));
+    assert_eq!(hdr["mpr-view-lag"], "0");
+    let age: u64 = hdr["mpr-view-age-ms"].to_str().unwrap().parse().unwrap();
+    assert!((40..10_000).contains(&age), "{age}");
+
+    h.status.record_check(5000, None);
+    let (s, v, _) = h.call("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        "a view that fell behind is not ready"
+    );
+    assert!(v["message"].as_str().unwrap().contains("5000"), "{v}");
+    let (_, _, hdr) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(
+        hdr["mpr-view-lag"], "5000",
+        "resolve still answers, with its lag"
+    );
+
+    h.status.record_check(3, Some(wall_ms()));
+    let (s, v, _) = h.call("GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["lag_events"], 3);
+
+    h.status.mark_stopped();
+    let (s, v, _) = h.call("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
+    );
+    assert!(v["message"].as_str().unwrap().contains("stopped"), "{v}");
+    let (s, v, _) = h.call("GET", uri, Some("t-read"), None).await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        "a frozen view does not answer resolve"
+    );
+}

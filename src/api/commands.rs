@@ -9,19 +9,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, status_of};
+use super::extract::{Json as JsonBody, OptionalJson, Path};
 use super::types::{PublishBundleRequest, PublishBundleResponse, PublishStatus};
 use crate::config::KafkaConfig;
+use crate::domain::bundle::limits::MAX_COMMAND_BYTES;
 use crate::domain::event::{CommandResult, Outcome};
 use crate::domain::{CommandEnvelope, CommandType, ErrorCode};
 use crate::log::{Topics, producer_config};
@@ -67,10 +70,19 @@ impl CommandSink for KafkaSink {
                 .await
                 .map(|_| ())
                 .map_err(|(e, _)| {
-                    ApiError::new(
-                        ErrorCode::Unavailable,
-                        format!("could not write the command to the log: {e}"),
-                    )
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) {
+                        // Resending it unchanged cannot help.
+                        ApiError::new(
+                            ErrorCode::InvalidPayload,
+                            format!("the broker refused the command's record as too large: {e}"),
+                        )
+                        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                    } else {
+                        ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!("could not write the command to the log: {e}"),
+                        )
+                    }
                 })
         })
     }
@@ -108,27 +120,43 @@ async fn submit_and_wait(
         .map_err(ApiError::from)?;
     env.validate().map_err(ApiError::from)?;
     tracing::info!(command_id = %env.command_id, command_type = env.command.command_type().as_str(), actor = %env.actor, "command submitted");
-    if let Some(r) = s.view.result(env.command_id)? {
+    check_encodable(&env)?;
+    let id = env.command_id;
+    if let Some(r) = s.read(move |v| Ok(v.result(id)?)).await? {
         return Ok((Some(r), env));
     }
     s.sink.submit(&env).await?;
-    let mut rx = s.status.version.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(s.http.command_timeout_ms);
-    loop {
-        if let Some(r) = s.view.result(env.command_id)? {
-            return Ok((Some(r), env));
-        }
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                return Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    "the view applier stopped",
-                ));
-            }
-            Err(_) => return Ok((None, env)),
-        }
+    let r = s
+        .wait_result(id, Duration::from_millis(s.http.command_timeout_ms))
+        .await?;
+    Ok((r, env))
+}
+
+/// Refuses, before anything is produced, what the processor would refuse on reading the
+/// command's record: more than [`MAX_COMMAND_BYTES`] encoded (413 `INVALID_PAYLOAD`), or
+/// a record that does not decode (400, the decoder's code). The processor dead-letters
+/// such a record, without a result when it cannot read the command_id, so a command the
+/// API produced could otherwise stay unanswered.
+pub fn check_encodable(env: &CommandEnvelope) -> Result<(), ApiError> {
+    let bytes = crate::codec::avro::encode_command(env);
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPayload,
+            format!(
+                "the command is {} bytes encoded; the limit is {MAX_COMMAND_BYTES}",
+                bytes.len()
+            ),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_details(json!({"size_bytes": bytes.len(), "limit_bytes": MAX_COMMAND_BYTES})));
     }
+    crate::codec::decode_command(&bytes, None).map_err(|e| {
+        ApiError::new(
+            e.code,
+            format!("the command would not decode from the log: {}", e.message),
+        )
+    })?;
+    Ok(())
 }
 
 fn answer(result: Option<CommandResult>, env: &CommandEnvelope, s: &AppState) -> Response {
@@ -171,13 +199,13 @@ async fn run(s: &AppState, h: &HeaderMap, body: Value) -> Result<Response, ApiEr
     Ok(answer(r, &env, s))
 }
 
-async fn post_command(State(s): State<AppState>, h: HeaderMap, body: Json<Value>) -> Response {
+async fn post_command(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Value>) -> Response {
     run(&s, &h, body.0)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: Json<Value>) -> Response {
+async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Value>) -> Response {
     let inner = async {
         let p = s.principal(&h)?;
         let req: PublishBundleRequest = serde_json::from_value(body.0).map_err(|e| {
@@ -254,7 +282,7 @@ async fn post_lifecycle(
     State(s): State<AppState>,
     h: HeaderMap,
     Path((bundle_id, version, action)): Path<(String, String, String)>,
-    body: Option<Json<Meta>>,
+    OptionalJson(meta): OptionalJson<Meta>,
 ) -> Response {
     let command_type = match action.as_str() {
         "nominate" => "NOMINATE",
@@ -270,7 +298,7 @@ async fn post_lifecycle(
         }
     };
     let payload = json!({"bundle_id": bundle_id, "bundle_version": version});
-    let v = typed(command_type, payload, body.map(|b| b.0).unwrap_or_default());
+    let v = typed(command_type, payload, meta);
     run(&s, &h, v)
         .await
         .unwrap_or_else(IntoResponse::into_response)
@@ -301,7 +329,7 @@ async fn post_typed(s: AppState, h: HeaderMap, command_type: &str, body: WithMet
 async fn post_promote(
     State(s): State<AppState>,
     h: HeaderMap,
-    Json(body): Json<WithMeta>,
+    JsonBody(body): JsonBody<WithMeta>,
 ) -> Response {
     post_typed(s, h, "PROMOTE", body).await
 }
@@ -309,7 +337,7 @@ async fn post_promote(
 async fn post_rollback(
     State(s): State<AppState>,
     h: HeaderMap,
-    Json(body): Json<WithMeta>,
+    JsonBody(body): JsonBody<WithMeta>,
 ) -> Response {
     post_typed(s, h, "ROLLBACK", body).await
 }
@@ -318,7 +346,7 @@ async fn put_catalog(
     State(s): State<AppState>,
     h: HeaderMap,
     Path(environment): Path<String>,
-    Json(mut body): Json<WithMeta>,
+    JsonBody(mut body): JsonBody<WithMeta>,
 ) -> Response {
     body.payload
         .insert("environment".into(), json!(environment));

@@ -1,5 +1,7 @@
-//! HTTP errors: every failure leaves as `{code, message, retryable, details}` with a status
-//! fixed per code. Internal errors are logged and never leak their detail.
+//! HTTP errors: every failure leaves as `{code, message, retryable, details}` with the status
+//! of its code (MPR1-ERR-02), except a few transport-level refusals of `INVALID_PAYLOAD`
+//! that keep HTTP's own status: no such route (404), wrong method (405), size limit (413).
+//! Internal errors are logged and never leak their detail.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -27,19 +29,34 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     }
 }
 
-/// An API failure.
+/// An API failure: the body, and the status when it is not the code's own.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError(pub ErrorResponse);
+pub struct ApiError(pub ErrorResponse, Option<StatusCode>);
 
 impl ApiError {
     /// From a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self(ErrorResponse {
-            code,
-            message: message.into(),
-            retryable: code.retryable(),
-            details: None,
-        })
+        Self(
+            ErrorResponse {
+                code,
+                message: message.into(),
+                retryable: code.retryable(),
+                details: None,
+            },
+            None,
+        )
+    }
+
+    /// Answered with `status` instead of the code's own: only for the transport-level
+    /// refusals of `INVALID_PAYLOAD` (404, 405, 413).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.1 = Some(status);
+        self
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.1.unwrap_or_else(|| status_of(self.0.code))
     }
 
     /// With structured details.
@@ -66,7 +83,7 @@ impl From<Rejection> for ApiError {
 
 impl From<ErrorInfo> for ApiError {
     fn from(e: ErrorInfo) -> Self {
-        Self(e.into())
+        Self(e.into(), None)
     }
 }
 
@@ -78,6 +95,6 @@ impl From<crate::view::ViewError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (status_of(self.0.code), Json(self.0)).into_response()
+        (self.status(), Json(self.0)).into_response()
     }
 }

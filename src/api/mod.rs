@@ -4,6 +4,7 @@
 pub mod auth;
 mod commands;
 pub mod error;
+mod extract;
 pub mod openapi;
 mod ops;
 mod queries;
@@ -14,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 
 use crate::config::{HttpConfig, Principal};
+use crate::domain::event::CommandResult;
 use crate::domain::{CommandEnvelope, ErrorCode, Grants, Role};
 use crate::log::applier::ApplierStatus;
 use crate::metrics::Metrics;
@@ -70,6 +72,57 @@ impl AppState {
         }
     }
 
+    /// Runs a view read on the blocking pool, off the async workers: RocksDB reads can
+    /// wait on the disk.
+    async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&View) -> Result<T, ApiError> + Send + 'static,
+    {
+        let view = self.view.clone();
+        tokio::task::spawn_blocking(move || f(&view))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// The headers that tell how current the view is (MPR3-RES-13): `MPR-View-Lag`,
+    /// records of the log not yet applied, and `MPR-View-Age-Ms`, milliseconds since the
+    /// view last held everything on the log. Each is absent until first measured.
+    fn freshness_headers(&self, h: &mut HeaderMap) {
+        let f = self.status.freshness(crate::log::now_ms());
+        if let Some(lag) = f.lag_events {
+            h.insert(VIEW_LAG_HEADER, HeaderValue::from(lag));
+        }
+        if let Some(age) = f.age_ms {
+            h.insert(VIEW_AGE_HEADER, HeaderValue::from(age));
+        }
+    }
+
+    /// Waits up to `wait` for the view to hold the result of `command_id`.
+    async fn wait_result(
+        &self,
+        command_id: uuid::Uuid,
+        wait: Duration,
+    ) -> Result<Option<CommandResult>, ApiError> {
+        let mut rx = self.status.version.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(r) = self.read(move |v| Ok(v.result(command_id)?)).await? {
+                return Ok(Some(r));
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "the view applier stopped",
+                    ));
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+
     /// Waits until the view covers `min`, up to the read-barrier timeout; 503 after.
     async fn barrier(&self, min: &ViewVersion) -> Result<(), ApiError> {
         let mut rx = self.status.version.subscribe();
@@ -89,6 +142,11 @@ impl AppState {
         }
     }
 }
+
+/// Header: records of the log the view has not applied yet, at the last lag check.
+pub const VIEW_LAG_HEADER: &str = "mpr-view-lag";
+/// Header: milliseconds since the view last held everything on the log.
+pub const VIEW_AGE_HEADER: &str = "mpr-view-age-ms";
 
 /// Submits envelopes; the processor enforces roles again.
 pub fn envelope_for(
@@ -139,5 +197,8 @@ pub fn router(state: AppState) -> Router {
         .merge(resolve::router())
         .merge(queries::router())
         .merge(commands::router())
+        // After every route: it applies to the routes the router holds when it is called.
+        .method_not_allowed_fallback(extract::wrong_method)
+        .fallback(extract::no_route)
         .with_state(state)
 }

@@ -21,7 +21,36 @@ struct RouteDoc {
     query: &'static [(&'static str, bool, &'static str)],
     /// Needs a token.
     auth: bool,
+    /// Longer description: what the summary leaves out.
+    description: &'static str,
+    /// Headers of the success response: (name, description).
+    headers: &'static [(&'static str, &'static str)],
 }
+
+/// Headers that tell how current the view is (resolve and readiness).
+const FRESHNESS: [(&str, &str); 2] = [
+    (
+        "MPR-View-Lag",
+        "Records of the events and catalog logs not yet applied to this replica's view, at the last lag check (absent before the first)",
+    ),
+    (
+        "MPR-View-Age-Ms",
+        "Milliseconds since this replica's view last held every record then on the log (absent before it is first known)",
+    ),
+];
+
+const RESOLVE_HEADERS: &[(&str, &str)] = &[
+    (
+        "ETag",
+        "Digest of the answer's content (bundle, scope, activation) without view_version: unchanged by writes to other scopes",
+    ),
+    (
+        "MPR-View-Version",
+        "The view_version the answer was read at (also on a 304)",
+    ),
+    FRESHNESS[0],
+    FRESHNESS[1],
+];
 
 const PAGE: &[(&str, bool, &str)] = &[("cursor", false, "string"), ("limit", false, "integer")];
 
@@ -35,16 +64,20 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: false,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
         path: "/readyz",
         operation_id: "get_ready",
-        summary: "Readiness: 200 once the view has caught up with the log",
+        summary: "Readiness: 200 while the view is kept up to date with the log",
         body: None,
         ok: ("200", None),
         query: &[],
         auth: false,
+        description: "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later.",
+        headers: &FRESHNESS,
     },
     RouteDoc {
         method: "get",
@@ -55,6 +88,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: false,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -65,6 +100,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: false,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -83,6 +120,8 @@ const ROUTES: &[RouteDoc] = &[
             ("as_of", false, "string"),
         ],
         auth: true,
+        description: "Every answer (also 304 and errors) carries MPR-View-Lag and MPR-View-Age-Ms so the caller can judge staleness; a replica still catching up at start-up, or whose applier stopped, answers 503 UNAVAILABLE. If-None-Match with the ETag answers 304 while the answer's content is unchanged.",
+        headers: RESOLVE_HEADERS,
     },
     RouteDoc {
         method: "get",
@@ -97,6 +136,8 @@ const ROUTES: &[RouteDoc] = &[
             ("limit", false, "integer"),
         ],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "post",
@@ -107,6 +148,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("201", Some("PublishBundleResponse")),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -117,6 +160,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: PAGE,
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -127,6 +172,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "post",
@@ -137,6 +184,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "post",
@@ -147,6 +196,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "post",
@@ -157,6 +208,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "put",
@@ -167,6 +220,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -177,6 +232,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "post",
@@ -187,6 +244,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
+        description: "Refused before anything is produced when the encoded command exceeds 262144 bytes (413 INVALID_PAYLOAD) or would not decode from the log (400). After http.command_timeout_ms without a result: 202 with the command_id to poll.",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -195,8 +254,10 @@ const ROUTES: &[RouteDoc] = &[
         summary: "A command's result",
         body: None,
         ok: ("200", Some("CommandResult")),
-        query: &[],
+        query: &[("wait_ms", false, "integer")],
         auth: true,
+        description: "Without wait_ms, no result yet answers 503 UNAVAILABLE (retryable). With wait_ms, waits up to that many ms (at most http.command_timeout_ms) for the result, then answers 504 TIMEOUT (retryable).",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -207,6 +268,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -221,6 +284,8 @@ const ROUTES: &[RouteDoc] = &[
             ("limit", false, "integer"),
         ],
         auth: true,
+        description: "",
+        headers: &[],
     },
     RouteDoc {
         method: "get",
@@ -238,6 +303,8 @@ const ROUTES: &[RouteDoc] = &[
             ("limit", false, "integer"),
         ],
         auth: true,
+        description: "At most 10000 events are read per request, matching or not: a filter that matches little may answer fewer than limit items; at_end tells whether the scan reached the end of the log, and next_cursor (always present after the first event) continues after the last event read.",
+        headers: &[],
     },
 ];
 
@@ -279,11 +346,22 @@ pub fn document() -> Value {
             |s| json!({"application/json": {"schema": schema_ref(s)}}),
         );
         let mut responses = Map::new();
-        responses.insert(
-            r.ok.0.into(),
-            json!({"description": "Success", "content": ok_content}),
-        );
-        let err = json!({"description": "Error", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
+        let mut ok = json!({"description": "Success", "content": ok_content});
+        if !r.headers.is_empty() {
+            let headers: Map<String, Value> = r
+                .headers
+                .iter()
+                .map(|(name, d)| {
+                    (
+                        (*name).to_owned(),
+                        json!({"description": d, "schema": {"type": "string"}}),
+                    )
+                })
+                .collect();
+            ok["headers"] = Value::Object(headers);
+        }
+        responses.insert(r.ok.0.into(), ok);
+        let err = json!({"description": "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400) and bodies over a size limit (413)", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
         responses.insert("default".into(), err);
         let mut op = json!({
             "operationId": r.operation_id,
@@ -296,6 +374,9 @@ pub fn document() -> Value {
         }
         if r.auth {
             op["security"] = json!([{"bearer": []}]);
+        }
+        if !r.description.is_empty() {
+            op["description"] = json!(r.description);
         }
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method] = op;

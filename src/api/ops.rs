@@ -1,7 +1,5 @@
 //! Operations routes: liveness, readiness, Prometheus metrics, the OpenAPI document.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,16 +24,25 @@ async fn get_health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// 200 while the view is kept up to date (MPR3-OPS-11): caught up at start-up, applier
+/// running, and within `http.ready_max_lag_events` / `http.ready_max_age_ms` of the log;
+/// 503 `UNAVAILABLE` naming the reason otherwise, and again whenever the view falls behind.
 async fn get_ready(State(s): State<AppState>) -> Response {
-    if s.status.ready.load(Ordering::SeqCst) {
-        Json(json!({"status": "ready", "view_version": s.view.version().token()})).into_response()
-    } else {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the view is still catching up with the log",
-        )
-        .into_response()
-    }
+    let mut resp = match s
+        .status
+        .readiness(s.http.ready_bounds(), crate::log::now_ms())
+    {
+        Ok(f) => Json(json!({
+            "status": "ready",
+            "view_version": s.view.version().token(),
+            "lag_events": f.lag_events,
+            "age_ms": f.age_ms,
+        }))
+        .into_response(),
+        Err(why) => ApiError::new(ErrorCode::Unavailable, why.to_string()).into_response(),
+    };
+    s.freshness_headers(resp.headers_mut());
+    resp
 }
 
 async fn get_metrics(State(s): State<AppState>) -> Response {

@@ -2,7 +2,9 @@
 //! versions, a scope's bindings and activation history, the event log, a command's result,
 //! and the platform catalog.
 
-use axum::extract::{Path, Query, State};
+use std::time::Duration;
+
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::domain::event::ScopeRef;
 use crate::domain::{
     BundleId, BundleVersion, Environment, ErrorCode, RegistryEventType, Slot, TenantId,
@@ -76,9 +79,10 @@ async fn list_bundles(
 ) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
     let family = p.bundle_id.as_deref().map(parse::<BundleId>).transpose()?;
+    let (cursor, limit) = (p.cursor.clone(), p.limit());
     let page = s
-        .view
-        .bundles(family.as_ref(), p.cursor.as_deref(), p.limit())?;
+        .read(move |v| Ok(v.bundles(family.as_ref(), cursor.as_deref(), limit)?))
+        .await?;
     Ok(Json(json!(page)))
 }
 
@@ -90,7 +94,10 @@ async fn list_family(
 ) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
     let id = parse::<BundleId>(&bundle_id)?;
-    let page = s.view.bundles(Some(&id), p.cursor.as_deref(), p.limit())?;
+    let (cursor, limit) = (p.cursor.clone(), p.limit());
+    let page = s
+        .read(move |v| Ok(v.bundles(Some(&id), cursor.as_deref(), limit)?))
+        .await?;
     Ok(Json(json!(page)))
 }
 
@@ -102,12 +109,16 @@ async fn get_bundle(
     s.principal(&h)?;
     let id = parse::<BundleId>(&bundle_id)?;
     let v = parse::<BundleVersion>(&version)?;
-    let rec = s.view.bundle(&id, &v)?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UnknownBundle,
-            format!("{id}@{v} is not registered"),
-        )
-    })?;
+    let rec = s
+        .read(move |view| {
+            view.bundle(&id, &v)?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::UnknownBundle,
+                    format!("{id}@{v} is not registered"),
+                )
+            })
+        })
+        .await?;
     Ok(Json(json!(rec)))
 }
 
@@ -120,9 +131,13 @@ async fn get_scope(
     let env = parse::<Environment>(&env)?;
     let tenant = parse::<TenantId>(&tenant)?;
     let id = parse::<BundleId>(&bundle_id)?;
-    let slots: Vec<Value> = s
-        .view
-        .slots(&id, Some(env.as_str()))?
+    let (id2, env2) = (id.clone(), env.clone());
+    let (rows, version) = s
+        .read(move |v| {
+            v.consistent(|r, version| Ok((r.slots(&id2, Some(env2.as_str()))?, version)))?
+        })
+        .await?;
+    let slots: Vec<Value> = rows
         .into_iter()
         .filter(|(sc, _)| sc.tenant_id == tenant)
         .map(|(sc, rec)| {
@@ -139,7 +154,7 @@ async fn get_scope(
     Ok(Json(json!({
         "scope": {"environment": env, "tenant_id": tenant, "bundle_id": id},
         "bindings": slots,
-        "view_version": s.view.version().token(),
+        "view_version": version.token(),
     })))
 }
 
@@ -156,9 +171,10 @@ async fn get_scope_history(
         slot: p.slot.unwrap_or(Slot::Primary),
     };
     let id = parse::<BundleId>(&bundle_id)?;
+    let (cursor, limit) = (p.cursor.clone(), p.limit());
     let page = s
-        .view
-        .history(&id, &scope, p.cursor.as_deref(), p.limit())?;
+        .read(move |v| Ok(v.history(&id, &scope, cursor.as_deref(), limit)?))
+        .await?;
     Ok(Json(json!(page)))
 }
 
@@ -175,24 +191,49 @@ async fn list_events(
         .map(parse::<Environment>)
         .transpose()?;
     let tenant = p.tenant_id.as_deref().map(parse::<TenantId>).transpose()?;
+    let (cursor, limit, event_type) = (p.cursor.clone(), p.limit(), p.event_type);
     let page = s
-        .view
-        .events(family.as_ref(), p.cursor.as_deref(), p.limit(), |e| {
-            p.event_type.is_none_or(|t| e.event_type == t)
-                && env
-                    .as_ref()
-                    .is_none_or(|en| e.scope.as_ref().is_some_and(|sc| &sc.environment == en))
-                && tenant
-                    .as_ref()
-                    .is_none_or(|t| e.scope.as_ref().is_some_and(|sc| &sc.tenant_id == t))
-        })?;
+        .read(move |v| {
+            let keep = |e: &crate::domain::RegistryEvent| {
+                event_type.is_none_or(|t| e.event_type == t)
+                    && env
+                        .as_ref()
+                        .is_none_or(|en| e.scope.as_ref().is_some_and(|sc| &sc.environment == en))
+                    && tenant
+                        .as_ref()
+                        .is_none_or(|t| e.scope.as_ref().is_some_and(|sc| &sc.tenant_id == t))
+            };
+            Ok(v.events(
+                family.as_ref(),
+                cursor.as_deref(),
+                limit,
+                MAX_EVENTS_SCANNED,
+                keep,
+            )?)
+        })
+        .await?;
     Ok(Json(json!(page)))
+}
+
+/// Most events one `/v1/events` request reads, matching or not: a filter that matches
+/// little answers a short page with `next_cursor` where the scan stopped, instead of
+/// reading the whole log.
+const MAX_EVENTS_SCANNED: usize = 10_000;
+
+/// Query string of `/v1/commands/{command_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultParams {
+    /// Wait up to this long (at most `http.command_timeout_ms`) for the result.
+    #[serde(default)]
+    wait_ms: Option<u64>,
 }
 
 async fn get_command_result(
     State(s): State<AppState>,
     h: HeaderMap,
     Path(command_id): Path<String>,
+    Query(p): Query<ResultParams>,
 ) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
     let id = uuid::Uuid::parse_str(&command_id).map_err(|e| {
@@ -201,19 +242,29 @@ async fn get_command_result(
             format!("command_id is not a UUID: {e}"),
         )
     })?;
-    let r = s.view.result(id)?.ok_or_else(|| {
-        ApiError::new(
+    let wait = p.wait_ms.map(|w| w.min(s.http.command_timeout_ms));
+    let r = s
+        .wait_result(id, Duration::from_millis(wait.unwrap_or(0)))
+        .await?;
+    match (r, wait) {
+        (Some(r), _) => Ok(Json(json!(r))),
+        // The caller asked for a bounded wait and it expired (MPR1-ERR-02 TIMEOUT).
+        (None, Some(waited)) => Err(ApiError::new(
+            ErrorCode::Timeout,
+            format!("no result for {id} within {waited} ms; it may still be in flight"),
+        )
+        .with_details(json!({"command_id": id, "waited_ms": waited}))),
+        (None, None) => Err(ApiError::new(
             ErrorCode::Unavailable,
             format!("no result for {id} yet; it may still be in flight"),
         )
-        .with_details(json!({"command_id": id}))
-    })?;
-    Ok(Json(json!(r)))
+        .with_details(json!({"command_id": id}))),
+    }
 }
 
 async fn get_catalog(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
-    let (version, entries) = s.view.catalog()?;
+    let (version, entries) = s.read(|v| Ok(v.catalog()?)).await?;
     Ok(Json(
         json!({"catalog_version": version, "entries": entries}),
     ))

@@ -1,12 +1,13 @@
 //! `GET /v1/resolve`: which bundle is ACTIVE for a scope, now or as of a past seq or time,
 //! with ETag/304 and a read barrier (`min_view_version`), and the cache of rendered
-//! answers for the current view version.
+//! answers for the current view version. The ETag covers the answer's content, not the
+//! `view_version` (sent again in `MPR-View-Version`), so a write elsewhere keeps a 304.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,12 +15,14 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::Query;
 use super::types::{Activation, ResolveActiveResponse, ResolvedScope};
 use crate::domain::bundle::sha256_hex;
 use crate::domain::resolve::ResolveQuery;
 use crate::domain::{BundleId, Environment, ErrorCode, LifecycleState, Role, TenantId, Timestamp};
+use crate::log::applier::NotReady;
 use crate::metrics::OutcomeLabels;
-use crate::view::{ResolveAt, ViewVersion};
+use crate::view::{Reader, ResolveAt, ViewVersion};
 
 /// Rendered `resolve` answers (now, not time travel) for the current view version. An
 /// entry is served only while the view's version equals the one it was rendered at, so a
@@ -169,7 +172,9 @@ async fn get_resolve(
     s.metrics
         .resolve_seconds
         .observe(started.elapsed().as_secs_f64());
-    r.unwrap_or_else(IntoResponse::into_response)
+    let mut resp = r.unwrap_or_else(IntoResponse::into_response);
+    s.freshness_headers(resp.headers_mut());
+    resp
 }
 
 async fn resolve_inner(
@@ -184,10 +189,18 @@ async fn resolve_inner(
     if let Some(min) = &min {
         s.barrier(min).await?;
     }
+    // A view behind the log by more than the readiness bounds still answers, with its
+    // staleness in headers; a view still catching up, or no longer kept up, does not.
+    if !s.status.is_running() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            NotReady::ApplierStopped.to_string(),
+        ));
+    }
     if !s.status.ready.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
-            "the view is still catching up with the log",
+            NotReady::CatchingUp.to_string(),
         ));
     }
     let version = s.view.version();
@@ -199,8 +212,13 @@ async fn resolve_inner(
     let rendered = match cached {
         Some(r) => r,
         None => {
-            // Records and version token from one state of the view.
-            let r = Arc::new(s.view.consistent(|v| render(s, &q, at, v))?);
+            // Records and version token from one snapshot of the view, off the async
+            // workers.
+            let q2 = q.clone();
+            let r = Arc::new(
+                s.read(move |view| view.consistent(|r, v| render(r, &q2, at, v))?)
+                    .await?,
+            );
             // Cache only an answer whose version did not move while it was rendered.
             if at == ResolveAt::Now && s.view.version() == r.version {
                 s.resolve_cache.insert(q, r.clone());
@@ -213,35 +231,36 @@ async fn resolve_inner(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if matches {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, rendered.etag.clone())],
-        )
-            .into_response());
-    }
-    Ok((
-        StatusCode::OK,
-        [
-            (header::ETAG, rendered.etag.clone()),
-            (
+    let version = HeaderValue::from_str(&rendered.version.token()).map_err(ApiError::internal)?;
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
-            ),
-        ],
-        rendered.body.clone(),
-    )
-        .into_response())
+            )],
+            rendered.body.clone(),
+        )
+            .into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, rendered.etag.clone());
+    h.insert(VIEW_VERSION_HEADER, version);
+    Ok(resp)
 }
+
+/// The `view_version` an answer was read at, also on a 304 (whose ETag does not cover it).
+pub const VIEW_VERSION_HEADER: &str = "mpr-view-version";
 
 /// Resolves `q` against the view and renders the answer with its ETag.
 fn render(
-    s: &AppState,
+    r: &Reader<'_>,
     q: &ResolveQuery,
     at: ResolveAt,
     version: ViewVersion,
 ) -> Result<Rendered, ApiError> {
-    let found = s.view.resolve(q, at)?.map_err(ApiError::from)?;
+    let found = r.resolve(q, at)?.map_err(ApiError::from)?;
     let as_of_seq = match at {
         ResolveAt::Seq(n) => Some(n),
         _ => None,
@@ -269,13 +288,20 @@ fn render(
             seq: found.activation.seq,
             activated_at_utc: found.activation.observed_at_utc,
         },
-        view_version: version.token(),
+        // Left empty for the ETag, which covers the answer's content only (the bundle and
+        // the activation that bound it), so writes elsewhere in the view keep it.
+        view_version: String::new(),
         resolved_at_utc: found.activation.observed_at_utc,
         as_of_seq,
     };
-    let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    let etag = HeaderValue::from_str(&format!("\"{}\"", &sha256_hex(&bytes)[..32]))
+    let content = serde_json::to_vec(&body).map_err(ApiError::internal)?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", &sha256_hex(&content)[..32]))
         .map_err(ApiError::internal)?;
+    let body = ResolveActiveResponse {
+        view_version: version.token(),
+        ..body
+    };
+    let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
     Ok(Rendered {
         version,
         body: bytes.into(),

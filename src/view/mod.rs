@@ -1,7 +1,9 @@
 //! The RocksDB materialized view, built only from the log. One column family per
 //! [`Table`]; each event is applied in one WriteBatch together with its partition's applied
 //! position, so a crash never leaves an event half-applied. Queries (resolve, time travel,
-//! listings) read only from here. [`store`] is the processor's state store, built the
+//! listings) read only from here, through a [`Reader`]: [`View::consistent`] gives one
+//! RocksDB snapshot, whose records and applied positions (so its `view_version`) belong to
+//! the same WriteBatch boundary. [`store`] is the processor's state store, built the
 //! same way.
 
 pub mod plan;
@@ -11,11 +13,10 @@ pub mod store;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBIteratorWithThreadMode,
+    DBPinnableSlice, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -23,7 +24,7 @@ use crate::domain::event::{LogId, ScopeRef};
 use crate::domain::state::{Applied, BundleRecord, Chain, GapError, SlotRecord, chain_check};
 use crate::domain::{BundleId, BundleVersion, CommandResult, ErrorCode, RegistryEvent, StateRead};
 pub use plan::{AppliedPosition, Change, HistoryEntry, Table, Write};
-pub use query::{Page, ResolveAt};
+pub use query::{Page, ResolveAt, Resolved};
 
 /// View failures.
 #[derive(Debug, thiserror::Error)]
@@ -124,28 +125,8 @@ pub struct View {
     db: DB,
     partitions: i32,
     positions: RwLock<Vec<Option<AppliedPosition>>>,
-    /// Seqlock of writes: odd while a write is landing and its positions are not yet
-    /// cached. Readers that need their records to match [`View::version`] use
-    /// [`View::consistent`].
-    epoch: AtomicU64,
     /// How writes are made: without a write-ahead log (see [`View::open`]).
     write_opts: WriteOptions,
-}
-
-/// Marks a write in progress for as long as it lives.
-struct Writing<'a>(&'a AtomicU64);
-
-impl<'a> Writing<'a> {
-    fn start(epoch: &'a AtomicU64) -> Self {
-        epoch.fetch_add(1, Ordering::SeqCst);
-        Self(epoch)
-    }
-}
-
-impl Drop for Writing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 impl std::fmt::Debug for View {
@@ -201,7 +182,6 @@ impl View {
             db,
             partitions,
             positions: RwLock::new(vec![None; partitions as usize + 1]),
-            epoch: AtomicU64::new(0),
             write_opts: {
                 let mut w = WriteOptions::default();
                 w.disable_wal(true);
@@ -376,7 +356,6 @@ impl View {
             let w = plan::applied_position_write(head.log, head.partition, pos);
             batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
-        let _writing = Writing::start(&self.epoch);
         self.db.write_opt(batch, &self.write_opts)?;
         let mut cached = self.positions.write().expect("positions lock");
         for (slot, pos) in reached {
@@ -385,21 +364,27 @@ impl View {
         Ok(out)
     }
 
-    /// Runs `read` with the current version, again until no write landed meanwhile, so
-    /// that the records it reads are exactly those of that version. A write in progress
-    /// (one WriteBatch, at most 1,000 events) is waited out.
-    pub fn consistent<T>(&self, mut read: impl FnMut(ViewVersion) -> T) -> T {
-        loop {
-            let before = self.epoch.load(Ordering::SeqCst);
-            if before % 2 == 1 {
-                std::thread::yield_now();
-                continue;
-            }
-            let out = read(self.version());
-            if self.epoch.load(Ordering::SeqCst) == before {
-                return out;
-            }
+    /// Reads the latest state: each read sees what is applied when it runs.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader {
+            view: self,
+            snapshot: None,
         }
+    }
+
+    /// Runs `read` on one snapshot of the view, with the `view_version` of that snapshot:
+    /// the records it reads are exactly those of that version, since each WriteBatch holds
+    /// its records and the positions they reach. No write is waited for.
+    pub fn consistent<T>(
+        &self,
+        read: impl FnOnce(&Reader<'_>, ViewVersion) -> T,
+    ) -> Result<T, ViewError> {
+        let reader = Reader {
+            view: self,
+            snapshot: Some(self.db.snapshot()),
+        };
+        let version = reader.version()?;
+        Ok(read(&reader, version))
     }
 
     /// Writes planned writes atomically (also used to bootstrap from the `state` topic).
@@ -408,7 +393,6 @@ impl View {
         for w in writes {
             batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }
-        let _writing = Writing::start(&self.epoch);
         self.db.write_opt(batch, &self.write_opts)?;
         Ok(())
     }
@@ -441,6 +425,76 @@ impl View {
         self.db
             .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         Ok(())
+    }
+}
+
+/// Reads of the view: the latest state ([`View::reader`]) or one snapshot of it
+/// ([`View::consistent`]). The queries are in `query.rs`.
+pub struct Reader<'a> {
+    view: &'a View,
+    snapshot: Option<rocksdb::Snapshot<'a>>,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("snapshot", &self.snapshot.is_some())
+            .finish()
+    }
+}
+
+impl Reader<'_> {
+    fn opts(&self) -> ReadOptions {
+        let mut o = ReadOptions::default();
+        if let Some(s) = &self.snapshot {
+            o.set_snapshot(s);
+        }
+        o
+    }
+
+    fn cf(&self, t: Table) -> &rocksdb::ColumnFamily {
+        self.view.cf(t)
+    }
+
+    fn get_raw(&self, t: Table, key: &[u8]) -> Result<Option<DBPinnableSlice<'_>>, ViewError> {
+        Ok(self
+            .view
+            .db
+            .get_pinned_cf_opt(self.cf(t), key, &self.opts())?)
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        t: Table,
+        key: &[u8],
+    ) -> Result<Option<T>, ViewError> {
+        self.get_raw(t, key)?
+            .map(|bytes| from_json(t, &bytes))
+            .transpose()
+    }
+
+    fn iter(&self, t: Table, mode: IteratorMode<'_>) -> DBIteratorWithThreadMode<'_, DB> {
+        self.view.db.iterator_cf_opt(self.cf(t), self.opts(), mode)
+    }
+
+    /// The applied position of a log partition, as this reader sees it.
+    pub fn position(
+        &self,
+        log: LogId,
+        partition: i32,
+    ) -> Result<Option<AppliedPosition>, ViewError> {
+        self.get_json(Table::Offsets, &plan::offset_key(log, partition))
+    }
+
+    /// The view version of what this reader sees (from the stored applied positions).
+    pub fn version(&self) -> Result<ViewVersion, ViewError> {
+        let catalog = std::iter::once((LogId::Catalog, 0));
+        let events = (0..self.view.partitions).map(|p| (LogId::Events, p));
+        catalog
+            .chain(events)
+            .map(|(log, p)| Ok(self.position(log, p)?.map_or(0, |pos| pos.seq)))
+            .collect::<Result<Vec<u64>, ViewError>>()
+            .map(ViewVersion)
     }
 }
 
@@ -564,38 +618,100 @@ mod tests {
         ));
     }
 
-    /// A reader inside `consistent` never sees records of a write whose version is not yet
-    /// the view's version: the stored position always equals the version's seq.
+    /// A filtered event listing reads at most `max_scanned` events per call: a filter that
+    /// matches nothing answers empty pages that move the cursor on, and says where the end
+    /// of the log is, instead of reading the whole table in one request.
+    #[test]
+    fn filtered_event_listings_scan_a_bounded_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = View::open(dir.path(), 1).unwrap();
+        for (i, e) in publishes(50).iter().enumerate() {
+            view.apply(e, i as i64).unwrap();
+        }
+        let mut cursor: Option<String> = None;
+        let mut calls = 0;
+        loop {
+            let page = view
+                .events(None, cursor.as_deref(), 10, 20, |_| false)
+                .unwrap();
+            calls += 1;
+            assert!(page.items.is_empty());
+            assert!(page.next_cursor.is_some(), "the cursor moves on");
+            cursor = page.next_cursor;
+            if page.at_end == Some(true) {
+                break;
+            }
+            assert_eq!(page.at_end, Some(false));
+        }
+        assert_eq!(calls, 3, "50 events, 20 per call");
+        let all = view.events(None, None, 100, 20, |_| true).unwrap();
+        assert_eq!(
+            (all.items.len(), all.at_end),
+            (20, Some(false)),
+            "matches count against the bound too"
+        );
+    }
+
+    /// A reader inside `consistent` reads one snapshot: its records match its version
+    /// while batches land, and a write after the snapshot stays invisible to it.
     #[test]
     fn consistent_reads_match_their_version() {
         let events = publishes(3000);
         let dir = tempfile::tempdir().unwrap();
         let view = Arc::new(View::open(dir.path(), 1).unwrap());
         let done = Arc::new(AtomicBool::new(false));
+        let (first, rest) = events.split_at(1);
+        view.apply(&first[0], 0).unwrap();
+        let rest = rest.to_vec();
+        // A write landing between the snapshot and the reads is not seen.
+        let (seen, later) = view
+            .consistent(|r, v| {
+                view.apply(&rest[0], 1).unwrap();
+                (v, r.position(LogId::Events, 0).unwrap().map(|p| p.seq))
+            })
+            .unwrap();
+        assert_eq!((seen.0[1], later), (1, Some(1)));
+        assert_eq!(view.version().0[1], 2);
         let writer = {
             let (view, done) = (view.clone(), done.clone());
             std::thread::spawn(move || {
-                let encoded: Vec<_> = events.iter().map(crate::codec::encode_event).collect();
-                let all: Vec<_> = events
+                let encoded: Vec<_> = rest.iter().map(crate::codec::encode_event).collect();
+                let all: Vec<_> = rest
                     .iter()
                     .zip(&encoded)
-                    .zip(0..)
+                    .zip(1..)
                     .map(|((e, b), o)| (e, b.as_slice(), o))
                     .collect();
                 for chunk in all.chunks(3) {
                     view.apply_batch(chunk).unwrap();
                 }
-                done.store(true, Ordering::SeqCst);
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
             })
         };
         let mut reads = 0u64;
-        while !done.load(Ordering::SeqCst) {
-            let (v, stored) = view.consistent(|v| (v, view.position(LogId::Events, 0).unwrap()));
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let (v, stored, last, next) = view
+                .consistent(|r, v| {
+                    let fam: BundleId = "fam".parse().unwrap();
+                    let at = |i: u64| {
+                        let ver: BundleVersion = format!("1.0.{i}").parse().unwrap();
+                        r.bundle(&fam, &ver).unwrap().is_some()
+                    };
+                    let seq = v.0[1];
+                    (
+                        v,
+                        r.position(LogId::Events, 0).unwrap(),
+                        at(seq - 1),
+                        at(seq),
+                    )
+                })
+                .unwrap();
             assert_eq!(
                 v.0[1],
                 stored.map_or(0, |p| p.seq),
-                "records ahead of the version"
+                "positions of another batch"
             );
+            assert!(last && !next, "records of another batch than the version's");
             reads += 1;
         }
         writer.join().unwrap();

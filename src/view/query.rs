@@ -1,12 +1,13 @@
 //! Read paths of the view: resolve (now and as of a past seq or time), single records and
-//! cursor-paginated listings. Nothing here writes.
+//! cursor-paginated listings, on a [`Reader`] (the latest state, or one snapshot), with
+//! [`View`] shorthands that read the latest state. Nothing here writes.
 
 use rocksdb::{Direction, IteratorMode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::plan::{self, HistoryEntry, Table};
-use super::{View, ViewError};
+use super::{Reader, View, ViewError};
 use crate::domain::catalog::CatalogEntry;
 use crate::domain::event::{CommandResult, ScopeRef};
 use crate::domain::resolve::{MatchedRule, ResolveQuery, resolve};
@@ -50,9 +51,87 @@ pub struct Page<T> {
     /// Pass back as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// Events only: whether the scan reached the end of the log (a follower waits before
+    /// asking again); false when it stopped at `limit` matches or at its scan bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_end: Option<bool>,
 }
 
+/// Shorthands that read the latest state of the view.
 impl View {
+    /// See [`Reader::resolve`].
+    pub fn resolve(
+        &self,
+        q: &ResolveQuery,
+        at: ResolveAt,
+    ) -> Result<Result<Resolved, Rejection>, ViewError> {
+        self.reader().resolve(q, at)
+    }
+
+    /// See [`Reader::bundle`].
+    pub fn bundle(
+        &self,
+        id: &BundleId,
+        v: &BundleVersion,
+    ) -> Result<Option<BundleRecord>, ViewError> {
+        self.reader().bundle(id, v)
+    }
+
+    /// See [`Reader::bundles`].
+    pub fn bundles(
+        &self,
+        family: Option<&BundleId>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<BundleRecord>, ViewError> {
+        self.reader().bundles(family, cursor, limit)
+    }
+
+    /// See [`Reader::slots`].
+    pub fn slots(
+        &self,
+        family: &BundleId,
+        env: Option<&str>,
+    ) -> Result<Vec<(ScopeRef, SlotRecord)>, ViewError> {
+        self.reader().slots(family, env)
+    }
+
+    /// See [`Reader::history`].
+    pub fn history(
+        &self,
+        id: &BundleId,
+        scope: &ScopeRef,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<HistoryEntry>, ViewError> {
+        self.reader().history(id, scope, cursor, limit)
+    }
+
+    /// See [`Reader::events`].
+    pub fn events(
+        &self,
+        family: Option<&BundleId>,
+        cursor: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+        keep: impl Fn(&RegistryEvent) -> bool,
+    ) -> Result<Page<RegistryEvent>, ViewError> {
+        self.reader()
+            .events(family, cursor, limit, max_scanned, keep)
+    }
+
+    /// See [`Reader::result`].
+    pub fn result(&self, command_id: Uuid) -> Result<Option<CommandResult>, ViewError> {
+        self.reader().result(command_id)
+    }
+
+    /// See [`Reader::catalog`].
+    pub fn catalog(&self) -> Result<(u64, Vec<CatalogEntry>), ViewError> {
+        self.reader().catalog()
+    }
+}
+
+impl Reader<'_> {
     fn decode<T: DeserializeOwned>(t: Table, bytes: &[u8]) -> Result<T, ViewError> {
         serde_json::from_slice(bytes).map_err(|e| ViewError::Corrupt {
             table: t.name(),
@@ -79,10 +158,7 @@ impl View {
         let start = after.clone().unwrap_or_else(|| prefix.to_vec());
         let mut out = Vec::new();
         let mut more = false;
-        for item in self
-            .db
-            .iterator_cf(self.cf(t), IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.iter(t, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
             if !k.starts_with(prefix) {
                 break;
@@ -111,7 +187,10 @@ impl View {
     ) -> Result<Vec<HistoryEntry>, ViewError> {
         let prefix = plan::history_prefix(id, scope);
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator_cf(self.cf(Table::History), &prefix) {
+        for item in self.iter(
+            Table::History,
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -134,8 +213,8 @@ impl View {
             let prefix = plan::history_prefix(id, scope);
             let mut upper = prefix.clone();
             upper.extend_from_slice(&[0xFF; 12]);
-            let mut it = self.db.iterator_cf(
-                self.cf(Table::History),
+            let mut it = self.iter(
+                Table::History,
                 IteratorMode::From(&upper, Direction::Reverse),
             );
             return match it.next().transpose()? {
@@ -211,7 +290,11 @@ impl View {
             .iter()
             .map(|(_, v)| Self::decode(Table::Bundles, v))
             .collect::<Result<_, _>>()?;
-        Ok(Page { items, next_cursor })
+        Ok(Page {
+            items,
+            next_cursor,
+            at_end: None,
+        })
     }
 
     /// Slots of a family (optionally of one environment), with their bound versions.
@@ -261,23 +344,32 @@ impl View {
             .iter()
             .map(|(_, v)| Self::decode(Table::History, v))
             .collect::<Result<_, _>>()?;
-        Ok(Page { items, next_cursor })
+        Ok(Page {
+            items,
+            next_cursor,
+            at_end: None,
+        })
     }
 
-    /// Events, optionally of one family, filtered by `keep`, in log order. `next_cursor`
-    /// marks the last event scanned, even at the end of the log; a page shorter than
-    /// `limit` means the end was reached.
+    /// Events, optionally of one family, filtered by `keep`, in log order, reading at most
+    /// `max_scanned` events (matching or not). `next_cursor` marks the last event scanned,
+    /// even at the end of the log; `at_end` tells whether the scan reached the end: a page
+    /// shorter than `limit` may stop at the scan bound, with more to come after it.
     pub fn events(
         &self,
         family: Option<&BundleId>,
         cursor: Option<&str>,
         limit: usize,
+        max_scanned: usize,
         keep: impl Fn(&RegistryEvent) -> bool,
     ) -> Result<Page<RegistryEvent>, ViewError> {
         let mut items = Vec::new();
         let mut cursor = cursor.map(str::to_owned);
+        let mut scanned = 0usize;
         loop {
-            let batch = limit.max(64);
+            let batch = limit
+                .max(64)
+                .min(max_scanned.saturating_sub(scanned).max(1));
             let (rows, next) = match family {
                 Some(f) => {
                     let (rows, next) = self.scan(
@@ -289,13 +381,12 @@ impl View {
                     let mut evs = Vec::with_capacity(rows.len());
                     for (k, _) in rows {
                         let pos = &k[f.as_str().len() + 1..];
-                        let bytes = self
-                            .db
-                            .get_pinned_cf(self.cf(Table::Events), pos)?
-                            .ok_or_else(|| ViewError::Corrupt {
+                        let bytes = self.get_raw(Table::Events, pos)?.ok_or_else(|| {
+                            ViewError::Corrupt {
                                 table: "events",
                                 detail: "indexed event missing".into(),
-                            })?;
+                            }
+                        })?;
                         evs.push((k, Self::decode_event(&bytes)?));
                     }
                     (evs, next)
@@ -311,12 +402,14 @@ impl View {
             };
             for (k, e) in rows {
                 let key = hex::encode(&k);
+                scanned += 1;
                 if keep(&e) {
                     items.push(e);
                     if items.len() == limit {
                         return Ok(Page {
                             items,
                             next_cursor: Some(key),
+                            at_end: Some(false),
                         });
                     }
                 }
@@ -328,6 +421,14 @@ impl View {
                 return Ok(Page {
                     items,
                     next_cursor: cursor,
+                    at_end: Some(true),
+                });
+            }
+            if scanned >= max_scanned {
+                return Ok(Page {
+                    items,
+                    next_cursor: cursor,
+                    at_end: Some(false),
                 });
             }
         }

@@ -5,3 +5,4 @@ mod cli;
 mod faults;
 mod harness;
 mod pipeline;
+mod supervision;
