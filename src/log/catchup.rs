@@ -66,14 +66,17 @@ pub fn catch_up(
     committed: i64,
 ) -> Result<Loaded, LogError> {
     let mut count = 0;
+    let empty = store.position(p)?.chain.last_seq == 0 && store.outbox(p)?.is_empty();
     let (pos, mut rederive) = match from_stored(log, topics, store, p, committed, &mut count)? {
         Some(done) => done,
         None => {
             count = 0;
-            warn!(
-                partition = p,
-                "state store does not match the events log; replaying the partition from offset 0"
-            );
+            if !empty {
+                warn!(
+                    partition = p,
+                    "state store does not match the events log; replaying the partition from offset 0"
+                );
+            }
             store.clear(p)?;
             let mut pos = Position::new(p);
             let mut rederive = Vec::new();

@@ -762,7 +762,13 @@ impl Driver {
                     (self.topics.events.clone(), p, expected, w)
                 };
                 part.expect(rec.offset, 1);
-                debug!(partition = p, offset = rec.offset, seq = ev.seq, expected, "decided");
+                debug!(
+                    partition = p,
+                    offset = rec.offset,
+                    seq = ev.seq,
+                    expected,
+                    "decided"
+                );
                 let command_id = ev.command_id.to_string();
                 let token = self.token(Token::Event {
                     p,

@@ -105,7 +105,6 @@ fn rebuilt_digest(cfg: &mpr::config::Config) -> String {
 fn kill_9_mid_stream_loses_and_repeats_nothing() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    eprintln!("DEBUGDIR {}", dir.path().display()); let dir = Box::leak(Box::new(dir));
     let cfg = config(&broker.addr(), dir.path(), "crash.");
     let topics = Topics::new("crash.");
     let mut child = ChildRegistry::start(&cfg, dir.path());
@@ -166,23 +165,29 @@ fn kill_9_mid_stream_loses_and_repeats_nothing() {
     }
     // Results the dead instance had not delivered are re-derived once the new one owns the
     // partitions (after its group settles); they may repeat, but never with another value.
-    let results = wait_for("every result on the results topic", Duration::from_secs(90), || {
-        let mut results: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = BTreeMap::new();
-        for r in read_all(&cfg, &topics.results, 3) {
-            results
-                .entry(r.key.unwrap())
-                .or_default()
-                .insert(r.payload.unwrap());
-        }
-        (results.len() >= ids.len()).then_some(results)
-    });
+    let results = wait_for(
+        "every result on the results topic",
+        Duration::from_secs(90),
+        || {
+            let mut results: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = BTreeMap::new();
+            for r in read_all(&cfg, &topics.results, 3) {
+                results
+                    .entry(r.key.unwrap())
+                    .or_default()
+                    .insert(r.payload.unwrap());
+            }
+            (results.len() >= ids.len()).then_some(results)
+        },
+    );
     assert_eq!(results.len(), ids.len());
     for (k, v) in &results {
         assert!(
             v.len() == 1,
             "command {} has two different results: {:?}",
             String::from_utf8_lossy(k),
-            v.iter().map(|r| String::from_utf8_lossy(r)).collect::<Vec<_>>()
+            v.iter()
+                .map(|r| String::from_utf8_lossy(r))
+                .collect::<Vec<_>>()
         );
     }
     child.terminate();
