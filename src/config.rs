@@ -44,6 +44,17 @@ pub struct KafkaConfig {
     /// evicts a static member that does not come back, so its partitions would stay with it.
     #[serde(default)]
     pub group_instance_id: Option<String>,
+    /// The processor's group session timeout (librdkafka `session.timeout.ms`). tansu 0.6
+    /// wedges a group for good when it processes the leader's heartbeat later than this
+    /// after the previous one, which a busy broker does (docs/burst_stall.md); 45 s (the
+    /// Kafka default) outlasts such stalls. A member that dies without leaving is expired
+    /// after this long.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u32,
+}
+
+fn default_session_timeout_ms() -> u32 {
+    45_000
 }
 
 fn default_processor_fetch_wait_ms() -> u32 {
@@ -201,6 +212,7 @@ impl Default for Config {
                 processor_fetch_wait_ms: default_processor_fetch_wait_ms(),
                 view_fetch_wait_ms: default_view_fetch_wait_ms(),
                 group_instance_id: None,
+                session_timeout_ms: default_session_timeout_ms(),
             },
             view: ViewConfig {
                 path: "var/view".into(),
@@ -287,6 +299,20 @@ impl Config {
         }
         if self.kafka.replication_factor < 1 {
             return bad("kafka.replication_factor", "must be at least 1");
+        }
+        if !(6_000..=300_000).contains(&self.kafka.session_timeout_ms) {
+            return bad(
+                "kafka.session_timeout_ms",
+                "must be between 6000 and 300000 (the broker's group session bounds)",
+            );
+        }
+        if self
+            .kafka
+            .group_instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return bad("kafka.group_instance_id", "must not be empty when set");
         }
         if self.http.listen.parse::<SocketAddr>().is_err() {
             return bad("http.listen", "must be an address like 127.0.0.1:8080");

@@ -452,6 +452,11 @@ impl Driver {
     pub fn record(&mut self, r: Record) {
         let p = r.partition;
         let Some(part) = self.parts.get_mut(&p) else {
+            warn!(
+                partition = p,
+                offset = r.offset,
+                "a record of a partition not owned; dropped"
+            );
             return;
         };
         if r.offset < part.done || part.window.back().is_some_and(|b| b.offset >= r.offset) {

@@ -66,11 +66,18 @@ const STALL_CHECK_PERIOD: Duration = Duration::from_secs(10);
 /// Largest record the producer sends: a command (256 KiB) becomes an event somewhat larger.
 const MAX_RECORD_BYTES: usize = 4 << 20;
 
-/// The lagging `commands` partitions (and their committed offsets) seen at the last check.
+/// The lagging `commands` partitions (and their committed offsets) seen at the last check,
+/// and how many checks in a row have seen them unchanged.
 #[derive(Debug, Default)]
 struct StallWatch {
     last: Option<BTreeMap<i32, i64>>,
+    unchanged: u32,
 }
+
+/// Checks in a row that must see the same orphaned lag before a processor that owns some
+/// partitions rejoins: about 30 s, longer than a partition's catch-up from its kept
+/// position. One that owns none rejoins at the second check.
+const STALL_CHECKS: u32 = 3;
 
 type Delivery = Pin<Box<dyn Future<Output = (u64, Result<i64, LogError>)> + Send>>;
 
@@ -116,8 +123,12 @@ impl Processor {
             .set("group.id", &cfg.group_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            // See `KafkaConfig::session_timeout_ms` and docs/burst_stall.md.
+            .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (cfg.session_timeout_ms / 15).max(500).to_string(),
+            )
             .set("max.poll.interval.ms", "300000")
             .set("fetch.wait.max.ms", cfg.processor_fetch_wait_ms.to_string())
             .set("partition.assignment.strategy", "range")
@@ -232,6 +243,10 @@ impl Processor {
     }
 
     fn take_record(&mut self, r: Record) {
+        // librdkafka runs the rebalance callback inside the poll that returned this
+        // record: hand the driver the assignment before the record, or the first record of
+        // a newly assigned partition would reach a driver that does not own it yet.
+        self.rebalance();
         let now = now_ms();
         let waited = (now - r.timestamp_ms.unwrap_or(now)).max(0) as f64 / 1000.0;
         self.metrics.command_receive_seconds.observe(waited);
@@ -304,19 +319,19 @@ impl Processor {
         });
     }
 
-    /// tansu 0.6 can leave a group stuck: when a member dies without leaving and another
-    /// joins before the dead one's session expires, the dead member stays the leader of the
-    /// new generation, the survivor is synced with no partitions, and the expiry brings no
-    /// rebalance. So when this processor owns nothing while some `commands` partition has
-    /// records past its committed offset, and those offsets have not moved since the last
-    /// check, it leaves and rejoins the group. A healthy group (someone is committing) and
-    /// an idle one (no lag) are left alone.
+    /// tansu 0.6 can leave a group stuck: a member that dies or leaves may not be expired,
+    /// or its partitions never handed to a survivor (the dead member stays the leader of
+    /// the new generation and the survivor is synced with nothing, or no rebalance comes
+    /// at all). So when some `commands` partition that this processor does not own has
+    /// records past its committed offset, and that offset has not moved since the last
+    /// check, it leaves and rejoins the group, which forces a rebalance. A healthy group
+    /// (the owner commits as it goes) and an idle one (no lag) are left alone.
     fn check_stalled_group(&mut self, watch: &mut StallWatch) {
-        let owns_some = self.consumer.assignment().is_ok_and(|a| a.count() > 0);
-        if owns_some {
-            watch.last = None;
-            return;
-        }
+        let owned: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
         let lagging = match tokio::task::block_in_place(|| self.lagging_partitions()) {
             Ok(l) => l,
             Err(e) => {
@@ -324,17 +339,34 @@ impl Processor {
                 return;
             }
         };
-        if lagging.is_empty() {
+        let orphaned: BTreeMap<i32, i64> = lagging
+            .into_iter()
+            .filter(|(p, _)| !owned.contains(p))
+            .collect();
+        if orphaned.is_empty() {
             watch.last = None;
             return;
         }
-        if watch.last.as_ref() != Some(&lagging) {
-            watch.last = Some(lagging);
+        if watch.last.as_ref() != Some(&orphaned) {
+            watch.last = Some(orphaned);
+            watch.unchanged = 0;
+            return;
+        }
+        watch.unchanged += 1;
+        // Owning nothing while work waits is stuck for sure: rejoin at the second check.
+        // Owning some, the orphaned partitions' owner may only be slow: wait longer.
+        let needed = if owned.is_empty() {
+            1
+        } else {
+            STALL_CHECKS - 1
+        };
+        if watch.unchanged < needed {
             return;
         }
         warn!(
-            ?lagging,
-            "no partitions owned while commands wait and nobody commits; rejoining the group"
+            lagging = ?orphaned,
+            ?owned,
+            "partitions owned by nobody here wait with no commit for a check period; rejoining the group"
         );
         self.metrics.group_rejoins.inc();
         watch.last = None;
