@@ -855,6 +855,8 @@ def burst(args):
     tail.start()
     sender = Sender(broker.addr)
     t0 = time.time()
+    if args.freeze_s:
+        threading.Thread(target=freeze_broker, args=(broker, args.freeze_at, args.freeze_s), daemon=True).start()
     for n in range(args.count):
         sender.send(publish_cmd(f"burst-{n % 100}", f"1.{n // 100}.0"))
     sender.flush(300)
@@ -889,6 +891,18 @@ def burst(args):
     return rc
 
 
+def freeze_broker(broker, at, seconds):
+    """Stands for an overloaded broker: SIGSTOP for `seconds` (longer than the session
+    timeout, so the processor's heartbeats go unanswered), then SIGCONT."""
+    time.sleep(at)
+    pid = int(open(os.path.join(broker.dir, "tansu.pid")).read())
+    log(f"freezing the broker (pid {pid}) for {seconds} s")
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    os.kill(pid, signal.SIGCONT)
+    log("broker resumed")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -902,6 +916,8 @@ def main():
     b.add_argument("--mpr", required=True)
     b.add_argument("--stall-s", type=int, default=90)
     b.add_argument("--keep", action="store_true")
+    b.add_argument("--freeze-at", type=float, default=20.0, help="seconds after the first produce")
+    b.add_argument("--freeze-s", type=float, default=0.0, help="SIGSTOP the broker this long (0: never)")
     a = ap.parse_args()
     sys.exit(soak(a) if a.cmd == "run" else burst(a))
 
