@@ -650,6 +650,7 @@ def soak(args):
     r = run_mpr(args.mpr, ["topics", "ensure"], broker.addr)
     if r.returncode:
         log(f"topics ensure failed: {r.stdout}{r.stderr}")
+        broker.stop()
         return 2
     insts = [Instance(n, root, args.mpr, broker.addr) for n in ("a", "b")]
     for i in insts:

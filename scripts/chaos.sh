@@ -11,5 +11,5 @@ cd "$(dirname "$0")/.."
 seconds="${1:-300}"
 ./scripts/setup.sh
 cargo build --locked --bin mpr -q
-MPR="${MPR_BIN:-${CARGO_TARGET_DIR:-target}/debug/mpr}"
+MPR="${CHAOS_MPR_BIN:-${CARGO_TARGET_DIR:-target}/debug/mpr}"
 exec python3 scripts/chaos.py run --seconds "$seconds" --mpr "$MPR"
