@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "mpr."
 GROUP = "mpr-processor"
 CONFIG = os.path.join(ROOT, "config", "local.toml")
-SESSION_TIMEOUT_S = 10  # the processor's session.timeout.ms
+SESSION_TIMEOUT_S = 45  # the processor's session.timeout.ms (kafka.session_timeout_ms)
 GENESIS = "0" * 64
 CATALOG_KEY = "__platform_catalog__"
 
