@@ -26,15 +26,24 @@ mkdir -p "$OUT/raw"
 TARGET="${CARGO_TARGET_DIR:-target}"
 
 ./scripts/install-broker.sh
-cargo build --release --locked --features testkit --bin mpr --bin mpr_bench
+# BENCH_PROFILE=debug measures a debug build: for quick relative checks only; every figure of
+# record in BENCHMARKS.md comes from the release build.
+PROFILE="${BENCH_PROFILE:-release}"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked --features testkit --bin mpr --bin mpr_bench
+else
+  cargo build --locked --features testkit --bin mpr --bin mpr_bench
+fi
 OHA="$MPR_TOOLS/bin/oha"
-[ -x "$OHA" ] || cargo install oha --locked --root "$MPR_TOOLS"
-MPR="$TARGET/release/mpr"; BENCH="$TARGET/release/mpr_bench"
+if [[ " ${STAGES:-resolve} " == *" resolve "* ]]; then
+  [ -x "$OHA" ] || cargo install oha --locked --root "$MPR_TOOLS"
+fi
+MPR="$TARGET/$PROFILE/mpr"; BENCH="$TARGET/$PROFILE/mpr_bench"
 
 {
   echo "date: $(date -u +%FT%TZ)"; echo "cores: $(nproc)"; free -g | sed -n 2p | awk '{print "memory_gib: " $2}'
   echo "kernel: $(uname -r)"; echo "rustc: $(rustc -V)"; echo "tansu: $("$MPR_TOOLS/bin/tansu" --version)"
-  echo "oha: $("$OHA" --version)"; echo "mpr: $(git rev-parse --short HEAD)"
+  echo "oha: $("$OHA" --version 2>/dev/null || echo none)"; echo "mpr: $(git rev-parse --short HEAD) ($PROFILE build)"
   echo "broker_storage: ${BROKER_STORAGE:-sqlite://tansu.db}"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"

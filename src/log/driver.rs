@@ -361,6 +361,9 @@ impl Driver {
             }
             let generation = self.generation();
             self.parts.insert(p, Part::new(p, generation));
+            // A partition paused under an earlier assignment stays paused in the client
+            // across a revocation: fetch it again.
+            self.actions.push_back(Action::Resume(p));
             self.request_load(p);
         }
     }
@@ -1006,7 +1009,8 @@ mod tests {
         h.driver.assigned(ps);
         for a in drain(&mut h.driver) {
             let Action::Load { p, generation } = a else {
-                panic!("only loads after an assignment: {a:?}");
+                assert!(matches!(a, Action::Resume(_)), "loads and resumes: {a:?}");
+                continue;
             };
             let loaded = Loaded {
                 pos: Position::new(p),
@@ -1260,7 +1264,10 @@ mod tests {
             ..Limits::default()
         });
         h.driver.assigned(&[0]);
-        let load = drain(&mut h.driver);
+        let load: Vec<_> = drain(&mut h.driver)
+            .into_iter()
+            .filter(|a| matches!(a, Action::Load { .. }))
+            .collect();
         for i in 0..4 {
             h.driver.record(json_record(
                 0,
@@ -1323,7 +1330,10 @@ mod tests {
     fn a_record_the_log_shows_decided_is_skipped_after_catch_up() {
         let mut h = harness(Limits::default());
         h.driver.assigned(&[0]);
-        let Some(Action::Load { generation, .. }) = h.driver.poll_action() else {
+        let Some(Action::Load { generation, .. }) = drain(&mut h.driver)
+            .into_iter()
+            .find(|a| matches!(a, Action::Load { .. }))
+        else {
             panic!("load");
         };
         h.driver

@@ -313,8 +313,17 @@ impl Processor {
             self.loads_tx.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let r = committed(&consumer, &topics.commands, p)
-                .and_then(|c| catch_up(&mut KafkaLog(&cfg), &topics, &store, &catalog, p, c));
+            let t0 = std::time::Instant::now();
+            let c = committed(&consumer, &topics.commands, p);
+            let t1 = std::time::Instant::now();
+            let r = c.and_then(|c| catch_up(&mut KafkaLog(&cfg), &topics, &store, &catalog, p, c));
+            info!(
+                partition = p,
+                committed_lookup_ms = (t1 - t0).as_millis() as u64,
+                catch_up_ms = t1.elapsed().as_millis() as u64,
+                ok = r.is_ok(),
+                "catch-up finished"
+            );
             let _ = tx.send((p, generation, r));
         });
     }

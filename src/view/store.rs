@@ -39,7 +39,7 @@ const OUTBOX: &str = "outbox";
 /// Key of the store's mark in the default column family.
 const MARK_KEY: &[u8] = b"mpr.processor.mark";
 /// Storage layout of this build's state store.
-pub const LAYOUT: u32 = 1;
+pub const LAYOUT: u32 = 2;
 
 /// Which log a store reflects. A store marked with another identity is discarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,8 +127,6 @@ struct StoredOutbox {
     event: Bytes,
     /// The `events` offset it was applied at.
     events_offset: i64,
-    /// The `commands` offset of its command.
-    source_offset: i64,
     /// Its planned view writes (all tables), for its derived outputs.
     writes: Vec<StoredWrite>,
     /// How to undo it in this store; empty for an event read from the log (it landed).
@@ -292,6 +290,8 @@ impl StateStore {
         PartitionStore { store: self, p }
     }
 
+    /// Partition `p`'s outbox entries as stored, oldest first. A value is the command's
+    /// offset (8 bytes, big-endian) followed by the entry's JSON.
     fn outbox_raw(&self, p: i32) -> Result<Vec<(Vec<u8>, StoredOutbox)>, ViewError> {
         let start = p.to_be_bytes();
         let mut out = Vec::new();
@@ -304,10 +304,24 @@ impl StateStore {
             if !k.starts_with(&start) {
                 break;
             }
-            let e: StoredOutbox = serde_json::from_slice(&v).map_err(|e| corrupt(OUTBOX, e))?;
-            out.push((k.to_vec(), e));
+            out.push((k.to_vec(), outbox_value(&v)?));
         }
         Ok(out)
+    }
+
+    /// Partition `p`'s newest outbox entry.
+    fn outbox_last(&self, p: i32) -> Result<Option<(Vec<u8>, StoredOutbox)>, ViewError> {
+        let prefix = p.to_be_bytes();
+        // Every key of `p` is longer than, and so sorts before, the bare prefix of `p + 1`.
+        let end = (p + 1).to_be_bytes();
+        let mut it = self.db.iterator_cf(
+            self.cf(OUTBOX),
+            IteratorMode::From(&end, Direction::Reverse),
+        );
+        match it.next().transpose()? {
+            Some((k, v)) if k.starts_with(&prefix) => Ok(Some((k.to_vec(), outbox_value(&v)?))),
+            _ => Ok(None),
+        }
     }
 
     /// Partition `p`'s outbox, oldest first.
@@ -342,9 +356,18 @@ impl StateStore {
     /// Drops partition `p`'s outbox entries of commands below `committed` (their outputs
     /// are delivered and their offsets committed).
     pub fn prune(&self, p: i32, committed: i64) -> Result<(), ViewError> {
+        let start = p.to_be_bytes();
         let mut b = WriteBatch::default();
-        for (k, e) in self.outbox_raw(p)? {
-            if e.source_offset < committed {
+        let it = self.db.iterator_cf(
+            self.cf(OUTBOX),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for kv in it {
+            let (k, v) = kv?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            if source_offset(&v)? < committed {
                 b.delete_cf(self.cf(OUTBOX), k);
             }
         }
@@ -358,7 +381,7 @@ impl StateStore {
     /// overwrote and the position before it. Returns that position, or `None` when the
     /// outbox is empty or the entry was read from the log (it cannot be undone).
     pub fn undo_last(&self, p: i32) -> Result<Option<Position>, ViewError> {
-        let Some((k, e)) = self.outbox_raw(p)?.pop() else {
+        let Some((k, e)) = self.outbox_last(p)? else {
             return Ok(None);
         };
         if e.undo.is_empty() {
@@ -386,6 +409,21 @@ impl StateStore {
     ) -> Result<Option<T>, ViewError> {
         super::get_json(&self.db, self.cf(t.name()), t, key)
     }
+}
+
+/// The command offset at the head of an outbox value.
+fn source_offset(v: &[u8]) -> Result<i64, ViewError> {
+    let head: [u8; 8] = v
+        .get(..8)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| corrupt(OUTBOX, "value shorter than its offset"))?;
+    Ok(i64::from_be_bytes(head))
+}
+
+/// An outbox value: the command offset, then the entry's JSON.
+fn outbox_value(v: &[u8]) -> Result<StoredOutbox, ViewError> {
+    source_offset(v)?;
+    serde_json::from_slice(&v[8..]).map_err(|e| corrupt(OUTBOX, e))
 }
 
 fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, ViewError> {
@@ -448,7 +486,6 @@ impl PartitionStore<'_> {
             let entry = StoredOutbox {
                 event: Bytes(encoded.to_vec()),
                 events_offset,
-                source_offset: e.source.offset,
                 writes: writes
                     .iter()
                     .map(|w| StoredWrite {
@@ -460,7 +497,9 @@ impl PartitionStore<'_> {
                 undo,
                 before,
             };
-            b.put_cf(s.cf(OUTBOX), outbox_key(self.p, e.seq), json(&entry)?);
+            let mut value = e.source.offset.to_be_bytes().to_vec();
+            value.extend(json(&entry)?);
+            b.put_cf(s.cf(OUTBOX), outbox_key(self.p, e.seq), value);
         }
         b.put_cf(s.cf(META), self.p.to_be_bytes(), json(pos)?);
         s.db.write_opt(b, &s.write)?;
