@@ -94,6 +94,9 @@ pub struct Processor {
     deliveries: FuturesUnordered<Delivery>,
     loads_tx: mpsc::UnboundedSender<(i32, u64, Result<Loaded, LogError>)>,
     loads_rx: mpsc::UnboundedReceiver<(i32, u64, Result<Loaded, LogError>)>,
+    stall_tx: mpsc::UnboundedSender<Result<BTreeMap<i32, i64>, LogError>>,
+    stall_rx: mpsc::UnboundedReceiver<Result<BTreeMap<i32, i64>, LogError>>,
+    stall_check_running: bool,
 }
 
 impl std::fmt::Debug for Processor {
@@ -160,6 +163,7 @@ impl Processor {
             metrics.clone(),
         );
         let (loads_tx, loads_rx) = mpsc::unbounded_channel();
+        let (stall_tx, stall_rx) = mpsc::unbounded_channel();
         Ok(Self {
             cfg: cfg.clone(),
             topics,
@@ -172,6 +176,9 @@ impl Processor {
             deliveries: FuturesUnordered::new(),
             loads_tx,
             loads_rx,
+            stall_tx,
+            stall_rx,
+            stall_check_running: false,
         })
     }
 
@@ -187,7 +194,14 @@ impl Processor {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                _ = stall_tick.tick() => self.check_stalled_group(&mut stall),
+                _ = stall_tick.tick() => self.spawn_stall_check(),
+                Some(lagging) = self.stall_rx.recv() => {
+                    self.stall_check_running = false;
+                    match lagging {
+                        Ok(l) => self.check_stalled_group(&mut stall, l),
+                        Err(e) => debug!(error = %e, "group stall check failed"),
+                    }
+                }
                 _ = tick.tick() => {}
                 Some((token, r)) = self.deliveries.next() => {
                     self.driver.delivered(token, r, now_ms());
@@ -335,19 +349,12 @@ impl Processor {
     /// records past its committed offset, and that offset has not moved since the last
     /// check, it leaves and rejoins the group, which forces a rebalance. A healthy group
     /// (the owner commits as it goes) and an idle one (no lag) are left alone.
-    fn check_stalled_group(&mut self, watch: &mut StallWatch) {
+    fn check_stalled_group(&mut self, watch: &mut StallWatch, lagging: BTreeMap<i32, i64>) {
         let owned: Vec<i32> = self
             .consumer
             .assignment()
             .map(|a| a.elements().iter().map(|e| e.partition()).collect())
             .unwrap_or_default();
-        let lagging = match tokio::task::block_in_place(|| self.lagging_partitions()) {
-            Ok(l) => l,
-            Err(e) => {
-                debug!(error = %e, "group stall check failed");
-                return;
-            }
-        };
         let orphaned: BTreeMap<i32, i64> = lagging
             .into_iter()
             .filter(|(p, _)| !owned.contains(p))
@@ -385,31 +392,50 @@ impl Processor {
         }
     }
 
-    /// Committed offsets of the `commands` partitions that have records past them.
-    fn lagging_partitions(&self) -> Result<BTreeMap<i32, i64>, LogError> {
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..self.cfg.partitions {
-            tpl.add_partition(&self.topics.commands, p);
+    /// Asks, on a blocking thread, which `commands` partitions have records past their
+    /// committed offsets; the answer comes back on `stall_rx`. The loop never waits for the
+    /// broker's answers (each may take seconds while the group is busy).
+    fn spawn_stall_check(&mut self) {
+        if self.stall_check_running {
+            return;
         }
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(5))?;
-        let mut lagging = BTreeMap::new();
-        for e in committed.elements() {
-            let p = e.partition();
-            let (low, high) =
-                self.consumer
-                    .fetch_watermarks(&self.topics.commands, p, Duration::from_secs(5))?;
-            let at = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => low,
-            };
-            if at < high {
-                lagging.insert(p, at);
-            }
-        }
-        Ok(lagging)
+        self.stall_check_running = true;
+        let (consumer, topic, partitions, tx) = (
+            self.consumer.clone(),
+            self.topics.commands.clone(),
+            self.cfg.partitions,
+            self.stall_tx.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(lagging_partitions(&consumer, &topic, partitions));
+        });
     }
+}
+
+/// Committed offsets of the `commands` partitions that have records past them (blocking).
+fn lagging_partitions(
+    consumer: &StreamConsumer<Ctx>,
+    topic: &str,
+    partitions: i32,
+) -> Result<BTreeMap<i32, i64>, LogError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(5))?;
+    let mut lagging = BTreeMap::new();
+    for e in committed.elements() {
+        let p = e.partition();
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5))?;
+        let at = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        if at < high {
+            lagging.insert(p, at);
+        }
+    }
+    Ok(lagging)
 }
 
 /// The committed offset of `commands` partition `p` (blocking). A failed lookup is
