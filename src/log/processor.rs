@@ -438,41 +438,55 @@ fn lagging_partitions(
     Ok(lagging)
 }
 
+/// What a committed-offset lookup of one partition says.
+#[derive(Debug, PartialEq)]
+enum Committed {
+    /// The next offset to read.
+    At(i64),
+    /// The group has never committed this partition: it starts at its beginning.
+    Never,
+    /// The lookup failed or its answer lacks the partition: ask again, never assume 0.
+    Retry(String),
+}
+
+/// Reads a committed-offset answer for partition `p` (pure, so that every case is tested).
+fn interpret_committed(answer: Result<Option<Offset>, KafkaError>) -> Committed {
+    match answer {
+        Ok(Some(Offset::Offset(o))) => Committed::At(o),
+        Ok(Some(Offset::Invalid)) => Committed::Never,
+        Ok(Some(other)) => Committed::Retry(format!("unexpected committed offset {other:?}")),
+        Ok(None) => Committed::Retry("the answer lacks the partition".into()),
+        Err(e) => Committed::Retry(e.to_string()),
+    }
+}
+
 /// The committed offset of `commands` partition `p` (blocking). A failed lookup is
 /// retried, never taken for "nothing committed": that would re-derive the partition's
-/// whole history. Only a partition the group has truly never committed starts at 0.
+/// whole history (and send every CloudEvent again). Only a partition the group has truly
+/// never committed starts at 0.
 fn committed(consumer: &StreamConsumer<Ctx>, topic: &str, p: i32) -> Result<i64, LogError> {
     let mut backoff = Duration::from_millis(100);
-    let mut last = None;
+    let mut last = String::new();
     for _ in 0..8 {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, p);
-        match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-            Ok(c) => {
-                let offset = c.find_partition(topic, p).map(|e| e.offset());
-                return match offset {
-                    Some(Offset::Offset(o)) => Ok(o),
-                    Some(Offset::Invalid) => Ok(0),
-                    None => Err(LogError::Topic(format!(
-                        "{topic}/{p}: the committed-offset answer lacks the partition"
-                    ))),
-                    Some(other) => Err(LogError::Topic(format!(
-                        "{topic}/{p}: unexpected committed offset {other:?}"
-                    ))),
-                };
-            }
-            Err(e) => {
-                debug!(partition = p, error = %e, "committed offset lookup failed; retrying");
-                last = Some(e);
+        let answer = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map(|c| c.find_partition(topic, p).map(|e| e.offset()));
+        match interpret_committed(answer) {
+            Committed::At(o) => return Ok(o),
+            Committed::Never => return Ok(0),
+            Committed::Retry(why) => {
+                debug!(partition = p, error = %why, "committed offset lookup failed; retrying");
+                last = why;
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
-    Err(last.map_or_else(
-        || LogError::Topic("committed offset lookup".into()),
-        Into::into,
-    ))
+    Err(LogError::Topic(format!(
+        "{topic}/{p}: committed offset lookup kept failing: {last}"
+    )))
 }
 
 /// Queues one record with `producer`, waiting while its queue is full; the returned future
@@ -512,5 +526,29 @@ async fn send(producer: &FutureProducer, token: u64, r: Produce) -> Delivery {
                 return Box::pin(async move { (token, Err(e)) });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed lookup is never "start from 0" (which re-derived a partition's whole
+    /// history and re-sent every CloudEvent); only "never committed" is.
+    #[test]
+    fn a_failed_committed_lookup_is_retried_not_read_as_zero() {
+        let failed = interpret_committed(Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::RequestTimedOut,
+        )));
+        assert!(matches!(failed, Committed::Retry(_)), "{failed:?}");
+        assert!(matches!(interpret_committed(Ok(None)), Committed::Retry(_)));
+        assert_eq!(
+            interpret_committed(Ok(Some(Offset::Invalid))),
+            Committed::Never
+        );
+        assert_eq!(
+            interpret_committed(Ok(Some(Offset::Offset(42)))),
+            Committed::At(42)
+        );
     }
 }
