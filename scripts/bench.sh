@@ -166,7 +166,7 @@ fi
 if stage takeover; then
   echo "== takeover: $TAKEOVER_EVENTS events in one partition"
   MPR_KAFKA__PARTITIONS=1 start_stack takeover
-  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --publish-only --count "$TAKEOVER_EVENTS" --family-prefix tk | tee "$OUT/raw/takeover-populate.json"
+  python3 scripts/bench_populate.py "$MPR_BROKERS" "$TAKEOVER_EVENTS" | tee "$OUT/raw/takeover-populate.json"
   for run in $(seq 1 "$RUNS"); do
     for mode in kept replayed; do
       kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true
