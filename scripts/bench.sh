@@ -167,17 +167,33 @@ if stage takeover; then
   echo "== takeover: $TAKEOVER_EVENTS events in one partition"
   MPR_KAFKA__PARTITIONS=1 start_stack takeover
   python3 scripts/bench_populate.py "$MPR_BROKERS" "$TAKEOVER_EVENTS" | tee "$OUT/raw/takeover-populate.json"
+  probe() { # $1 = mode, $2 = run, $3 = start ms
+    python3 scripts/bench_takeover.py "$MPR_BROKERS" "$3" examples/bundles/fraud-scorer-1.0.0.publish.json \
+      | sed "s/}$/,\"mode\":\"$1\",\"run\":$2}/" | tee "$OUT/raw/takeover-$1-$2.json"
+  }
+  serve() { MPR_KAFKA__PARTITIONS=1 "$MPR" --config config/local.toml serve >>"$OUT/raw/registry-takeover.log" 2>&1 & REG_PID=$!; }
+  # kept / replayed: a graceful stop (the member leaves the group), then a start with the
+  # state store kept or removed. kill9: kill -9 and an immediate start (the dead member
+  # stays in the group until its session expires).
   for run in $(seq 1 "$RUNS"); do
-    for mode in kept replayed; do
-      kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true
+    for mode in kept replayed kill9; do
+      if [ "$mode" = kill9 ]; then kill -9 "$REG_PID"; else kill "$REG_PID"; fi
+      wait "$REG_PID" 2>/dev/null || true
       [ "$mode" = replayed ] && rm -rf "$WORK/processor-takeover"
-      start_ms=$(date +%s%3N)
-      MPR_KAFKA__PARTITIONS=1 "$MPR" --config config/local.toml serve >>"$OUT/raw/registry-takeover.log" 2>&1 &
-      REG_PID=$!
-      python3 scripts/bench_takeover.py "$MPR_BROKERS" "$start_ms" examples/bundles/fraud-scorer-1.0.0.publish.json \
-        | sed "s/}$/,\"mode\":\"$mode\",\"run\":$run}/" | tee "$OUT/raw/takeover-$mode-$run.json"
+      start_ms=$(date +%s%3N); serve; probe "$mode" "$run" "$start_ms"
     done
   done
+  # kill9-static: the same under static membership (kafka.group_instance_id), on a stack of
+  # its own where every incarnation is static (a static member joining behind a killed
+  # dynamic leader stayed unassigned on tansu 0.6), and last, since a static member never
+  # leaves the group. The takeover cost here is the group's, not catch-up's.
+  export MPR_KAFKA__GROUP_INSTANCE_ID=bench-takeover
+  MPR_KAFKA__PARTITIONS=1 start_stack takeover-static
+  for run in $(seq 1 "$RUNS"); do
+    kill -9 "$REG_PID"; wait "$REG_PID" 2>/dev/null || true
+    start_ms=$(date +%s%3N); serve; probe kill9-static "$run" "$start_ms"
+  done
+  unset MPR_KAFKA__GROUP_INSTANCE_ID
   stop_stack
 fi
 
