@@ -292,6 +292,11 @@ pub fn decode_command(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError> {
 pub fn peek_command_id(bytes: &[u8]) -> Option<Uuid> {
     let header = &COMMANDS.header;
     let mut body = bytes.strip_prefix(&header[..])?;
+    // A UUID's text is 36 bytes, whose Avro length is the one byte 0x48 (zigzag 36): check
+    // it first, so that a forged length never makes the decoder allocate.
+    if body.first() != Some(&0x48) {
+        return None;
+    }
     match apache_avro::from_avro_datum(&apache_avro::Schema::String, &mut body, None).ok()? {
         apache_avro::types::Value::String(s) => s.parse().ok(),
         _ => None,
@@ -306,4 +311,25 @@ pub fn encode_event(e: &RegistryEvent) -> Vec<u8> {
 /// Decodes an event.
 pub fn decode_event(bytes: &[u8]) -> Result<RegistryEvent, DecodeError> {
     EVENTS.decode(bytes, "event")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    /// The id of an Avro command is read from its first field whatever follows, and a
+    /// forged length there is refused before anything is allocated.
+    #[test]
+    fn the_command_id_is_peeked_from_the_first_field_only() {
+        let env = testkit::publish("mf", "fam", "1.0.0");
+        let mut bytes = encode_command(&env);
+        bytes.truncate(COMMANDS.header.len() + 40);
+        bytes.extend([0xFF; 64]);
+        assert_eq!(peek_command_id(&bytes), Some(env.command_id));
+        let mut forged = COMMANDS.header.clone();
+        forged.extend([0xFE, 0xFF, 0xFF, 0xFF, 0x0F]);
+        assert_eq!(peek_command_id(&forged), None);
+        assert_eq!(peek_command_id(b"not avro"), None);
+    }
 }
