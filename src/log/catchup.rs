@@ -65,35 +65,35 @@ pub fn catch_up(
     p: i32,
     committed: i64,
 ) -> Result<Loaded, LogError> {
-    let mut count = 0;
-    let empty = store.position(p)?.chain.last_seq == 0 && store.outbox(p)?.is_empty();
-    let (pos, mut rederive) = match from_stored(log, topics, store, p, committed, &mut count)? {
-        Some(done) => done,
-        None => {
-            count = 0;
-            if !empty {
+    let mut a = Applier {
+        store,
+        committed,
+        applied: 0,
+        rederive: Vec::new(),
+    };
+    let pos = match from_stored(log, topics, &mut a, p)? {
+        Stored::CaughtUp(pos) => pos,
+        stored => {
+            if stored == Stored::Mismatch {
                 warn!(
                     partition = p,
                     "state store does not match the events log; replaying the partition from offset 0"
                 );
             }
             store.clear(p)?;
+            a.applied = 0;
+            a.rederive.clear();
             let mut pos = Position::new(p);
-            let mut rederive = Vec::new();
             log.read_to_end(&topics.events, p, 0, &mut |r| {
                 let e = decode_event_record(&topics.events, &r)?;
-                apply(
-                    store,
-                    &mut count,
+                a.apply(
                     &mut pos,
                     &e,
                     r.payload.as_deref().unwrap_or_default(),
                     r.offset,
-                    committed,
-                    &mut rederive,
                 )
             })?;
-            (pos, rederive)
+            pos
         }
     };
     store.set_position(p, &pos)?;
@@ -105,7 +105,7 @@ pub fn catch_up(
         {
             let encoded = r.payload.as_deref().unwrap_or_default();
             let w = infallible(plan::plan(&e, encoded, &NoSnapshot));
-            rederive.push((e, w, r.offset));
+            a.rederive.push((e, w, r.offset));
         }
         Ok(())
     })?;
@@ -113,60 +113,108 @@ pub fn catch_up(
     Ok(Loaded {
         pos,
         committed,
-        rederive,
+        rederive: a.rederive,
         catalog_end,
-        applied: count,
+        applied: a.applied,
     })
 }
 
-/// Applies one event read from the log; keeps it for re-deriving when its command is not
-/// committed.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    store: &StateStore,
-    applied_count: &mut u64,
-    pos: &mut Position,
-    e: &RegistryEvent,
-    encoded: &[u8],
-    offset: i64,
+/// Applies events read from the log to the store, counting them and keeping those whose
+/// command is not committed for their outputs to be produced again.
+struct Applier<'a> {
+    store: &'a StateStore,
     committed: i64,
-    rederive: &mut Vec<(RegistryEvent, Vec<Write>, i64)>,
-) -> Result<(), LogError> {
-    let pending = e.source.offset >= committed;
-    let outbox = if pending {
-        Outbox::Landed
-    } else {
-        Outbox::None
-    };
-    let (applied, w) = store
-        .partition(pos.chain.partition)
-        .apply(pos, e, encoded, offset, outbox)?;
-    if applied == Applied::Applied {
-        *applied_count += 1;
-        if pending {
-            rederive.push((e.clone(), w, offset));
-        }
-    }
-    // A skipped record (a loser's fork, a duplicate) is behind us too: the next append
-    // is expected after it.
-    pos.events_next = pos.events_next.max(offset + 1);
-    Ok(())
+    applied: u64,
+    rederive: Vec<(RegistryEvent, Vec<Write>, i64)>,
 }
 
-/// Catches up from the stored position: `None` when the store cannot be trusted.
-#[allow(clippy::type_complexity)]
+impl Applier<'_> {
+    /// Applies `e`, read at `offset`, after `pos`.
+    fn apply(
+        &mut self,
+        pos: &mut Position,
+        e: &RegistryEvent,
+        encoded: &[u8],
+        offset: i64,
+    ) -> Result<(), LogError> {
+        let pending = e.source.offset >= self.committed;
+        let outbox = if pending {
+            Outbox::Landed
+        } else {
+            Outbox::None
+        };
+        let (applied, w) = self
+            .store
+            .partition(pos.chain.partition)
+            .apply(pos, e, encoded, offset, outbox)?;
+        if applied == Applied::Applied {
+            self.applied += 1;
+            if pending {
+                self.rederive.push((e.clone(), w, offset));
+            }
+        }
+        // A skipped record (a loser's fork, a duplicate) is behind us too: the next append
+        // is expected after it.
+        pos.events_next = pos.events_next.max(offset + 1);
+        Ok(())
+    }
+}
+
+/// What the stored position of a partition turned out to be worth.
+#[derive(Debug, PartialEq)]
+enum Stored {
+    /// Nothing stored.
+    Empty,
+    /// The stored head is not the log's record at its offset, even after undoing.
+    Mismatch,
+    /// Caught up from the stored position.
+    CaughtUp(Position),
+}
+
+/// Undoes, newest first, the stored events whose records are not in `seen` at their
+/// offsets, until the stored head is. False when the outbox runs out first.
+fn undo_unlanded(
+    store: &StateStore,
+    p: i32,
+    pos: &mut Position,
+    seen: &BTreeMap<i64, (RegistryEvent, Vec<u8>)>,
+) -> Result<bool, LogError> {
+    let mut undone = 0;
+    while pos.chain.last_seq > 0 {
+        let head = seen.get(&pos.head_offset);
+        if head.is_some_and(|(e, _)| e.seq == pos.chain.last_seq && e.hash == pos.chain.last_hash) {
+            break;
+        }
+        match store.undo_last(p)? {
+            Some(before) => {
+                *pos = before;
+                undone += 1;
+            }
+            None => return Ok(false),
+        }
+    }
+    if undone > 0 {
+        info!(
+            partition = p,
+            undone, "undid appended events that did not land"
+        );
+    }
+    Ok(true)
+}
+
+/// Catches up from the stored position. Events it rolled back are re-derived from its
+/// outbox (those applied earlier whose commands are not committed) before those it reads.
 fn from_stored(
     log: &mut dyn LogRead,
     topics: &Topics,
-    store: &StateStore,
+    a: &mut Applier<'_>,
     p: i32,
-    committed: i64,
-    count: &mut u64,
-) -> Result<Option<(Position, Vec<(RegistryEvent, Vec<Write>, i64)>)>, LogError> {
+) -> Result<Stored, LogError> {
+    let store = a.store;
     let mut pos = store.position(p)?;
     let outbox = store.outbox(p)?;
     if pos.chain.last_seq == 0 && outbox.is_empty() {
-        return Ok(None);
+        return Ok(Stored::Empty);
     }
     // Read from the oldest offset the store must check: its head and every event it
     // appended that may not have landed.
@@ -178,42 +226,25 @@ fn from_stored(
         .expect("non-empty")
         .max(0);
     let stored_next = pos.events_next;
+    // Records below the stored next offset, kept until the store is checked against them.
     let mut seen: BTreeMap<i64, (RegistryEvent, Vec<u8>)> = BTreeMap::new();
-    let mut rederive = Vec::new();
-    let mut verified = false;
-    let mut trusted = true;
-    let verify = |pos: &mut Position,
-                  seen: &BTreeMap<i64, (RegistryEvent, Vec<u8>)>|
+    let mut checked: Option<bool> = None;
+    // Checks the store against `seen`, then applies what another writer put at offsets
+    // the undone events had claimed.
+    let check = |pos: &mut Position,
+                 seen: &BTreeMap<i64, (RegistryEvent, Vec<u8>)>,
+                 a: &mut Applier<'_>|
      -> Result<bool, LogError> {
-        let mut undone = 0;
-        loop {
-            if pos.chain.last_seq == 0 {
-                break;
-            }
-            let head = seen.get(&pos.head_offset);
-            if head
-                .is_some_and(|(e, _)| e.seq == pos.chain.last_seq && e.hash == pos.chain.last_hash)
-            {
-                break;
-            }
-            match store.undo_last(p)? {
-                Some(before) => {
-                    *pos = before;
-                    undone += 1;
-                }
-                None => return Ok(false),
-            }
+        if !undo_unlanded(store, p, pos, seen)? {
+            return Ok(false);
         }
-        if undone > 0 {
-            info!(
-                partition = p,
-                undone, "undid appended events that did not land"
-            );
+        for (off, (e, bytes)) in seen.range(pos.events_next..) {
+            a.apply(pos, e, bytes, *off)?;
         }
         Ok(true)
     };
     log.read_to_end(&topics.events, p, check_from, &mut |r| {
-        if !trusted {
+        if checked == Some(false) {
             return Ok(());
         }
         let e = decode_event_record(&topics.events, &r)?;
@@ -221,69 +252,40 @@ fn from_stored(
             seen.insert(r.offset, (e, r.payload.unwrap_or_default()));
             return Ok(());
         }
-        if !verified {
-            verified = true;
-            if !verify(&mut pos, &seen)? {
-                trusted = false;
+        if checked.is_none() {
+            checked = Some(check(&mut pos, &seen, a)?);
+            if checked == Some(false) {
                 return Ok(());
             }
-            // Events at offsets the undone ones had claimed are another writer's.
-            for (off, (e, bytes)) in seen.range(pos.events_next..) {
-                apply(
-                    store,
-                    count,
-                    &mut pos,
-                    e,
-                    bytes,
-                    *off,
-                    committed,
-                    &mut rederive,
-                )?;
-            }
         }
-        apply(
-            store,
-            count,
+        a.apply(
             &mut pos,
             &e,
             r.payload.as_deref().unwrap_or_default(),
             r.offset,
-            committed,
-            &mut rederive,
         )
     })?;
-    if trusted && !verified {
-        if !verify(&mut pos, &seen)? {
-            return Ok(None);
-        }
-        for (off, (e, bytes)) in seen.range(pos.events_next..) {
-            apply(
-                store,
-                count,
-                &mut pos,
-                e,
-                bytes,
-                *off,
-                committed,
-                &mut rederive,
-            )?;
-        }
-    }
+    let trusted = match checked {
+        Some(t) => t,
+        None => check(&mut pos, &seen, a)?,
+    };
     if !trusted {
-        return Ok(None);
+        return Ok(Stored::Mismatch);
     }
-    // Outputs of events applied earlier whose commands are not committed come first.
+    let read = std::mem::take(&mut a.rederive);
     let mut earlier: Vec<(RegistryEvent, Vec<Write>, i64)> = store
         .outbox(p)?
         .into_iter()
         .filter(|o| {
-            o.event.source.offset >= committed && o.events_offset < stored_next.min(pos.events_next)
+            o.event.source.offset >= a.committed
+                && o.events_offset < stored_next.min(pos.events_next)
+                && !read.iter().any(|(r, _, _)| r.seq == o.event.seq)
         })
         .map(|o| (o.event, o.writes, o.events_offset))
         .collect();
-    earlier.retain(|(e, _, _)| !rederive.iter().any(|(r, _, _)| r.seq == e.seq));
-    earlier.extend(rederive);
-    Ok(Some((pos, earlier)))
+    earlier.extend(read);
+    a.rederive = earlier;
+    Ok(Stored::CaughtUp(pos))
 }
 
 #[cfg(test)]
