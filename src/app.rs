@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
 use crate::api::{self, AppState, KafkaSink};
-use crate::config::Config;
+use crate::config::{Config, TrustMode};
 use crate::log::applier::{ApplierStatus, run_applier, run_lag_monitor};
 use crate::log::catalog::new_catalog;
 use crate::log::processor::Processor;
@@ -51,6 +51,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let keys = cfg.trust.load()?.for_serving()?;
+    let grants = cfg.grants_with_roots(keys.roots.clone());
+    match cfg.trust.mode {
+        TrustMode::Signed => info!(
+            registry_key = keys.registry.key_id(),
+            gateway_key = keys.gateway.key_id(),
+            "trust mode signed: every command must be signed"
+        ),
+        TrustMode::UnsignedDev => warn!(
+            registry_key = keys.registry.key_id(),
+            gateway_key = keys.gateway.key_id(),
+            "trust mode unsigned-dev: unsigned commands and gate receipts are ACCEPTED; local experiments only"
+        ),
+    }
     let created = topics::ensure(&cfg.kafka).await?;
     if !created.is_empty() {
         info!(?created, "created topics");
@@ -64,6 +78,7 @@ pub async fn run(
 
     let (applier_tx, applier_rx) = oneshot::channel::<String>();
     let applier = {
+        let accepted = keys.registry_accepted.clone();
         let (k, v, c, s, m, r) = (
             cfg.kafka.clone(),
             view.clone(),
@@ -79,7 +94,7 @@ pub async fn run(
         std::thread::Builder::new()
             .name("mpr-view-applier".into())
             .spawn(move || {
-                let how = match run_applier(&k, v, c, s, m, r) {
+                let how = match run_applier(&k, &accepted, v, c, s, m, r) {
                     Ok(()) => "returned".to_owned(),
                     Err(e) => format!("failed: {e}"),
                 };
@@ -106,7 +121,9 @@ pub async fn run(
     let processor = Processor::new(
         &cfg.kafka,
         &cfg.processor,
-        cfg.grants(),
+        grants.clone(),
+        keys.registry.clone(),
+        keys.registry_accepted.clone(),
         catalog,
         metrics.clone(),
     )?;
@@ -116,9 +133,10 @@ pub async fn run(
     let state = AppState {
         view,
         status,
-        sink: Arc::new(KafkaSink::new(&cfg.kafka)?),
+        sink: Arc::new(KafkaSink::new(&cfg.kafka, keys.gateway.clone())?),
         auth: Arc::new(api::auth::Auth::new(&cfg.auth.principals)),
-        grants: Arc::new(cfg.grants()),
+        grants: Arc::new(grants),
+        trust_mode: cfg.trust.mode,
         metrics,
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(api::resolve::ResolveCache::new(cfg.http.resolve_cache_mib)),

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::trust::{KeySet, Signer, TrustRoots, parse_public_key};
 use crate::domain::{Actor, Grants, RoleGrant};
 
 /// Kafka settings.
@@ -169,6 +170,145 @@ pub struct AuthConfig {
     pub principals: Vec<Principal>,
 }
 
+/// Whether commands on the log must be signed (MPR2 §7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustMode {
+    /// Every command must carry a valid signature, every receipt a gate's (the default).
+    #[default]
+    Signed,
+    /// Unsigned commands and receipts are accepted (a wrong signature is still refused).
+    /// For local experiments only; `/readyz` and the start-up log say so.
+    UnsignedDev,
+}
+
+impl TrustMode {
+    /// Stable name, as in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustMode::Signed => "signed",
+            TrustMode::UnsignedDev => "unsigned-dev",
+        }
+    }
+}
+
+/// Keys and the signing mode. The registry key and the accepted public keys must be the
+/// same on every replica (MPR2 §7.3); principal and gate keys live in the catalog log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// `signed` (default) or `unsigned-dev`.
+    #[serde(default)]
+    pub mode: TrustMode,
+    /// PKCS#8 PEM of the registry key, which signs events, `state` records and
+    /// checkpoints (`mpr keygen --out FILE`). Required by `mpr serve`.
+    #[serde(default)]
+    pub registry_key_file: Option<PathBuf>,
+    /// PKCS#8 PEM of the API gateway key, which signs the commands the HTTP API submits
+    /// for its token's actor. Required by `mpr serve`.
+    #[serde(default)]
+    pub gateway_key_file: Option<PathBuf>,
+    /// More registry public keys (64 hex) whose signatures stay valid: earlier keys
+    /// after a rotation. Verifiers without the key file (`verify-audit`) list the current
+    /// one here too.
+    #[serde(default)]
+    pub registry_public_keys: Vec<String>,
+    /// More gateway public keys (64 hex) accepted on commands: earlier gateway keys.
+    #[serde(default)]
+    pub gateway_public_keys: Vec<String>,
+}
+
+/// The keys a [`TrustConfig`] names, read and checked.
+#[derive(Debug, Clone)]
+pub struct TrustKeys {
+    /// The registry's signing key, when its file is configured.
+    pub registry: Option<Signer>,
+    /// Registry keys whose signatures are accepted on events and `state` records.
+    pub registry_accepted: KeySet,
+    /// The gateway's signing key, when its file is configured.
+    pub gateway: Option<Signer>,
+    /// What commands are checked against.
+    pub roots: TrustRoots,
+}
+
+impl TrustConfig {
+    /// Reads the key files and public keys; errors name the key.
+    pub fn load(&self) -> Result<TrustKeys, ConfigError> {
+        let read = |key: &str, path: &Option<PathBuf>| -> Result<Option<Signer>, ConfigError> {
+            let Some(path) = path else { return Ok(None) };
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{key}: cannot read {}: {e}", path.display())))?;
+            Signer::from_pem(&pem).map(Some).map_err(|e| {
+                ConfigError(format!(
+                    "{key}: {} is not a PKCS#8 Ed25519 private key: {e}",
+                    path.display()
+                ))
+            })
+        };
+        let public = |key: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    parse_public_key(h)
+                        .map_err(|e| ConfigError(format!("{key}[{i}]: {}", e.message)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let registry = read("trust.registry_key_file", &self.registry_key_file)?;
+        let gateway = read("trust.gateway_key_file", &self.gateway_key_file)?;
+        let registry_accepted = KeySet::of(registry.iter().map(Signer::verifying_key).chain(
+            public("trust.registry_public_keys", &self.registry_public_keys)?,
+        ));
+        let gateway_keys = KeySet::of(gateway.iter().map(Signer::verifying_key).chain(public(
+            "trust.gateway_public_keys",
+            &self.gateway_public_keys,
+        )?));
+        Ok(TrustKeys {
+            registry,
+            registry_accepted,
+            gateway,
+            roots: TrustRoots {
+                require_signatures: self.mode == TrustMode::Signed,
+                gateway: gateway_keys,
+            },
+        })
+    }
+}
+
+impl TrustKeys {
+    /// The keys `mpr serve` cannot run without: the registry's and the gateway's.
+    pub fn for_serving(self) -> Result<ServingKeys, ConfigError> {
+        let missing = |key: &str, what: &str| {
+            ConfigError(format!(
+                "{key}: must name the {what} (PKCS#8 PEM; create one with `mpr keygen --out FILE`)"
+            ))
+        };
+        Ok(ServingKeys {
+            registry: self
+                .registry
+                .ok_or_else(|| missing("trust.registry_key_file", "registry's signing key"))?,
+            gateway: self
+                .gateway
+                .ok_or_else(|| missing("trust.gateway_key_file", "API gateway's signing key"))?,
+            registry_accepted: self.registry_accepted,
+            roots: self.roots,
+        })
+    }
+}
+
+/// The keys of a running registry.
+#[derive(Debug, Clone)]
+pub struct ServingKeys {
+    /// Signs events, `state` records and checkpoints.
+    pub registry: Signer,
+    /// Signs the commands the HTTP API submits.
+    pub gateway: Signer,
+    /// Registry keys accepted on what the registry reads back.
+    pub registry_accepted: KeySet,
+    /// What commands are checked against.
+    pub roots: TrustRoots,
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +334,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// Auth.
     pub auth: AuthConfig,
+    /// Keys and the signing mode.
+    #[serde(default)]
+    pub trust: TrustConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -232,6 +375,7 @@ impl Default for Config {
                 enforce: true,
                 principals: Vec::new(),
             },
+            trust: TrustConfig::default(),
             log: LogConfig {
                 json: false,
                 level: "info".into(),
@@ -342,7 +486,15 @@ impl Config {
         Ok(())
     }
 
-    /// The grants the processor enforces.
+    /// The grants the processor enforces, with trust `roots`.
+    pub fn grants_with_roots(&self, roots: TrustRoots) -> Grants {
+        Grants {
+            trust: roots,
+            ..self.grants()
+        }
+    }
+
+    /// The grants, with the configured mode but no gateway key: fails closed on signatures.
     pub fn grants(&self) -> Grants {
         let mut g = Grants::enforced(
             self.auth
@@ -351,6 +503,7 @@ impl Config {
                 .map(|p| (p.actor.clone(), p.roles.clone())),
         );
         g.enforce = self.auth.enforce;
+        g.trust.require_signatures = self.trust.mode == TrustMode::Signed;
         g
     }
 }

@@ -36,6 +36,13 @@ pub struct PartitionLabels {
     pub partition: String,
 }
 
+/// Labels of a per-topic counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Topic.
+    pub topic: String,
+}
+
 /// Every metric.
 pub struct Metrics {
     /// The registry that renders them.
@@ -60,6 +67,8 @@ pub struct Metrics {
     pub view_applied_events: Gauge,
     /// Events skipped because they did not chain (a losing writer's fork).
     pub forks_skipped: Counter,
+    /// Records on `events` or `catalog` skipped because no registry key signed them.
+    pub untrusted_records: Family<TopicLabels, Counter>,
     /// Partition re-syncs after a conflicting writer was noticed.
     pub resyncs: Counter,
     /// Times the processor left and rejoined a consumer group that had stalled.
@@ -101,6 +110,7 @@ impl Metrics {
             lag: Family::default(),
             view_applied_events: Gauge::default(),
             forks_skipped: Counter::default(),
+            untrusted_records: Family::default(),
             resyncs: Counter::default(),
             group_rejoins: Counter::default(),
             catchup_events: Counter::default(),
@@ -168,6 +178,11 @@ impl Metrics {
             "forks_skipped",
             "Non-chaining events skipped",
             m.forks_skipped.clone(),
+        );
+        registry.register(
+            "untrusted_records",
+            "Records on events or catalog skipped because no registry key signed them (forged or corrupt)",
+            m.untrusted_records.clone(),
         );
         registry.register(
             "partition_resyncs",

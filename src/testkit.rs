@@ -9,6 +9,7 @@ use crate::domain::bundle::{
     Artifact, BundleKind, Compatibility, FeatureGroupRef, GateVerdict, Provenance, sha256_hex,
 };
 use crate::domain::command::{BundleTarget, Promote, PublishBundle, Rollback};
+use crate::domain::trust::{COMMAND_AVRO_TYPE, Credential, KeySet, Signer};
 use crate::domain::{
     Actor, BundleId, BundleVersion, Command, CommandEnvelope, Environment, GateReceipt,
     ModelBundle, TenantId, Timestamp,
@@ -24,6 +25,47 @@ pub fn input(envelope: CommandEnvelope, offset: i64) -> crate::domain::CommandIn
             offset,
         },
         observed_at: Timestamp::from_millis(1_800_000_000_000 + offset),
+        credential: Default::default(),
+    }
+}
+
+/// The registry key of tests and benchmarks (a fixed seed: never use it elsewhere).
+pub fn registry_signer() -> Signer {
+    Signer::from_seed([0x52; 32])
+}
+
+/// The API gateway key of tests and benchmarks (a fixed seed).
+pub fn gateway_signer() -> Signer {
+    Signer::from_seed([0x47; 32])
+}
+
+/// The gate key of tests and benchmarks (a fixed seed), registered for [`GATE_NAME`].
+pub fn gate_signer() -> Signer {
+    Signer::from_seed([0x54; 32])
+}
+
+/// The gate name sample receipts carry.
+pub const GATE_NAME: &str = "offline-eval-v3";
+
+/// The registry keys tests accept: [`registry_signer`]'s.
+pub fn registry_keys() -> KeySet {
+    KeySet::of([registry_signer().verifying_key()])
+}
+
+/// `input`, signed by `signer` as an Avro command (what a signing producer sends).
+pub fn signed_input(
+    envelope: CommandEnvelope,
+    offset: i64,
+    signer: &Signer,
+) -> crate::domain::CommandInput {
+    let body = crate::codec::avro::encode_command(&envelope);
+    crate::domain::CommandInput {
+        credential: Credential::Signed {
+            signature: signer.sign(COMMAND_AVRO_TYPE, &body),
+            payload_type: COMMAND_AVRO_TYPE,
+            body,
+        },
+        ..input(envelope, offset)
     }
 }
 
@@ -56,7 +98,17 @@ pub fn bundle(id: &str, version: &str) -> ModelBundle {
     }
 }
 
-/// A PASS receipt for `b`.
+/// A PASS receipt for `b`, signed by `gate` (registered for [`GATE_NAME`]).
+pub fn signed_receipt(b: &ModelBundle, gate: &Signer) -> GateReceipt {
+    let mut r = pass_receipt(b);
+    r.signature = Some(gate.sign(
+        crate::domain::trust::RECEIPT_TYPE,
+        &crate::domain::trust::receipt_body(&r),
+    ));
+    r
+}
+
+/// An unsigned PASS receipt for `b` (accepted only in `unsigned-dev` mode).
 pub fn pass_receipt(b: &ModelBundle) -> GateReceipt {
     GateReceipt {
         receipt_id: format!("gr-{}-{}", b.bundle_id, b.bundle_version),
@@ -64,12 +116,13 @@ pub fn pass_receipt(b: &ModelBundle) -> GateReceipt {
         bundle_version: b.bundle_version.clone(),
         bundle_digest: b.digest(),
         verdict: GateVerdict::Pass,
-        gate_name: "offline-eval-v3".into(),
+        gate_name: GATE_NAME.into(),
         evaluated_at_utc: Timestamp::from_millis(1_790_000_000_000),
         evidence_refs: vec![format!(
             "s3://mpr-evals/{}/{}/gates.json",
             b.bundle_id, b.bundle_version
         )],
+        signature: None,
     }
 }
 
@@ -148,6 +201,7 @@ pub fn set_catalog(actor: &str, env: &str) -> CommandEnvelope {
             feature_groups: Vec::new(),
             schema_versions: vec!["decision-input/v1".into()],
             posture: crate::domain::Posture::FailClosed,
+            required_gates: Vec::new(),
         }),
     )
 }

@@ -14,7 +14,7 @@ use mpr::api::{AppState, FnSink};
 use mpr::config::{Config, Principal};
 use mpr::domain::bundle::sha256_hex;
 use mpr::domain::decide;
-use mpr::domain::event::{CommandSource, LogId};
+use mpr::domain::event::LogId;
 use mpr::domain::state::infallible;
 use mpr::domain::{
     CatalogState, CommandEnvelope, CommandInput, Decision, PartitionState, Timestamp,
@@ -62,10 +62,28 @@ fn harness_with(apply: bool) -> Harness {
             token_sha256: Some(sha256_hex(t.as_bytes())),
         })
         .collect();
-    let grants = cfg.grants();
+    // Commands reach the simulated processor signed by the gateway, as from the real API.
+    let gateway = mpr::testkit::gateway_signer();
+    let grants = cfg.grants_with_roots(mpr::domain::trust::TrustRoots {
+        require_signatures: true,
+        gateway: mpr::domain::trust::KeySet::of([gateway.verifying_key()]),
+    });
     let sim = Arc::new(Mutex::new(Sim {
         part: PartitionState::new(0),
-        cat: CatalogState::new(),
+        cat: {
+            // The test gate's key, as a REGISTER_KEY earlier in the catalog log left it.
+            let mut cat = CatalogState::new();
+            let gate = mpr::testkit::gate_signer();
+            cat.catalog.trust.apply(&mpr::domain::trust::KeyRecord {
+                key_id: gate.key_id().to_owned(),
+                owner_kind: mpr::domain::trust::KeyOwnerKind::Gate,
+                owner: mpr::testkit::GATE_NAME.to_owned(),
+                public_key: gate.public_hex(),
+                registered_seq: 0,
+                revoked_seq: None,
+            });
+            cat
+        },
         offsets: (0, 0),
     }));
     let (v2, s2, g2) = (view.clone(), status.clone(), grants.clone());
@@ -77,12 +95,8 @@ fn harness_with(apply: bool) -> Harness {
             let mut sim = sim.lock().unwrap();
             let offset = sim.offsets.0 + sim.offsets.1;
             let input = CommandInput {
-                envelope: env.clone(),
-                source: CommandSource {
-                    partition: 0,
-                    offset,
-                },
                 observed_at: Timestamp::from_millis(1_800_000_000_000 + offset * 1000),
+                ..mpr::testkit::signed_input(env.clone(), offset, &gateway)
             };
             let d = {
                 let Sim { part, cat, .. } = &*sim;
@@ -113,6 +127,7 @@ fn harness_with(apply: bool) -> Harness {
         metrics: Arc::new(Metrics::new()),
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(mpr::api::resolve::ResolveCache::new(1)),
+        trust_mode: mpr::config::TrustMode::Signed,
     };
     Harness {
         router: mpr::api::router(state),
@@ -172,7 +187,7 @@ impl Harness {
 
 fn publish_body(id: &str, version: &str) -> Value {
     let b = mpr::testkit::bundle(id, version);
-    let r = mpr::testkit::pass_receipt(&b);
+    let r = mpr::testkit::signed_receipt(&b, &mpr::testkit::gate_signer());
     json!({"command_id": uuid::Uuid::new_v4(), "submitted_at_utc": "2026-11-20T09:00:00.000Z", "bundle": b, "gate_receipt": r})
 }
 

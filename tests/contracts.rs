@@ -473,6 +473,7 @@ impl World {
                 offset: self.offset,
             },
             observed_at: Timestamp::from_millis(1_795_000_000_000 + self.offset * 1_001),
+            credential: Default::default(),
         }
     }
 
@@ -579,6 +580,7 @@ fn catalog_entry(
             .collect(),
         schema_versions: schemas.iter().map(|s| (*s).to_owned()).collect(),
         posture,
+        required_gates: Vec::new(),
     }
 }
 
@@ -1788,6 +1790,7 @@ fn example_publish_requests_carry_real_digests_and_are_accepted() {
                 .iter()
                 .map(|c| (c.environment.clone(), c.clone()))
                 .collect(),
+            trust: Default::default(),
         };
         for entry in &catalogs {
             let report = catalog.check(&entry.environment, &req.bundle.compatibility);

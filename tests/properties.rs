@@ -181,6 +181,7 @@ fn to_envelope(op: &Op, history: &[CommandEnvelope]) -> Option<CommandEnvelope> 
                     } else {
                         Posture::FailClosed
                     },
+                    required_gates: Vec::new(),
                 }),
             )
         }
@@ -450,9 +451,17 @@ proptest! {
         let mut state: Vec<Write> = Vec::new();
         for (evs, ws) in all.chunks(chunk).zip(planned.chunks(chunk)) {
             let batch = evs.iter().zip(ws).map(|((e, _, off), w)| (*e, w.as_slice(), *off));
-            for r in derived_batch(&topics, batch) {
+            for r in derived_batch(&topics, &mpr::testkit::registry_signer(), batch) {
                 if r.topic == topics.state {
-                    state.push(state_write(&r.key, r.payload).unwrap());
+                    // Every state record carries the registry's signature; a bootstrap
+                    // keeps the value it covers.
+                    let value = mpr::log::derive::verify_state_record(
+                        &mpr::testkit::registry_keys(),
+                        &r.key,
+                        &r.payload,
+                    )
+                    .expect("state records are signed");
+                    state.push(state_write(&r.key, value).unwrap());
                 }
             }
         }

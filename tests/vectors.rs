@@ -164,6 +164,7 @@ impl Run {
                     envelope,
                     source,
                     observed_at,
+                    credential: Default::default(),
                 };
                 infallible(decide::route(
                     &self.part,

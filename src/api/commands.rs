@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,6 +27,7 @@ use super::types::{PublishBundleRequest, PublishBundleResponse, PublishStatus};
 use crate::config::KafkaConfig;
 use crate::domain::bundle::limits::MAX_COMMAND_BYTES;
 use crate::domain::event::{CommandResult, Outcome};
+use crate::domain::trust::{SIGNATURE_HEADER, Signer};
 use crate::domain::{CommandEnvelope, CommandType, ErrorCode};
 use crate::log::{Topics, producer_config};
 
@@ -38,18 +40,21 @@ pub trait CommandSink: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
 }
 
-/// Produces commands to Kafka, Avro-encoded, keyed by bundle_id.
+/// Produces commands to Kafka, Avro-encoded, keyed by bundle_id, each signed by the API
+/// gateway's key for the token's actor (the envelope's `actor`).
 pub struct KafkaSink {
     producer: FutureProducer,
     topic: String,
+    gateway: Signer,
 }
 
 impl KafkaSink {
-    /// A producer for `cfg`.
-    pub fn new(cfg: &KafkaConfig) -> Result<Self, crate::log::LogError> {
+    /// A producer for `cfg`, signing with `gateway`.
+    pub fn new(cfg: &KafkaConfig, gateway: Signer) -> Result<Self, crate::log::LogError> {
         Ok(Self {
             producer: producer_config(cfg).create()?,
             topic: Topics::new(&cfg.topic_prefix).commands,
+            gateway,
         })
     }
 }
@@ -60,11 +65,18 @@ impl CommandSink for KafkaSink {
         env: &'a CommandEnvelope,
     ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
         Box::pin(async move {
-            let bytes = crate::codec::avro::encode_command(env);
+            let (bytes, signature) = crate::codec::sign_avro_command(env, &self.gateway);
             let key = env.command.partition_key().to_owned();
-            // Avro single-object encoding identifies itself; no header needed (the broker
-            // stores each header as a row of its own).
-            let rec = FutureRecord::to(&self.topic).key(&key).payload(&bytes);
+            // Avro single-object encoding identifies itself; the one header is the
+            // signature (the broker stores each header as a row of its own).
+            let headers = OwnedHeaders::new().insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(&signature),
+            });
+            let rec = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&bytes)
+                .headers(headers);
             self.producer
                 .send(rec, Duration::from_secs(10))
                 .await

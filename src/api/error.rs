@@ -18,9 +18,14 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ImmutableConflict
         | ErrorCode::IllegalTransition
         | ErrorCode::Incompatible
+        | ErrorCode::GateMissing
         | ErrorCode::NothingToRollBack => StatusCode::CONFLICT,
-        ErrorCode::UnknownBundle | ErrorCode::NoActiveBundle => StatusCode::NOT_FOUND,
-        ErrorCode::GateNotPass | ErrorCode::GateReceiptMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::UnknownBundle | ErrorCode::UnknownKey | ErrorCode::NoActiveBundle => {
+            StatusCode::NOT_FOUND
+        }
+        ErrorCode::GateNotPass
+        | ErrorCode::GateReceiptMismatch
+        | ErrorCode::GateReceiptUnverified => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::SeparationOfDuties | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

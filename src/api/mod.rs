@@ -45,6 +45,8 @@ pub struct AppState {
     pub http: Arc<HttpConfig>,
     /// Rendered resolve answers for the current view version.
     pub resolve_cache: Arc<resolve::ResolveCache>,
+    /// Whether commands must be signed (reported by `/readyz`).
+    pub trust_mode: crate::config::TrustMode,
 }
 
 impl std::fmt::Debug for AppState {

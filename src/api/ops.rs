@@ -37,11 +37,16 @@ async fn get_ready(State(s): State<AppState>) -> Response {
             "view_version": s.view.version().token(),
             "lag_events": f.lag_events,
             "age_ms": f.age_ms,
+            "trust_mode": s.trust_mode.as_str(),
         }))
         .into_response(),
         Err(why) => ApiError::new(ErrorCode::Unavailable, why.to_string()).into_response(),
     };
     s.freshness_headers(resp.headers_mut());
+    resp.headers_mut().insert(
+        "mpr-trust-mode",
+        axum::http::HeaderValue::from_static(s.trust_mode.as_str()),
+    );
     resp
 }
 

@@ -187,6 +187,7 @@ fn catalogs() -> Vec<CommandEnvelope> {
                     }],
                     schema_versions: vec!["decision-input/v1".into()],
                     posture: Posture::FailClosed,
+                    required_gates: Vec::new(),
                 }),
             )
         })

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{CatalogCmd, Cli, Cmd, EXIT_REJECTED, EXIT_UNAVAILABLE};
+use super::{CatalogCmd, Cli, Cmd, EXIT_REJECTED, EXIT_UNAVAILABLE, KeyCmd};
 
 /// A failed client call.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +278,25 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             let body = json!({"bundle_id": bundle_id, "environment": scope.env,
                 "tenant_id": scope.tenant, "degrade": scope.degrade, "reason": reason});
             print_result(&c.command("POST", "/v1/rollbacks", &body)?, j);
+        }
+        Cmd::Key { action } => {
+            let (command_type, payload, reason) = match action {
+                KeyCmd::Register {
+                    kind,
+                    owner,
+                    public_key,
+                    reason,
+                } => (
+                    "REGISTER_KEY",
+                    json!({"owner_kind": kind.to_uppercase(), "owner": owner, "public_key": public_key}),
+                    reason,
+                ),
+                KeyCmd::Revoke { key_id, reason } => {
+                    ("REVOKE_KEY", json!({"key_id": key_id}), reason)
+                }
+            };
+            let body = json!({"command_type": command_type, "payload": payload, "reason": reason});
+            print_result(&c.command("POST", "/v1/commands", &body)?, j);
         }
         Cmd::Catalog {
             action: CatalogCmd::Set { file },

@@ -183,6 +183,65 @@ pub enum Cmd {
         #[arg(long = "bundle-id")]
         bundle_id: Option<String>,
     },
+    /// Create an Ed25519 key: writes the private key to FILE (PKCS#8 PEM, mode 0600) and
+    /// prints its key id and public key (offline).
+    Keygen {
+        /// Where to write the private key; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Register or revoke a principal's or a gate's public key (admin).
+    Key {
+        #[command(subcommand)]
+        action: KeyCmd,
+    },
+    /// Print the `mpr-signature` header value that signs a JSON command (its RFC 8785
+    /// form) with a private key (offline).
+    Sign {
+        /// PKCS#8 PEM private key.
+        #[arg(long)]
+        key: PathBuf,
+        /// The command envelope, JSON.
+        file: PathBuf,
+    },
+    /// Sign a gate receipt (JSON) with a gate's private key; prints the receipt with its
+    /// `signature` (offline).
+    SignReceipt {
+        /// PKCS#8 PEM private key of the gate.
+        #[arg(long)]
+        key: PathBuf,
+        /// The receipt, JSON.
+        file: PathBuf,
+    },
+}
+
+/// Key registry commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// REGISTER_KEY: a principal's key (it may sign commands naming that actor) or a
+    /// gate's key (it may sign that gate's receipts).
+    Register {
+        /// principal or gate.
+        #[arg(long)]
+        kind: String,
+        /// The actor or the gate name.
+        #[arg(long)]
+        owner: String,
+        /// 64 hex characters (as `mpr keygen` prints).
+        #[arg(long = "public-key")]
+        public_key: String,
+        /// Why (recorded in the event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// REVOKE_KEY: the key signs nothing from the next catalog event on.
+    Revoke {
+        /// The key id.
+        key_id: String,
+        /// Why (recorded in the event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// `bundle_id@version` plus a reason.
@@ -236,9 +295,14 @@ pub enum CatalogCmd {
 /// Runs the parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     let result = match &cli.command {
-        Cmd::Serve | Cmd::Topics { .. } | Cmd::View { .. } | Cmd::VerifyAudit | Cmd::Openapi => {
-            ops::run(&cli)
-        }
+        Cmd::Serve
+        | Cmd::Topics { .. }
+        | Cmd::View { .. }
+        | Cmd::VerifyAudit
+        | Cmd::Openapi
+        | Cmd::Keygen { .. }
+        | Cmd::Sign { .. }
+        | Cmd::SignReceipt { .. } => ops::run(&cli),
         _ => client::run(&cli),
     };
     match result {

@@ -7,7 +7,8 @@ use std::time::Instant;
 use super::{Cli, Cmd, TopicsCmd, ViewCmd};
 use crate::cli::ClientError;
 use crate::config::Config;
-use crate::domain::event::verify_chain;
+use crate::domain::event::{FindingKind, audit_log};
+use crate::domain::trust::{KeySet, Signer};
 use crate::log::{Topics, applier, reader, topics};
 use crate::view::View;
 
@@ -54,6 +55,28 @@ fn progress(label: &'static str) -> impl FnMut(u64) {
 
 /// Runs a service subcommand.
 pub fn run(cli: &Cli) -> Result<(), ClientError> {
+    match &cli.command {
+        Cmd::Keygen { out } => return keygen(out, cli.json),
+        Cmd::Sign { key, file } => {
+            let signer = read_key(key)?;
+            let command: serde_json::Value = read_json_file(file)?;
+            outln!("{}", crate::codec::sign_json_command(&command, &signer));
+            return Ok(());
+        }
+        Cmd::SignReceipt { key, file } => {
+            let signer = read_key(key)?;
+            let mut receipt: crate::domain::GateReceipt =
+                serde_json::from_value(read_json_file(file)?).map_err(other)?;
+            receipt.signature = None;
+            receipt.signature = Some(signer.sign(
+                crate::domain::trust::RECEIPT_TYPE,
+                &crate::domain::trust::receipt_body(&receipt),
+            ));
+            outln!("{}", serde_json::to_string_pretty(&receipt).map_err(other)?);
+            return Ok(());
+        }
+        _ => {}
+    }
     let cfg = Config::load(cli.config.as_deref()).map_err(other)?;
     init_tracing(&cfg);
     match &cli.command {
@@ -105,11 +128,16 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     path.display()
                 )));
             }
+            let keys = registry_keys(&cfg)?;
             let view = View::open(&path, cfg.kafka.partitions).map_err(other)?;
             let started = Instant::now();
             let n = match from.as_str() {
-                "events" => applier::rebuild_from_events(&cfg.kafka, &view, progress("events")),
-                "state" => applier::bootstrap_from_state(&cfg.kafka, &view, progress("state")),
+                "events" => {
+                    applier::rebuild_from_events(&cfg.kafka, &keys, &view, progress("events"))
+                }
+                "state" => {
+                    applier::bootstrap_from_state(&cfg.kafka, &keys, &view, progress("state"))
+                }
                 other_src => {
                     return Err(other(format!(
                         "--from must be events or state, not {other_src:?}"
@@ -152,63 +180,128 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
     }
 }
 
-/// Reads every events partition and the catalog log and verifies their hash chains.
+/// Writes a new Ed25519 private key to `out` (PKCS#8 PEM, mode 0600) and prints its id and
+/// public key.
+fn keygen(out: &std::path::Path, json_out: bool) -> Result<(), ClientError> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(other)?;
+    let signer = Signer::from_seed(seed);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(out)
+        .map_err(|e| other(format!("cannot create {}: {e}", out.display())))?;
+    f.write_all(signer.to_pem().as_bytes()).map_err(other)?;
+    if json_out {
+        outln!(
+            "{}",
+            serde_json::json!({"key_id": signer.key_id(), "public_key": signer.public_hex(), "file": out})
+        );
+    } else {
+        outln!("key_id     {}", signer.key_id());
+        outln!("public_key {}", signer.public_hex());
+        outln!("wrote      {}", out.display());
+    }
+    Ok(())
+}
+
+fn read_key(path: &std::path::Path) -> Result<Signer, ClientError> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| other(format!("cannot read {}: {e}", path.display())))?;
+    Signer::from_pem(&pem).map_err(|e| other(format!("{}: {e}", path.display())))
+}
+
+fn read_json_file(path: &std::path::Path) -> Result<serde_json::Value, ClientError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| other(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| other(format!("{}: {e}", path.display())))
+}
+
+/// The registry keys whose signatures a rebuild or an audit accepts.
+fn registry_keys(cfg: &Config) -> Result<KeySet, ClientError> {
+    let keys = cfg.trust.load().map_err(other)?.registry_accepted;
+    if keys.is_empty() {
+        return Err(other(
+            "no registry key to verify with: set trust.registry_key_file or trust.registry_public_keys",
+        ));
+    }
+    Ok(keys)
+}
+
+/// Reads every events partition and the catalog log and audits them: the hash chain, and
+/// the registry's signature on every record. Reports every record that is not on the
+/// chain; fails when one is forged or a seq is missing.
 fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
+    let keys = registry_keys(cfg)?;
     let t = Topics::new(&cfg.kafka.topic_prefix);
     let mut logs: Vec<(String, i32)> = (0..cfg.kafka.partitions)
         .map(|p| (t.events.clone(), p))
         .collect();
     logs.push((t.catalog.clone(), 0));
-    let mut broken = Vec::new();
+    let mut failed = Vec::new();
     let mut report = Vec::new();
     for (topic, p) in logs {
-        let mut events = Vec::new();
+        let mut records = Vec::new();
         reader::read_to_end(&cfg.kafka, &topic, p, 0, |r| {
-            let e = crate::codec::decode_event(r.payload.as_deref().unwrap_or_default()).map_err(
-                |e| crate::log::LogError::Corrupt {
-                    topic: topic.clone(),
-                    partition: p,
-                    offset: r.offset,
-                    detail: e.to_string(),
-                },
-            )?;
-            events.push(e);
+            let bytes = r.payload.as_deref().unwrap_or_default();
+            records.push((
+                r.offset,
+                crate::codec::decode_event(bytes).map_err(|e| e.to_string()),
+            ));
             Ok(())
         })
         .map_err(unavailable)?;
-        let records = events.len();
-        match verify_chain(&events) {
-            Ok(head) => report.push(serde_json::json!({"log": topic, "partition": p, "records": records, "head_seq": head, "ok": true})),
-            Err(b) => {
-                report.push(serde_json::json!({"log": topic, "partition": p, "records": records, "ok": false, "broken_at_seq": b.seq, "reason": b.reason}));
-                broken.push(format!("{topic}/{p}: first broken link at seq {}: {}", b.seq, b.reason));
+        let audit = audit_log(records, &keys);
+        if !audit.ok() {
+            failed.push(format!(
+                "{topic}/{p}: {}",
+                audit
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind != FindingKind::Fork)
+                    .map(|f| format!("offset {} {:?}: {}", f.offset, f.kind, f.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        report.push((topic, p, audit));
+    }
+    if json_out {
+        let v: Vec<_> = report
+            .iter()
+            .map(|(topic, p, a)| {
+                serde_json::json!({"log": topic, "partition": p, "ok": a.ok(), "records": a.records,
+                    "head_seq": a.head_seq, "head_hash": a.head_hash, "findings": a.findings})
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&v).map_err(other)?);
+    } else {
+        for (topic, p, a) in &report {
+            let status = if a.ok() { "ok" } else { "FAILED" };
+            outln!(
+                "{topic}/{p}  records={}  head_seq={}  {status}",
+                a.records,
+                a.head_seq
+            );
+            for f in &a.findings {
+                let seq = f.seq.map_or("-".to_owned(), |s| s.to_string());
+                outln!(
+                    "  offset {} seq {seq}  {:?}: {}",
+                    f.offset,
+                    f.kind,
+                    f.reason
+                );
             }
         }
     }
-    if json_out {
-        outln!("{}", serde_json::to_string_pretty(&report).map_err(other)?);
-    } else {
-        for r in &report {
-            let status = if r["ok"] == true {
-                "ok".to_owned()
-            } else {
-                format!("BROKEN at seq {}", r["broken_at_seq"])
-            };
-            outln!(
-                "{}/{}  records={}  head_seq={}  {status}",
-                r["log"].as_str().unwrap_or(""),
-                r["partition"],
-                r["records"],
-                r["head_seq"]
-            );
-        }
-    }
-    if broken.is_empty() {
+    if failed.is_empty() {
         Ok(())
     } else {
         Err(ClientError::Rejected {
-            code: "AUDIT_CHAIN_BROKEN".into(),
-            message: broken.join("; "),
+            code: "AUDIT_FAILED".into(),
+            message: failed.join("; "),
             hint: String::new(),
         })
     }

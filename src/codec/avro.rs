@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::DecodeError;
-use crate::domain::command::{BundleTarget, Promote, PublishBundle, Rollback};
+use crate::domain::command::{
+    BundleTarget, Promote, PublishBundle, RegisterKey, RevokeKey, Rollback,
+};
 use crate::domain::{
     Actor, CatalogEntry, Command, CommandEnvelope, CommandType, ErrorCode, RegistryEvent, Timestamp,
 };
@@ -183,6 +185,8 @@ struct AvroEnvelope {
     promote: Option<Promote>,
     rollback: Option<Rollback>,
     catalog: Option<CatalogEntry>,
+    register_key: Option<RegisterKey>,
+    revoke_key: Option<RevokeKey>,
 }
 
 impl From<&CommandEnvelope> for AvroEnvelope {
@@ -198,6 +202,8 @@ impl From<&CommandEnvelope> for AvroEnvelope {
             promote: None,
             rollback: None,
             catalog: None,
+            register_key: None,
+            revoke_key: None,
         };
         match &e.command {
             Command::Publish(p) => a.publish = Some(p.clone()),
@@ -210,6 +216,8 @@ impl From<&CommandEnvelope> for AvroEnvelope {
             Command::Promote(p) => a.promote = Some(p.clone()),
             Command::Rollback(r) => a.rollback = Some(r.clone()),
             Command::SetCatalog(c) => a.catalog = Some(c.clone()),
+            Command::RegisterKey(k) => a.register_key = Some(k.clone()),
+            Command::RevokeKey(k) => a.revoke_key = Some(k.clone()),
         }
         a
     }
@@ -232,6 +240,8 @@ impl AvroEnvelope {
             self.promote.is_some(),
             self.rollback.is_some(),
             self.catalog.is_some(),
+            self.register_key.is_some(),
+            self.revoke_key.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err(DecodeError {
@@ -258,6 +268,12 @@ impl AvroEnvelope {
             }
             CommandType::SetCatalog => {
                 Command::SetCatalog(self.catalog.ok_or_else(|| missing("catalog"))?)
+            }
+            CommandType::RegisterKey => {
+                Command::RegisterKey(self.register_key.ok_or_else(|| missing("register_key"))?)
+            }
+            CommandType::RevokeKey => {
+                Command::RevokeKey(self.revoke_key.ok_or_else(|| missing("revoke_key"))?)
             }
         };
         Ok(CommandEnvelope {

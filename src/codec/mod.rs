@@ -7,7 +7,9 @@ pub mod avro;
 
 use uuid::Uuid;
 
+use crate::domain::bundle::canonical_json;
 use crate::domain::bundle::limits::MAX_COMMAND_BYTES;
+use crate::domain::trust::{COMMAND_AVRO_TYPE, COMMAND_JSON_TYPE, Credential, Signature, Signer};
 use crate::domain::{CommandEnvelope, ErrorCode, RegistryEvent, Rejection};
 
 /// MIME type that marks a JSON command.
@@ -67,13 +69,64 @@ pub fn decode_command(
                 .or_else(|| avro::peek_command_id(bytes)),
         });
     }
-    let json =
-        content_type.is_some_and(|c| c.starts_with(CONTENT_TYPE_JSON)) || !avro::is_framed(bytes);
-    if json {
+    if is_json(bytes, content_type) {
         decode_command_json(bytes)
     } else {
         avro::decode_command(bytes)
     }
+}
+
+/// Whether a command record is JSON: its content type says so, or it is not Avro-framed.
+fn is_json(bytes: &[u8], content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| c.starts_with(CONTENT_TYPE_JSON)) || !avro::is_framed(bytes)
+}
+
+/// The credential of a command record: the signature in its `mpr-signature` header and
+/// the canonical bytes it must cover (MPR2 §7.1): the record value itself for Avro, the
+/// RFC 8785 form of the JSON value for JSON.
+pub fn command_credential(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    signature_header: Option<&str>,
+) -> Credential {
+    let Some(h) = signature_header else {
+        return Credential::Unsigned;
+    };
+    let signature: Signature = match serde_json::from_str(h) {
+        Ok(s) => s,
+        Err(e) => return Credential::Malformed(e.to_string()),
+    };
+    if !is_json(bytes, content_type) {
+        return Credential::Signed {
+            signature,
+            payload_type: COMMAND_AVRO_TYPE,
+            body: bytes.to_vec(),
+        };
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => Credential::Signed {
+            signature,
+            payload_type: COMMAND_JSON_TYPE,
+            body: canonical_json(&v),
+        },
+        Err(e) => Credential::Malformed(format!("the command is not JSON: {e}")),
+    }
+}
+
+/// An Avro command signed by `signer`: the record value and its `mpr-signature` header.
+pub fn sign_avro_command(env: &CommandEnvelope, signer: &Signer) -> (Vec<u8>, String) {
+    let bytes = avro::encode_command(env);
+    let sig = signer.sign(COMMAND_AVRO_TYPE, &bytes);
+    (
+        bytes,
+        serde_json::to_string(&sig).expect("signatures serialize"),
+    )
+}
+
+/// The `mpr-signature` header of a JSON command, by `signer` over its JCS form.
+pub fn sign_json_command(command: &serde_json::Value, signer: &Signer) -> String {
+    let sig = signer.sign(COMMAND_JSON_TYPE, &canonical_json(command));
+    serde_json::to_string(&sig).expect("signatures serialize")
 }
 
 /// Decodes a JSON command, recovering the command_id when the rest is invalid.

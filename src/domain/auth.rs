@@ -105,14 +105,17 @@ impl TryFrom<String> for RoleGrant {
     }
 }
 
-/// Which actors hold which grants. With `enforce` off every actor may do everything
-/// (local experiments only); separation of duties holds regardless.
+/// Which actors hold which grants, and the configured trust roots that authenticate them.
+/// With `enforce` off every actor may do everything (local experiments only); separation
+/// of duties holds regardless.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Whether roles are checked at all.
     pub enforce: bool,
     /// Grants per actor.
     pub by_actor: BTreeMap<Actor, Vec<RoleGrant>>,
+    /// Whether signatures are required, and the API gateway's keys.
+    pub trust: super::trust::TrustRoots,
 }
 
 impl Grants {
@@ -121,6 +124,7 @@ impl Grants {
         Self {
             enforce: true,
             by_actor: entries.into_iter().collect(),
+            trust: Default::default(),
         }
     }
 
@@ -171,5 +175,6 @@ pub fn required_role(command: &Command) -> (Role, Option<&Environment>) {
         Command::Rollback(r) => (Role::Deployer, Some(&r.environment)),
         Command::Retire(_) => (Role::Admin, None),
         Command::SetCatalog(c) => (Role::Admin, Some(&c.environment)),
+        Command::RegisterKey(_) | Command::RevokeKey(_) => (Role::Admin, None),
     }
 }

@@ -140,6 +140,9 @@ pub struct GateReceipt {
     /// Evaluation evidence.
     #[serde(default)]
     pub evidence_refs: Vec<String>,
+    /// The gate's DSSE signature over the receipt's in-toto Statement (MPR2 §7.4).
+    #[serde(default)]
+    pub signature: Option<super::trust::Signature>,
 }
 
 /// Reference to a registered bundle, as resolve and events carry it.

@@ -33,6 +33,9 @@ pub struct CatalogEntry {
     /// fail_closed or warn.
     #[serde(default)]
     pub posture: Posture,
+    /// Gates whose verified PASS receipt a bundle needs before it is promoted here.
+    #[serde(default)]
+    pub required_gates: Vec<String>,
 }
 
 impl CatalogEntry {
@@ -47,6 +50,10 @@ impl CatalogEntry {
         for s in &self.schema_versions {
             check_str("schema_versions[]", s)?;
         }
+        check_list("required_gates", self.required_gates.len())?;
+        for g in &self.required_gates {
+            check_str("required_gates[]", g)?;
+        }
         Ok(())
     }
 }
@@ -58,6 +65,9 @@ pub struct Catalog {
     pub version: u64,
     /// Entries by environment.
     pub entries: BTreeMap<Environment, CatalogEntry>,
+    /// The principal and gate keys the catalog log has registered.
+    #[serde(skip)]
+    pub trust: super::trust::TrustRegistry,
 }
 
 /// Outcome of a compatibility check.

@@ -8,6 +8,7 @@ use super::bundle::{GateReceipt, ModelBundle, check_str};
 use super::catalog::CatalogEntry;
 use super::error::Rejection;
 use super::ids::{Actor, BundleId, BundleVersion, Environment, Slot, TenantId, Timestamp};
+use super::trust::KeyOwnerKind;
 
 /// The key under which platform-catalog commands travel on the `commands` topic.
 /// It is not a valid `bundle_id`, so it can never collide with a family.
@@ -58,6 +59,30 @@ pub enum Command {
     Retire(BundleTarget),
     /// Replace the platform catalog entry of one environment (admin).
     SetCatalog(CatalogEntry),
+    /// Register a principal's or a gate's public key (admin).
+    RegisterKey(RegisterKey),
+    /// Revoke a registered key for good (admin).
+    RevokeKey(RevokeKey),
+}
+
+/// Body of REGISTER_KEY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterKey {
+    /// PRINCIPAL or GATE.
+    pub owner_kind: KeyOwnerKind,
+    /// The actor (PRINCIPAL) or the gate name (GATE).
+    pub owner: String,
+    /// The Ed25519 public key, 64 hex characters.
+    pub public_key: String,
+}
+
+/// Body of REVOKE_KEY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKey {
+    /// The key's id.
+    pub key_id: String,
 }
 
 /// Body of PUBLISH.
@@ -134,6 +159,10 @@ pub enum CommandType {
     Retire,
     /// SET_CATALOG
     SetCatalog,
+    /// REGISTER_KEY
+    RegisterKey,
+    /// REVOKE_KEY
+    RevokeKey,
 }
 
 impl CommandType {
@@ -148,6 +177,8 @@ impl CommandType {
             CommandType::Rollback => "ROLLBACK",
             CommandType::Retire => "RETIRE",
             CommandType::SetCatalog => "SET_CATALOG",
+            CommandType::RegisterKey => "REGISTER_KEY",
+            CommandType::RevokeKey => "REVOKE_KEY",
         }
     }
 }
@@ -175,10 +206,13 @@ impl Command {
             Command::Rollback(_) => CommandType::Rollback,
             Command::Retire(_) => CommandType::Retire,
             Command::SetCatalog(_) => CommandType::SetCatalog,
+            Command::RegisterKey(_) => CommandType::RegisterKey,
+            Command::RevokeKey(_) => CommandType::RevokeKey,
         }
     }
 
-    /// The bundle family this command belongs to; `None` for catalog commands.
+    /// The bundle family this command belongs to; `None` for the platform commands that
+    /// the catalog log decides (SET_CATALOG, REGISTER_KEY, REVOKE_KEY).
     pub fn bundle_id(&self) -> Option<&BundleId> {
         match self {
             Command::Publish(p) => Some(&p.bundle.bundle_id),
@@ -188,7 +222,7 @@ impl Command {
             | Command::Retire(t) => Some(&t.bundle_id),
             Command::Promote(p) => Some(&p.bundle_id),
             Command::Rollback(r) => Some(&r.bundle_id),
-            Command::SetCatalog(_) => None,
+            Command::SetCatalog(_) | Command::RegisterKey(_) | Command::RevokeKey(_) => None,
         }
     }
 
@@ -205,5 +239,10 @@ impl CommandEnvelope {
             check_str("reason", r)?;
         }
         Ok(())
+    }
+
+    /// Whether the catalog log decides it (platform commands), not a family partition.
+    pub fn is_platform(&self) -> bool {
+        self.command.bundle_id().is_none()
     }
 }

@@ -7,6 +7,7 @@
 use uuid::Uuid;
 
 use super::auth::Grants;
+use super::bundle::check_str;
 use super::catalog::Catalog;
 use super::command::{BundleTarget, Command, Promote, PublishBundle, Rollback};
 use super::error::{ErrorCode, Rejection};
@@ -19,6 +20,7 @@ use super::state::{
     BundleRecord, CatalogState, Chain, CommandInput, Decision, PartitionState, SlotRecord,
     UndecodableInput, infallible,
 };
+use super::trust::{self, KeyOwnerKind, KeyRecord, parse_public_key};
 
 /// Point reads of a partition's current records: what `decide` and the view planner ask.
 pub trait StateRead {
@@ -57,17 +59,39 @@ pub fn decide<R: StateRead>(
     if let Some(first) = read.result(&input.envelope.command_id)? {
         return Ok(Decision::Repeat(first));
     }
-    let e = draft_for(input);
-    let d = Decider { read };
-    let event = match d.decide(catalog, grants, input, e.clone()) {
-        Ok(ev) => ev,
-        Err(Stop::Reject(r)) => reject(e, r),
-        Err(Stop::Store(s)) => return Err(s),
+    let mut e = draft_for(input);
+    let event = match authenticate(catalog, grants, input, &mut e) {
+        Err(r) => reject(e, r),
+        Ok(()) => match (Decider { read }).decide(catalog, grants, input, e.clone()) {
+            Ok(ev) => ev,
+            Err(Stop::Reject(r)) => reject(e, r),
+            Err(Stop::Store(s)) => return Err(s),
+        },
     };
     Ok(Decision::Append(chain.seal(event)))
 }
 
-/// Decides a decoded command where it belongs: SET_CATALOG by the catalog log (`catalog`),
+/// Authenticates `input` before anything else is decided (MPR2 §7.2); records in `e` the
+/// presented key id and, when the API gateway signed, `via`.
+fn authenticate(
+    catalog: &Catalog,
+    grants: &Grants,
+    input: &CommandInput,
+    e: &mut RegistryEvent,
+) -> Result<(), Rejection> {
+    e.signed_by = input.credential.key_id().map(str::to_owned);
+    let who = trust::authenticate(
+        &grants.trust,
+        &catalog.trust,
+        &input.envelope.actor,
+        &input.credential,
+    )?;
+    e.via = who.via;
+    Ok(())
+}
+
+/// Decides a decoded command where it belongs: the platform commands (SET_CATALOG,
+/// REGISTER_KEY, REVOKE_KEY) by the catalog log (`catalog`),
 /// every other command by its family's partition (`read`, whose head is `chain`), against
 /// the catalog. The one home of that routing: the processor, tests and benchmarks call it.
 pub fn route<R: StateRead>(
@@ -77,7 +101,7 @@ pub fn route<R: StateRead>(
     grants: &Grants,
     input: &CommandInput,
 ) -> Result<Decision, R::Error> {
-    if matches!(input.envelope.command, Command::SetCatalog(_)) {
+    if input.envelope.is_platform() {
         Ok(catalog.decide(grants, input))
     } else {
         decide(read, chain, &catalog.catalog, grants, input)
@@ -126,7 +150,7 @@ impl<R: StateRead> Decider<'_, R> {
         env.validate()?;
         grants.authorize(&env.actor, &env.command)?;
         match &env.command {
-            Command::Publish(p) => self.publish(p, e),
+            Command::Publish(p) => self.publish(catalog, grants, p, e),
             Command::Nominate(t) => {
                 let rec = self.existing(t)?;
                 self.step(
@@ -197,14 +221,17 @@ impl<R: StateRead> Decider<'_, R> {
             }
             Command::Promote(p) => self.promote(catalog, p, e),
             Command::Rollback(r) => self.rollback(r, e),
-            Command::SetCatalog(_) => Err(Rejection::new(
-                ErrorCode::InvalidPayload,
-                format!(
-                    "SET_CATALOG must be keyed {:?}; it reached a bundle partition",
-                    super::command::CATALOG_KEY
-                ),
-            )
-            .into()),
+            Command::SetCatalog(_) | Command::RegisterKey(_) | Command::RevokeKey(_) => {
+                Err(Rejection::new(
+                    ErrorCode::InvalidPayload,
+                    format!(
+                        "{} must be keyed {:?}; it reached a bundle partition",
+                        env.command.command_type().as_str(),
+                        super::command::CATALOG_KEY
+                    ),
+                )
+                .into())
+            }
         }
     }
 
@@ -220,6 +247,8 @@ impl<R: StateRead> Decider<'_, R> {
 
     fn publish(
         &self,
+        catalog: &Catalog,
+        grants: &Grants,
         p: &PublishBundle,
         mut e: RegistryEvent,
     ) -> Result<RegistryEvent, Stop<R::Error>> {
@@ -240,6 +269,7 @@ impl<R: StateRead> Decider<'_, R> {
             return Ok(noop(e, Outcome::Duplicate, rec.state));
         }
         p.gate_receipt.check_for(&p.bundle, &digest)?;
+        trust::verify_receipt(&grants.trust, &catalog.trust, &p.gate_receipt)?;
         e.bundle = Some(p.bundle.clone());
         e.gate_receipt = Some(p.gate_receipt.clone());
         e.event_type = RegistryEventType::BundleRegistered;
@@ -294,6 +324,7 @@ impl<R: StateRead> Decider<'_, R> {
             return Ok(noop(e, Outcome::Noop, rec.state));
         }
         e.catalog_version = Some(catalog.version);
+        required_gates(catalog, p, &rec)?;
         e.warnings = catalog
             .check(&p.environment, &rec.bundle.compatibility)
             .into_result(&p.environment)?;
@@ -390,6 +421,44 @@ impl<R: StateRead> Decider<'_, R> {
     }
 }
 
+/// GATE_MISSING unless the bundle's receipt is a verified PASS of every gate the target
+/// environment requires. A receipt registered unsigned (`unsigned-dev`) passes none.
+fn required_gates(catalog: &Catalog, p: &Promote, rec: &BundleRecord) -> Result<(), Rejection> {
+    let Some(entry) = catalog.entries.get(&p.environment) else {
+        return Ok(());
+    };
+    let r = &rec.gate_receipt;
+    let passed: Vec<&str> = if r.signature.is_some() {
+        vec![r.gate_name.as_str()]
+    } else {
+        Vec::new()
+    };
+    let missing: Vec<&str> = entry
+        .required_gates
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !passed.contains(g))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let has = if passed.is_empty() {
+        "no verified gate receipt".to_owned()
+    } else {
+        format!("a verified receipt of gate {} only", passed.join(", "))
+    };
+    Err(Rejection::new(
+        ErrorCode::GateMissing,
+        format!(
+            "environment {} requires gate {} before promotion; {}@{} has {has}",
+            p.environment,
+            missing.join(", "),
+            p.bundle_id,
+            p.bundle_version
+        ),
+    ))
+}
+
 pub(super) fn draft(
     input_id: Uuid,
     source: CommandSource,
@@ -422,8 +491,12 @@ pub(super) fn draft(
         catalog_entry: None,
         warnings: Vec::new(),
         error: None,
+        signed_by: None,
+        via: None,
+        key: None,
         prev_hash: String::new(),
         hash: String::new(),
+        signature: None,
     }
 }
 
@@ -461,6 +534,7 @@ pub(super) fn draft_for(input: &CommandInput) -> RegistryEvent {
             e.scope = None;
             e.catalog_entry = Some(c.clone());
         }
+        Command::RegisterKey(_) | Command::RevokeKey(_) => {}
     }
     e
 }
@@ -471,6 +545,7 @@ pub(super) fn reject(mut e: RegistryEvent, r: Rejection) -> RegistryEvent {
     e.state_changes.clear();
     e.binding = None;
     e.catalog_entry = None;
+    e.key = None;
     e.error = Some(ErrorInfo::from(r));
     e
 }
@@ -535,15 +610,21 @@ impl CatalogState {
         if let Some(first) = self.commands.get(&input.envelope.command_id) {
             return Decision::Repeat(first.clone());
         }
-        let e = draft_for(input);
+        let mut e = draft_for(input);
         let decided = (|| {
+            authenticate(&self.catalog, grants, input, &mut e)?;
             input.envelope.validate()?;
             grants.authorize(&input.envelope.actor, &input.envelope.command)?;
-            let Command::SetCatalog(entry) = &input.envelope.command else {
-                return Err(Rejection::new(
-                    ErrorCode::InvalidPayload,
-                    "only SET_CATALOG travels under the catalog key",
-                ));
+            let entry = match &input.envelope.command {
+                Command::SetCatalog(entry) => entry,
+                Command::RegisterKey(k) => return self.register_key(k, e.clone()),
+                Command::RevokeKey(k) => return self.revoke_key(&k.key_id, e.clone()),
+                _ => {
+                    return Err(Rejection::new(
+                        ErrorCode::InvalidPayload,
+                        "only platform commands (SET_CATALOG, REGISTER_KEY, REVOKE_KEY) travel under the catalog key",
+                    ));
+                }
             };
             entry.validate()?;
             let mut ev = e.clone();
@@ -561,6 +642,76 @@ impl CatalogState {
         })();
         let event = decided.unwrap_or_else(|r| reject(e, r));
         Decision::Append(self.chain.seal(event))
+    }
+
+    /// REGISTER_KEY: a new key is KEY_REGISTERED; the same key for the same owner again is
+    /// a no-op; a key held by another owner, or revoked, cannot be registered.
+    fn register_key(
+        &self,
+        k: &super::command::RegisterKey,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Rejection> {
+        check_str("register_key.owner", &k.owner)?;
+        if k.owner_kind == KeyOwnerKind::Principal {
+            k.owner.parse::<super::ids::Actor>()?;
+        }
+        let public = parse_public_key(&k.public_key)?;
+        let id = trust::key_id(&public);
+        if let Some(held) = self.catalog.trust.get(&id) {
+            if let Some(seq) = held.revoked_seq {
+                return Err(Rejection::new(
+                    ErrorCode::IllegalTransition,
+                    format!("key {id} was revoked at catalog seq {seq}; revocation is final"),
+                ));
+            }
+            if (held.owner_kind, held.owner.as_str()) != (k.owner_kind, k.owner.as_str()) {
+                return Err(Rejection::new(
+                    ErrorCode::IllegalTransition,
+                    format!(
+                        "key {id} is registered to {} {}",
+                        held.owner_kind.as_str().to_lowercase(),
+                        held.owner
+                    ),
+                ));
+            }
+            e.event_type = RegistryEventType::CommandNoop;
+            e.outcome = Outcome::Noop;
+            return Ok(e);
+        }
+        e.event_type = RegistryEventType::KeyRegistered;
+        e.outcome = Outcome::Accepted;
+        e.key = Some(KeyRecord {
+            key_id: id,
+            owner_kind: k.owner_kind,
+            owner: k.owner.clone(),
+            public_key: hex::encode(public.as_bytes()),
+            registered_seq: self.chain.last_seq + 1,
+            revoked_seq: None,
+        });
+        Ok(e)
+    }
+
+    /// REVOKE_KEY: a live key is KEY_REVOKED from the next catalog seq on; revoking it
+    /// again is a no-op.
+    fn revoke_key(&self, key_id: &str, mut e: RegistryEvent) -> Result<RegistryEvent, Rejection> {
+        let Some(held) = self.catalog.trust.get(key_id) else {
+            return Err(Rejection::new(
+                ErrorCode::UnknownKey,
+                format!("key {key_id} is not registered"),
+            ));
+        };
+        if held.revoked_seq.is_some() {
+            e.event_type = RegistryEventType::CommandNoop;
+            e.outcome = Outcome::Noop;
+            return Ok(e);
+        }
+        e.event_type = RegistryEventType::KeyRevoked;
+        e.outcome = Outcome::Accepted;
+        e.key = Some(KeyRecord {
+            revoked_seq: Some(self.chain.last_seq + 1),
+            ..held.clone()
+        });
+        Ok(e)
     }
 }
 

@@ -21,6 +21,12 @@ pub enum ErrorCode {
     GateNotPass,
     /// The gate receipt names another bundle, version or digest.
     GateReceiptMismatch,
+    /// The gate receipt is unsigned, or not signed by a live key of the gate it names.
+    GateReceiptUnverified,
+    /// Promotion refused: the environment requires a gate the bundle has not passed.
+    GateMissing,
+    /// The key named by a key command is not registered.
+    UnknownKey,
     /// The lifecycle does not allow this transition from the current state.
     IllegalTransition,
     /// Promotion refused: the platform catalog lacks what the bundle requires.
@@ -45,13 +51,16 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, in declaration order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidPayload,
         ErrorCode::UnsupportedSchemaVersion,
         ErrorCode::ImmutableConflict,
         ErrorCode::UnknownBundle,
         ErrorCode::GateNotPass,
         ErrorCode::GateReceiptMismatch,
+        ErrorCode::GateReceiptUnverified,
+        ErrorCode::GateMissing,
+        ErrorCode::UnknownKey,
         ErrorCode::IllegalTransition,
         ErrorCode::Incompatible,
         ErrorCode::NothingToRollBack,
@@ -73,6 +82,9 @@ impl ErrorCode {
             ErrorCode::UnknownBundle => "UNKNOWN_BUNDLE",
             ErrorCode::GateNotPass => "GATE_NOT_PASS",
             ErrorCode::GateReceiptMismatch => "GATE_RECEIPT_MISMATCH",
+            ErrorCode::GateReceiptUnverified => "GATE_RECEIPT_UNVERIFIED",
+            ErrorCode::GateMissing => "GATE_MISSING",
+            ErrorCode::UnknownKey => "UNKNOWN_KEY",
             ErrorCode::IllegalTransition => "ILLEGAL_TRANSITION",
             ErrorCode::Incompatible => "INCOMPATIBLE",
             ErrorCode::NothingToRollBack => "NOTHING_TO_ROLL_BACK",

@@ -10,6 +10,7 @@ use super::catalog::CatalogEntry;
 use super::command::CommandType;
 use super::error::{ErrorCode, Rejection};
 use super::ids::{Actor, BundleId, BundleVersion, Environment, Slot, TenantId, Timestamp};
+use super::trust::{KeyRecord, KeySet, Signature};
 
 /// Namespace for deterministic event ids: `event_id = UUIDv5(EVENT_NS, command_id)`.
 pub const EVENT_NS: Uuid = Uuid::from_u128(0x6d70_7200_7265_6769_7374_7279_6576_6e74);
@@ -69,6 +70,10 @@ pub enum RegistryEventType {
     BundleRetired,
     /// An environment's catalog entry was replaced.
     CatalogUpdated,
+    /// A principal's or gate's public key was registered.
+    KeyRegistered,
+    /// A key was revoked (for good).
+    KeyRevoked,
     /// The command asked for what already holds (duplicate publish, repeated transition).
     CommandNoop,
     /// The command was refused; nothing changed.
@@ -87,6 +92,8 @@ impl RegistryEventType {
             RegistryEventType::BundleRolledBack => "BUNDLE_ROLLED_BACK",
             RegistryEventType::BundleRetired => "BUNDLE_RETIRED",
             RegistryEventType::CatalogUpdated => "CATALOG_UPDATED",
+            RegistryEventType::KeyRegistered => "KEY_REGISTERED",
+            RegistryEventType::KeyRevoked => "KEY_REVOKED",
             RegistryEventType::CommandNoop => "COMMAND_NOOP",
             RegistryEventType::CommandRejected => "COMMAND_REJECTED",
         }
@@ -185,7 +192,8 @@ impl From<Rejection> for ErrorInfo {
 }
 
 /// The audit record. Field order is the canonical order; the hash covers every field but
-/// `hash` itself, in RFC 8785 canonical JSON.
+/// `hash` and `signature`, in RFC 8785 canonical JSON; the registry's `signature` covers
+/// the hash (MPR2 §7.5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryEvent {
     /// UUIDv5 of the command_id: deterministic.
@@ -240,10 +248,19 @@ pub struct RegistryEvent {
     pub warnings: Vec<String>,
     /// Why the command was refused (COMMAND_REJECTED).
     pub error: Option<ErrorInfo>,
+    /// Id of the key whose signature the command carried (verified unless the event is an
+    /// UNAUTHENTICATED rejection); `None` for an unsigned command.
+    pub signed_by: Option<String>,
+    /// `api-gateway` when the HTTP API signed on behalf of `actor`.
+    pub via: Option<String>,
+    /// The key registered or revoked (KEY_REGISTERED, KEY_REVOKED).
+    pub key: Option<KeyRecord>,
     /// Hash of the previous event in this log partition.
     pub prev_hash: String,
-    /// SHA-256 over this event's canonical JSON without `hash`.
+    /// SHA-256 over this event's canonical JSON without `hash` and `signature`.
     pub hash: String,
+    /// The registry's DSSE signature over `hash` ([`super::trust::EVENT_TYPE`]).
+    pub signature: Option<Signature>,
 }
 
 impl RegistryEvent {
@@ -252,11 +269,12 @@ impl RegistryEvent {
         Uuid::new_v5(&EVENT_NS, command_id.as_bytes())
     }
 
-    /// Computes the chain hash over everything but `hash`.
+    /// Computes the chain hash over everything but `hash` and `signature`.
     pub fn compute_hash(&self) -> String {
         let mut v = serde_json::to_value(self).expect("events serialize");
         if let Some(obj) = v.as_object_mut() {
             obj.remove("hash");
+            obj.remove("signature");
         }
         sha256_hex(&canonical_json(&v))
     }
@@ -265,6 +283,40 @@ impl RegistryEvent {
     pub fn verify_link(&self, prev_hash: &str) -> bool {
         self.prev_hash == prev_hash && self.hash == self.compute_hash()
     }
+
+    /// Signs the event's hash with the registry key.
+    pub fn sign(&mut self, registry: &super::trust::Signer) {
+        self.signature = Some(registry.sign(super::trust::EVENT_TYPE, self.hash.as_bytes()));
+    }
+
+    /// Checks what an applier must before trusting the event: its hash matches its
+    /// content, and one of the registry `keys` signed that hash.
+    pub fn authenticate(&self, keys: &KeySet) -> Result<(), Forgery> {
+        if self.hash != self.compute_hash() {
+            return Err(Forgery::HashMismatch);
+        }
+        match &self.signature {
+            None => Err(Forgery::Unsigned),
+            Some(s) if !keys.verifies(s, super::trust::EVENT_TYPE, self.hash.as_bytes()) => {
+                Err(Forgery::BadSignature(s.keyid.clone()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Why an event is not the registry's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forgery {
+    /// Its hash does not match its content.
+    #[error("hash does not match the event content")]
+    HashMismatch,
+    /// It carries no signature.
+    #[error("event is unsigned")]
+    Unsigned,
+    /// Its signature is not by a registry key, or does not verify.
+    #[error("signature by key {0} does not verify with any registry key")]
+    BadSignature(String),
 }
 
 /// The first broken link of a chain, if any.
@@ -376,4 +428,123 @@ impl CommandResult {
             error: e.error.clone(),
         }
     }
+}
+
+/// What an audit found wrong with one record of a log partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FindingKind {
+    /// Not the registry's: undecodable, its hash does not match its content, or no
+    /// registry key signed it. Appliers skip it. The audit fails.
+    Forged,
+    /// Signed by the registry but not on the chain: a seq already applied with other
+    /// content, or the next seq not linking to the head (a writer that lost a race).
+    /// Appliers skip it; reported, but the audit does not fail for it.
+    Fork,
+    /// A seq is missing before it. The audit fails.
+    Gap,
+}
+
+/// One record an audit reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Its offset in the log partition.
+    pub offset: i64,
+    /// Its seq, when it decoded.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub kind: FindingKind,
+    /// In words.
+    pub reason: String,
+}
+
+/// An audit of one log partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Records read.
+    pub records: u64,
+    /// Seq of the chain's head.
+    pub head_seq: u64,
+    /// Hash of the chain's head.
+    pub head_hash: String,
+    /// Every record that is not on the chain, in log order.
+    pub findings: Vec<Finding>,
+}
+
+impl Audit {
+    /// Whether nothing forged and no gap was found (forks are the registry's own).
+    pub fn ok(&self) -> bool {
+        self.findings.iter().all(|f| f.kind == FindingKind::Fork)
+    }
+}
+
+/// Audits one log partition: every record, in log order, as `(offset, decoded event or
+/// why it did not decode)`. Applies the appliers' rule (the first signed event to chain
+/// onto the head wins) and reports every record that is not on the resulting chain.
+pub fn audit_log(
+    records: impl IntoIterator<Item = (i64, Result<RegistryEvent, String>)>,
+    keys: &KeySet,
+) -> Audit {
+    let mut a = Audit {
+        records: 0,
+        head_seq: 0,
+        head_hash: GENESIS_HASH.to_owned(),
+        findings: Vec::new(),
+    };
+    let mut applied: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    for (offset, decoded) in records {
+        a.records += 1;
+        let mut report = |seq, kind, reason: String| {
+            a.findings.push(Finding {
+                offset,
+                seq,
+                kind,
+                reason,
+            })
+        };
+        let e = match decoded {
+            Ok(e) => e,
+            Err(why) => {
+                report(None, FindingKind::Forged, format!("undecodable: {why}"));
+                continue;
+            }
+        };
+        if let Err(f) = e.authenticate(keys) {
+            report(Some(e.seq), FindingKind::Forged, f.to_string());
+            continue;
+        }
+        if e.seq <= a.head_seq {
+            if applied.get(&e.seq) != Some(&e.hash) {
+                report(
+                    Some(e.seq),
+                    FindingKind::Fork,
+                    format!("seq {} is already on the chain with other content", e.seq),
+                );
+            }
+            continue;
+        }
+        if e.prev_hash != a.head_hash {
+            report(
+                Some(e.seq),
+                FindingKind::Fork,
+                format!(
+                    "seq {} does not link to the head (seq {}): a writer that lost a race",
+                    e.seq, a.head_seq
+                ),
+            );
+            continue;
+        }
+        if e.seq != a.head_seq + 1 {
+            report(
+                Some(e.seq),
+                FindingKind::Gap,
+                format!("expected seq {} after {}", a.head_seq + 1, a.head_seq),
+            );
+            continue;
+        }
+        a.head_seq = e.seq;
+        a.head_hash = e.hash.clone();
+        applied.insert(e.seq, e.hash);
+    }
+    a
 }

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod resolve;
 pub mod state;
+pub mod trust;
 
 pub use auth::{Grants, Role, RoleGrant};
 pub use bundle::{GateReceipt, ModelBundle, ModelBundleRef};

@@ -175,6 +175,8 @@ pub struct CommandInput {
     pub source: CommandSource,
     /// Its log timestamp: the event's `observed_at_utc`.
     pub observed_at: Timestamp,
+    /// Its detached signature and the bytes it must cover.
+    pub credential: super::trust::Credential,
 }
 
 /// A command whose bytes could not be decoded, but whose command_id could.
@@ -374,6 +376,13 @@ impl CatalogState {
                 .entries
                 .insert(entry.environment.clone(), entry.clone());
             self.catalog.version = e.seq;
+        }
+        if matches!(
+            e.event_type,
+            RegistryEventType::KeyRegistered | RegistryEventType::KeyRevoked
+        ) && let Some(key) = &e.key
+        {
+            self.catalog.trust.apply(key);
         }
         Ok(Applied::Applied)
     }

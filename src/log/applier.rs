@@ -16,15 +16,17 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::catalog::{CatalogHandle, apply_catalog_event};
+use super::catalog::{CatalogHandle, apply_catalog_event, skip_untrusted};
+use super::derive::verify_state_record;
 use super::reader::{Record, read_all_to_end, read_to_end};
+use super::verify::trusted_event;
 use super::{LogError, Topics, client_config, now_ms};
-use crate::codec;
 use crate::config::KafkaConfig;
 use crate::domain::RegistryEvent;
 use crate::domain::event::LogId;
 use crate::domain::state::Applied;
-use crate::metrics::{Metrics, PartitionLabels};
+use crate::domain::trust::KeySet;
+use crate::metrics::{Metrics, PartitionLabels, TopicLabels};
 use crate::view::{Table, View, ViewVersion, Write};
 
 /// What the applier and the lag monitor publish to the API: readiness and staleness.
@@ -288,6 +290,7 @@ pub fn run_lag_monitor(
 /// Tails the logs into `view` until `shutdown` turns true (blocking; run on its own thread).
 pub fn run_applier(
     cfg: &KafkaConfig,
+    keys: &KeySet,
     view: Arc<View>,
     catalog: CatalogHandle,
     status: Arc<ApplierStatus>,
@@ -364,7 +367,7 @@ pub fn run_applier(
             };
             next[idx] = msg.offset + 1;
         }
-        apply_records(&view, &catalog, &metrics, &topics.catalog, batch)?;
+        apply_records(&view, &catalog, keys, &metrics, &topics.catalog, batch)?;
         status.set_read(&next);
         status.version.send_replace(view.version());
     }
@@ -386,35 +389,46 @@ struct Decoded {
     event: RegistryEvent,
 }
 
-fn decode(catalog_topic: &str, r: Record) -> Result<Decoded, LogError> {
-    let encoded = r.payload.unwrap_or_default();
-    let event = codec::decode_event(&encoded).map_err(|e| LogError::Corrupt {
-        topic: r.topic.clone(),
-        partition: r.partition,
-        offset: r.offset,
-        detail: e.to_string(),
-    })?;
-    Ok(Decoded {
-        catalog: r.topic == catalog_topic,
-        offset: r.offset,
-        encoded,
-        event,
-    })
+/// The event of `r` if the registry signed it; otherwise `None`, counted in
+/// `mpr_untrusted_records_total` and logged ([`super::verify`]).
+fn decode(keys: &KeySet, catalog_topic: &str, metrics: &Metrics, r: Record) -> Option<Decoded> {
+    match trusted_event(keys, &r) {
+        Ok(event) => Some(Decoded {
+            catalog: r.topic == catalog_topic,
+            offset: r.offset,
+            encoded: r.payload.unwrap_or_default(),
+            event,
+        }),
+        Err(u) => {
+            metrics
+                .untrusted_records
+                .get_or_create(&TopicLabels { topic: u.topic })
+                .inc();
+            None
+        }
+    }
 }
 
 /// Applies `events` and `catalog` records, in their order, to the view in one WriteBatch
-/// (and catalog records to the shared catalog state).
+/// (and catalog records to the shared catalog state). Records the registry did not sign
+/// are skipped.
 fn apply_records(
     view: &View,
     catalog: &CatalogHandle,
+    keys: &KeySet,
     metrics: &Metrics,
     catalog_topic: &str,
     records: Vec<Record>,
 ) -> Result<(), LogError> {
-    let decoded = records
-        .into_iter()
-        .map(|r| decode(catalog_topic, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut decoded = Vec::with_capacity(records.len());
+    for r in records {
+        let (catalog_record, offset) = (r.topic == catalog_topic, r.offset);
+        match decode(keys, catalog_topic, metrics, r) {
+            Some(d) => decoded.push(d),
+            None if catalog_record => skip_untrusted(catalog, offset),
+            None => {}
+        }
+    }
     apply_decoded(view, catalog, metrics, &decoded)
 }
 
@@ -455,6 +469,7 @@ fn apply_decoded(
 /// Two threads: one reads and decodes a batch while the caller's applies the one before.
 pub fn rebuild_from_events(
     cfg: &KafkaConfig,
+    keys: &KeySet,
     view: &View,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, LogError> {
@@ -472,7 +487,12 @@ pub fn rebuild_from_events(
             let tx = tx;
             let mut buf = Vec::with_capacity(MAX_BATCH);
             read_all_to_end(cfg, &logs, |r| {
-                buf.push(decode(&topics.catalog, r)?);
+                let (catalog_record, offset) = (r.topic == topics.catalog, r.offset);
+                match decode(keys, &topics.catalog, &metrics, r) {
+                    Some(d) => buf.push(d),
+                    None if catalog_record => skip_untrusted(&catalog, offset),
+                    None => {}
+                }
                 if buf.len() == MAX_BATCH {
                     // A closed channel means the applying side failed; it reports why.
                     tx.send(std::mem::replace(&mut buf, Vec::with_capacity(MAX_BATCH)))
@@ -514,6 +534,7 @@ pub fn state_write(key: &[u8], value: Vec<u8>) -> Option<Write> {
 /// Returns records read. Afterwards, tail `events` from the recorded positions as usual.
 pub fn bootstrap_from_state(
     cfg: &KafkaConfig,
+    keys: &KeySet,
     view: &View,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, LogError> {
@@ -522,7 +543,19 @@ pub fn bootstrap_from_state(
     let mut buf: Vec<Write> = Vec::with_capacity(4096);
     read_to_end(cfg, &topics.state, 0, 0, |r| {
         let key = r.key.unwrap_or_default();
-        let Some(w) = state_write(&key, r.payload.unwrap_or_default()) else {
+        // A record the registry did not sign stops the bootstrap: a view built from a
+        // changelog with forged records must not serve them (rebuild from `events`).
+        let Some(value) = verify_state_record(keys, &key, r.payload.as_deref().unwrap_or_default())
+        else {
+            return Err(LogError::Corrupt {
+                topic: topics.state.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                detail: "record is not signed by a registry key; rebuild from events instead"
+                    .into(),
+            });
+        };
+        let Some(w) = state_write(&key, value) else {
             return Err(LogError::Corrupt {
                 topic: topics.state.clone(),
                 partition: r.partition,

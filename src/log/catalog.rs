@@ -8,8 +8,9 @@ use std::sync::{Arc, RwLock};
 
 use super::LogError;
 use super::reader::Record;
-use crate::codec;
+use super::verify::trusted_event;
 use crate::domain::state::Applied;
+use crate::domain::trust::KeySet;
 use crate::domain::{CatalogState, RegistryEvent};
 
 /// The catalog log's state, with the next `catalog` offset to read.
@@ -32,13 +33,27 @@ pub fn new_catalog() -> CatalogHandle {
     }))
 }
 
-/// Applies one `catalog` record to the shared catalog; the event when it changed it.
+/// Applies one `catalog` record to the shared catalog; the event when it changed it. A
+/// record the registry did not sign is skipped ([`super::verify`]).
 pub fn apply_catalog_record(
     cat: &CatalogHandle,
+    keys: &KeySet,
     r: &Record,
 ) -> Result<Option<RegistryEvent>, LogError> {
-    let e = decode_event_record("catalog", r)?;
+    let Ok(e) = trusted_event(keys, r) else {
+        skip_untrusted(cat, r.offset);
+        return Ok(None);
+    };
     Ok(apply_catalog_event(cat, &e, r.offset)?.then_some(e))
+}
+
+/// Moves `next_offset` past an untrusted record at `offset`: it is never applied, so the
+/// state reflects everything below it as much as before.
+pub fn skip_untrusted(cat: &CatalogHandle, offset: i64) {
+    let mut c = cat.write().expect("catalog lock");
+    if offset == c.next_offset {
+        c.next_offset = offset + 1;
+    }
 }
 
 /// Applies catalog event `e`, read at `offset`, to the shared catalog. True when it changed
@@ -62,17 +77,6 @@ pub fn apply_catalog_event(
         c.next_offset = offset + 1;
     }
     Ok(applied == Applied::Applied)
-}
-
-/// Decodes a record of a log the registry writes (`events`, `catalog`).
-pub(crate) fn decode_event_record(topic: &str, r: &Record) -> Result<RegistryEvent, LogError> {
-    let bytes = r.payload.as_deref().unwrap_or_default();
-    codec::decode_event(bytes).map_err(|e| LogError::Corrupt {
-        topic: topic.to_owned(),
-        partition: r.partition,
-        offset: r.offset,
-        detail: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -17,13 +17,15 @@ use std::collections::BTreeMap;
 
 use tracing::{info, warn};
 
-use super::catalog::{CatalogHandle, apply_catalog_record, decode_event_record};
+use super::catalog::{CatalogHandle, apply_catalog_record};
 use super::driver::{Loaded, NoSnapshot};
 use super::reader::{Record, read_to_end};
+use super::verify::trusted_event;
 use super::{LogError, Topics};
 use crate::config::KafkaConfig;
 use crate::domain::RegistryEvent;
 use crate::domain::state::{Applied, infallible};
+use crate::domain::trust::KeySet;
 use crate::view::plan::{self, Write};
 use crate::view::store::{Outbox, Position, StateStore};
 
@@ -62,11 +64,13 @@ pub fn catch_up(
     topics: &Topics,
     store: &StateStore,
     catalog: &CatalogHandle,
+    keys: &KeySet,
     p: i32,
     committed: i64,
 ) -> Result<Loaded, LogError> {
     let mut a = Applier {
         store,
+        keys,
         committed,
         applied: 0,
         rederive: Vec::new(),
@@ -84,22 +88,14 @@ pub fn catch_up(
             a.applied = 0;
             a.rederive.clear();
             let mut pos = Position::new(p);
-            log.read_to_end(&topics.events, p, 0, &mut |r| {
-                let e = decode_event_record(&topics.events, &r)?;
-                a.apply(
-                    &mut pos,
-                    &e,
-                    r.payload.as_deref().unwrap_or_default(),
-                    r.offset,
-                )
-            })?;
+            log.read_to_end(&topics.events, p, 0, &mut |r| a.apply_record(&mut pos, &r))?;
             pos
         }
     };
     store.set_position(p, &pos)?;
     let from = catalog.read().expect("catalog lock").next_offset;
     let catalog_end = log.read_to_end(&topics.catalog, 0, from, &mut |r| {
-        if let Some(e) = apply_catalog_record(catalog, &r)?
+        if let Some(e) = apply_catalog_record(catalog, keys, &r)?
             && e.source.partition == p
             && e.source.offset >= committed
         {
@@ -123,12 +119,26 @@ pub fn catch_up(
 /// command is not committed for their outputs to be produced again.
 struct Applier<'a> {
     store: &'a StateStore,
+    /// Registry keys: records they did not sign are skipped.
+    keys: &'a KeySet,
     committed: i64,
     applied: u64,
     rederive: Vec<(RegistryEvent, Vec<Write>, i64)>,
 }
 
 impl Applier<'_> {
+    /// Applies the event in `r` after `pos` if the registry signed it; otherwise only
+    /// moves past it.
+    fn apply_record(&mut self, pos: &mut Position, r: &Record) -> Result<(), LogError> {
+        match trusted_event(self.keys, r) {
+            Ok(e) => self.apply(pos, &e, r.payload.as_deref().unwrap_or_default(), r.offset),
+            Err(_) => {
+                pos.events_next = pos.events_next.max(r.offset + 1);
+                Ok(())
+            }
+        }
+    }
+
     /// Applies `e`, read at `offset`, after `pos`.
     fn apply(
         &mut self,
@@ -247,9 +257,12 @@ fn from_stored(
         if checked == Some(false) {
             return Ok(());
         }
-        let e = decode_event_record(&topics.events, &r)?;
         if r.offset < stored_next {
-            seen.insert(r.offset, (e, r.payload.unwrap_or_default()));
+            // An untrusted record never counts as landed: what the store expected there
+            // is undone.
+            if let Ok(e) = trusted_event(a.keys, &r) {
+                seen.insert(r.offset, (e, r.payload.unwrap_or_default()));
+            }
             return Ok(());
         }
         if checked.is_none() {
@@ -258,12 +271,7 @@ fn from_stored(
                 return Ok(());
             }
         }
-        a.apply(
-            &mut pos,
-            &e,
-            r.payload.as_deref().unwrap_or_default(),
-            r.offset,
-        )
+        a.apply_record(&mut pos, &r)
     })?;
     let trusted = match checked {
         Some(t) => t,
@@ -359,11 +367,12 @@ mod tests {
         versions
             .map(|i| {
                 let input = testkit::input(testkit::publish("mf", fam, &format!("1.0.{i}")), i);
-                let Decision::Append(e) =
+                let Decision::Append(mut e) =
                     state.decide(&Catalog::default(), &Grants::default(), &input)
                 else {
                     panic!("publish appends");
                 };
+                e.sign(&testkit::registry_signer());
                 state.apply(&e).unwrap();
                 e
             })
@@ -397,6 +406,7 @@ mod tests {
                 &self.topics,
                 &self.store,
                 &self.catalog,
+                &testkit::registry_keys(),
                 0,
                 committed,
             )

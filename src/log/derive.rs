@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::Topics;
 use crate::domain::event::{CommandResult, LogId};
+use crate::domain::trust::{KeySet, SIGNATURE_LEN, STATE_TYPE, Signer, state_body};
 use crate::domain::{RegistryEvent, RegistryEventType};
 use crate::view::plan::{Write, position_write};
 
@@ -41,6 +42,8 @@ pub fn cloud_event_type(t: RegistryEventType) -> &'static str {
         RegistryEventType::BundleRolledBack => "mpr.bundle.rolled_back",
         RegistryEventType::BundleRetired => "mpr.bundle.retired",
         RegistryEventType::CatalogUpdated => "mpr.catalog.updated",
+        RegistryEventType::KeyRegistered => "mpr.key.registered",
+        RegistryEventType::KeyRevoked => "mpr.key.revoked",
         RegistryEventType::CommandNoop => "mpr.command.noop",
         RegistryEventType::CommandRejected => "mpr.command.rejected",
     }
@@ -99,35 +102,63 @@ pub fn result_record(topics: &Topics, r: &CommandResult) -> OutRecord {
 /// command; compaction keeps only the last anyway.
 pub fn derived_batch<'a>(
     topics: &Topics,
+    registry: &Signer,
     batch: impl IntoIterator<Item = (&'a RegistryEvent, &'a [Write], i64)>,
 ) -> Vec<OutRecord> {
     let mut out = Vec::new();
     let mut last: BTreeMap<(LogId, i32), (&RegistryEvent, i64)> = BTreeMap::new();
     for (e, writes, offset) in batch {
-        out.extend(derived(topics, e, writes));
+        out.extend(derived(topics, registry, e, writes));
         last.insert((e.log, e.partition), (e, offset));
     }
     for (e, offset) in last.into_values() {
-        out.push(state_record(topics, position_write(e, offset)));
+        out.push(state_record(topics, registry, position_write(e, offset)));
     }
     out
 }
 
-fn state_record(topics: &Topics, w: Write) -> OutRecord {
+/// A `state` record: the view write's key, and its value followed by the registry's
+/// 64-byte signature over both ([`STATE_TYPE`], [`state_body`]), so that a bootstrap from
+/// `state` refuses a record the registry did not write.
+fn state_record(topics: &Topics, registry: &Signer, w: Write) -> OutRecord {
+    let key = w.changelog_key();
+    let mut payload = w.value;
+    let sig = registry.sign_raw(STATE_TYPE, &state_body(&key, &payload));
+    payload.extend_from_slice(&sig);
     OutRecord {
         topic: topics.state.clone(),
-        key: w.changelog_key(),
-        payload: w.value,
+        key,
+        payload,
         content_type: None,
     }
+}
+
+/// The view write a signed `state` record stands for, if one of the registry `keys`
+/// signed it: its value without the signature.
+pub fn verify_state_record(keys: &KeySet, key: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
+    let split = payload.len().checked_sub(SIGNATURE_LEN)?;
+    let (value, sig) = payload.split_at(split);
+    let sig: &[u8; SIGNATURE_LEN] = sig.try_into().ok()?;
+    keys.verifies_raw(sig, STATE_TYPE, &state_body(key, value))
+        .then(|| value.to_vec())
 }
 
 /// The derived records of one event whose planned view writes are `writes`: its `state`
 /// records, its result and its CloudEvents. Its applied position is written per batch
 /// ([`derived_batch`]).
-fn derived(topics: &Topics, e: &RegistryEvent, writes: &[Write]) -> Vec<OutRecord> {
+fn derived(
+    topics: &Topics,
+    registry: &Signer,
+    e: &RegistryEvent,
+    writes: &[Write],
+) -> Vec<OutRecord> {
     let mut out = Vec::with_capacity(writes.len() + 3);
-    out.extend(writes.iter().cloned().map(|w| state_record(topics, w)));
+    out.extend(
+        writes
+            .iter()
+            .cloned()
+            .map(|w| state_record(topics, registry, w)),
+    );
     out.push(result_record(topics, &CommandResult::from_event(e)));
     let ce = serde_json::to_vec(&cloud_event(topics, e)).expect("cloud events serialize");
     out.push(OutRecord {

@@ -26,6 +26,7 @@ use crate::codec;
 use crate::domain::decide::{self, StateRead};
 use crate::domain::event::{CommandSource, LogId, ScopeRef};
 use crate::domain::state::{BundleRecord, SlotRecord, UndecodableInput, infallible};
+use crate::domain::trust::{SIGNATURE_HEADER, Signer};
 use crate::domain::{
     BundleId, BundleVersion, CatalogState, CommandInput, CommandResult, Decision, ErrorCode,
     Grants, RegistryEvent, Rejection, Timestamp,
@@ -246,6 +247,8 @@ enum Token {
 pub struct Driver {
     store: Arc<StateStore>,
     grants: Grants,
+    /// The registry key: signs every event and `state` record.
+    signer: Signer,
     catalog: CatalogHandle,
     topics: Topics,
     limits: Limits,
@@ -287,10 +290,12 @@ impl StateRead for NoSnapshot {
 }
 
 impl Driver {
-    /// A driver deciding with `grants` against `store` and the shared `catalog`.
+    /// A driver deciding with `grants` against `store` and the shared `catalog`, signing
+    /// with the registry key `signer`.
     pub fn new(
         store: Arc<StateStore>,
         grants: Grants,
+        signer: Signer,
         catalog: CatalogHandle,
         topics: Topics,
         limits: Limits,
@@ -299,6 +304,7 @@ impl Driver {
         Self {
             store,
             grants,
+            signer,
             catalog,
             topics,
             limits,
@@ -446,7 +452,7 @@ impl Driver {
                 .rederive
                 .iter()
                 .map(|(e, w, o)| (e, w.as_slice(), *o));
-            let out = derived_batch(&self.topics, batch);
+            let out = derived_batch(&self.topics, &self.signer, batch);
             self.produce_outputs(p, min, out);
         }
     }
@@ -625,7 +631,7 @@ impl Driver {
             .min()
             .expect("non-empty");
         let batch = landed.iter().map(|(e, w, o)| (e, w.as_slice(), *o));
-        let out = derived_batch(&self.topics, batch);
+        let out = derived_batch(&self.topics, &self.signer, batch);
         self.produce_outputs(p, min, out);
         let part = self.parts.get_mut(&p).expect("owned");
         for (e, _, _) in &landed {
@@ -744,7 +750,8 @@ impl Driver {
                 self.count(&r);
                 self.produce_outputs(p, rec.offset, vec![result_record(&self.topics, &r)]);
             }
-            Some(Decision::Append(ev)) => {
+            Some(Decision::Append(mut ev)) => {
+                ev.sign(&self.signer);
                 let bytes = codec::encode_event(&ev);
                 let part = self.parts.get_mut(&p).expect("owned");
                 let generation = part.generation;
@@ -846,6 +853,11 @@ impl Driver {
                     envelope,
                     source,
                     observed_at,
+                    credential: codec::command_credential(
+                        payload,
+                        rec.header("content-type"),
+                        rec.header(SIGNATURE_HEADER),
+                    ),
                 };
                 let c = self.catalog.read().expect("catalog lock");
                 let d = decide::route(&state, chain, &c.state, &self.grants, &input)?;
@@ -962,6 +974,7 @@ mod tests {
         let driver = Driver::new(
             store,
             Grants::default(),
+            testkit::registry_signer(),
             new_catalog(),
             topics.clone(),
             limits,

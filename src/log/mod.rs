@@ -10,6 +10,7 @@ pub mod driver;
 pub mod processor;
 pub mod reader;
 pub mod topics;
+pub mod verify;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;

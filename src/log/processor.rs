@@ -35,6 +35,7 @@ use super::reader::Record;
 use super::{LogError, Topics, client_config, now_ms, producer_config};
 use crate::config::{KafkaConfig, ProcessorConfig};
 use crate::domain::Grants;
+use crate::domain::trust::{KeySet, Signer};
 use crate::metrics::Metrics;
 use crate::view::store::{LAYOUT, StateStore, StoreIdentity};
 
@@ -89,6 +90,8 @@ pub struct Processor {
     producer: FutureProducer,
     store: Arc<StateStore>,
     catalog: CatalogHandle,
+    /// Registry keys accepted on the events a catch-up reads.
+    accepted: Arc<KeySet>,
     driver: Driver,
     metrics: Arc<Metrics>,
     deliveries: FuturesUnordered<Delivery>,
@@ -114,6 +117,8 @@ impl Processor {
         cfg: &KafkaConfig,
         pcfg: &ProcessorConfig,
         grants: Grants,
+        registry: Signer,
+        accepted: KeySet,
         catalog: CatalogHandle,
         metrics: Arc<Metrics>,
     ) -> Result<Self, LogError> {
@@ -157,6 +162,7 @@ impl Processor {
         let driver = Driver::new(
             store.clone(),
             grants,
+            registry,
             catalog.clone(),
             topics.clone(),
             Limits::default(),
@@ -171,6 +177,7 @@ impl Processor {
             producer,
             store,
             catalog,
+            accepted: Arc::new(accepted),
             driver,
             metrics,
             deliveries: FuturesUnordered::new(),
@@ -318,11 +325,12 @@ impl Processor {
 
     /// Catches partition `p` up on a blocking thread; the result comes back on `loads`.
     fn spawn_load(&self, p: i32, generation: u64) {
-        let (cfg, topics, store, catalog, consumer, tx) = (
+        let (cfg, topics, store, catalog, keys, consumer, tx) = (
             self.cfg.clone(),
             self.topics.clone(),
             self.store.clone(),
             self.catalog.clone(),
+            self.accepted.clone(),
             self.consumer.clone(),
             self.loads_tx.clone(),
         );
@@ -330,7 +338,9 @@ impl Processor {
             let t0 = std::time::Instant::now();
             let c = committed(&consumer, &topics.commands, p);
             let t1 = std::time::Instant::now();
-            let r = c.and_then(|c| catch_up(&mut KafkaLog(&cfg), &topics, &store, &catalog, p, c));
+            let r = c.and_then(|c| {
+                catch_up(&mut KafkaLog(&cfg), &topics, &store, &catalog, &keys, p, c)
+            });
             info!(
                 partition = p,
                 committed_lookup_ms = (t1 - t0).as_millis() as u64,

@@ -25,6 +25,7 @@ pub fn catalog_cmd(env: &str) -> CommandEnvelope {
             }],
             schema_versions: vec!["decision-input/v1".into()],
             posture: Posture::FailClosed,
+            required_gates: Vec::new(),
         }),
     )
 }
@@ -97,7 +98,8 @@ fn view_digest(path: &std::path::Path) -> String {
 fn rebuilt_digest(cfg: &mpr::config::Config) -> String {
     let d = tempfile::tempdir().unwrap();
     let v = View::open(d.path(), 3).unwrap();
-    mpr::log::applier::rebuild_from_events(&cfg.kafka, &v, |_| {}).unwrap();
+    mpr::log::applier::rebuild_from_events(&cfg.kafka, &mpr::testkit::registry_keys(), &v, |_| {})
+        .unwrap();
     v.content_digest().unwrap()
 }
 

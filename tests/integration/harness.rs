@@ -161,6 +161,17 @@ pub fn config(brokers: &str, dir: &Path, prefix: &str) -> Config {
             token_sha256: Some(sha256_hex(token.as_bytes())),
         })
         .collect();
+    // The registry and gateway keys of tests (fixed seeds), as files under `dir`.
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for (name, signer) in [
+        ("registry.pem", mpr::testkit::registry_signer()),
+        ("gateway.pem", mpr::testkit::gateway_signer()),
+    ] {
+        std::fs::write(keys.join(name), signer.to_pem()).unwrap();
+    }
+    c.trust.registry_key_file = Some(keys.join("registry.pem"));
+    c.trust.gateway_key_file = Some(keys.join("gateway.pem"));
     c
 }
 
@@ -365,17 +376,31 @@ pub async fn produce_raw(
         .unwrap();
 }
 
-/// Produces a command, Avro-encoded, keyed by its partition key.
+/// Produces a command, Avro-encoded, keyed by its partition key, signed by the test
+/// gateway key (as the HTTP API signs for its token's actor).
 pub async fn produce(p: &FutureProducer, topics: &Topics, env: &CommandEnvelope) {
-    let bytes = mpr::codec::avro::encode_command(env);
-    produce_raw(
-        p,
-        &topics.commands,
-        env.command.partition_key(),
-        &bytes,
-        None,
-    )
-    .await;
+    produce_signed(p, topics, env, &mpr::testkit::gateway_signer()).await;
+}
+
+/// Produces a command, Avro-encoded, keyed by its partition key, signed by `signer`.
+pub async fn produce_signed(
+    p: &FutureProducer,
+    topics: &Topics,
+    env: &CommandEnvelope,
+    signer: &mpr::domain::trust::Signer,
+) {
+    let (bytes, sig) = mpr::codec::sign_avro_command(env, signer);
+    let rec = FutureRecord::to(&topics.commands)
+        .key(env.command.partition_key())
+        .payload(&bytes)
+        .headers(OwnedHeaders::new().insert(Header {
+            key: mpr::domain::trust::SIGNATURE_HEADER,
+            value: Some(&sig),
+        }));
+    p.send(rec, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }
 
 /// Every record of a topic (all `partitions`).

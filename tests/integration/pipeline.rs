@@ -137,7 +137,13 @@ fn end_to_end_commands_to_view_and_outputs() {
     let rebuilt = tempfile::tempdir().unwrap();
     {
         let v = View::open(rebuilt.path(), 3).unwrap();
-        mpr::log::applier::rebuild_from_events(&cfg.kafka, &v, |_| {}).unwrap();
+        mpr::log::applier::rebuild_from_events(
+            &cfg.kafka,
+            &mpr::testkit::registry_keys(),
+            &v,
+            |_| {},
+        )
+        .unwrap();
     }
     assert_eq!(
         digest_of(rebuilt.path(), 3),
@@ -147,7 +153,13 @@ fn end_to_end_commands_to_view_and_outputs() {
     let booted = tempfile::tempdir().unwrap();
     {
         let v = View::open(booted.path(), 3).unwrap();
-        mpr::log::applier::bootstrap_from_state(&cfg.kafka, &v, |_| {}).unwrap();
+        mpr::log::applier::bootstrap_from_state(
+            &cfg.kafka,
+            &mpr::testkit::registry_keys(),
+            &v,
+            |_| {},
+        )
+        .unwrap();
     }
     assert_eq!(
         digest_of(booted.path(), 3),
