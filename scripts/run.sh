@@ -11,5 +11,11 @@ if [ -z "${MPR_BROKERS:-}" ]; then
 fi
 cargo build --locked --bin mpr
 MPR="${CARGO_TARGET_DIR:-target}/debug/mpr"
+# The registry's and the API gateway's signing keys (config/local.toml names them): made
+# once per checkout, never shipped.
+mkdir -p var/keys
+for k in registry gateway; do
+  [ -f "var/keys/$k.pem" ] || "$MPR" keygen --out "var/keys/$k.pem" >/dev/null
+done
 "$MPR" --config config/local.toml topics ensure
 exec "$MPR" --config config/local.toml serve

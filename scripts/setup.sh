@@ -16,7 +16,10 @@ fi
 
 ./scripts/install-broker.sh
 
-if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
-  echo "setup: installing confluent-kafka (Python) for stock-client checks"
-  python3 -m pip install -q confluent-kafka >/dev/null 2>&1 || echo "setup: warning: confluent-kafka not installed; stock-client check will be skipped"
+# Stock-client checks (scripts/stock_client_check.sh): Kafka (confluent-kafka), Ed25519
+# (cryptography), RFC 8785 (rfc8785) and Avro (fastavro), all well-known PyPI packages.
+if ! python3 -c 'import confluent_kafka, cryptography, rfc8785, fastavro' >/dev/null 2>&1; then
+  echo "setup: installing confluent-kafka, cryptography, rfc8785, fastavro (Python) for stock-client checks"
+  python3 -m pip install -q confluent-kafka cryptography rfc8785 fastavro >/dev/null 2>&1 \
+    || { echo "setup: cannot install the Python packages the stock-client checks need" >&2; exit 1; }
 fi

@@ -1,45 +1,270 @@
-"""Sends a JSON publish command to mpr.commands with confluent-kafka and waits for its
-event on the events topic and its result through the HTTP API."""
-import json, sys, time, urllib.request, uuid
+"""Stock-client checks of MPR through the real broker, with Python's confluent-kafka.
+
+It is also the documented signing example (README, "Who can change what, and how you can
+prove it"): a producer that signs its own commands with Ed25519 (the `cryptography`
+package) over the RFC 8785 form of the JSON envelope (the `rfc8785` package), inside a
+DSSE pre-authentication encoding, and sends the signature in the `mpr-signature` header.
+
+Each check fails if the protection it names is removed:
+  1. a command signed by a registered key of its actor is ACCEPTED; its event records the key
+  2. an unsigned command is refused (UNAUTHENTICATED), and the refusal is an event
+  3. a command signed with another principal's key is refused
+  4. a command naming platform-admin but signed by the publisher is refused
+  5. a self-asserted PASS receipt (unsigned, or signed by a non-gate key) is refused
+     (GATE_RECEIPT_UNVERIFIED)
+  6. a forged, correctly chained and hashed PROMOTE event appended to the events topic leaves
+     resolve unchanged, is counted, does not stop the family, and `mpr verify-audit` flags it
+
+Usage: stock_client_check.py BROKERS URL PREFIX MPR_BINARY CONFIG
+(the registry was started with CONFIG and MPR_* overrides this script also passes on).
+"""
+import base64, copy, hashlib, io, json, os, subprocess, sys, time, urllib.error, urllib.request, uuid
+
+import fastavro
+import rfc8785
 from confluent_kafka import Consumer, Producer, TopicPartition
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-brokers, url, example = sys.argv[1], sys.argv[2], sys.argv[3]
-req = json.load(open(example))
-command_id = str(uuid.uuid4())
-command = {
-    "command_id": command_id,
-    "actor": "model-factory",
-    "submitted_at_utc": req["submitted_at_utc"],
-    "command_type": "PUBLISH",
-    "payload": {"bundle": req["bundle"], "gate_receipt": req["gate_receipt"]},
-}
-p = Producer({"bootstrap.servers": brokers})
-p.produce("stock.commands", key=req["bundle"]["bundle_id"], value=json.dumps(command),
-          headers=[("content-type", b"application/json")])
-p.flush(30)
+brokers, url, prefix, mpr_bin, config = sys.argv[1:6]
+ADMIN, APPROVER, DEPLOYER, READER = ("dev-admin-token", "dev-approver-token",
+                                     "dev-deployer-token", "dev-reader-token")
+JSON_COMMAND = "application/vnd.mpr.command.v1+json"
+RECEIPT = "application/vnd.in-toto+json"
 
-deadline = time.time() + 60
-result = None
-while time.time() < deadline:
-    r = urllib.request.Request(f"{url}/v1/commands/{command_id}",
-                               headers={"Authorization": "Bearer dev-reader-token"})
+
+# --- signing, as MPR2 §7 defines it -----------------------------------------------------
+def pae(payload_type: str, body: bytes) -> bytes:
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+
+
+class Key:
+    def __init__(self):
+        self.sk = Ed25519PrivateKey.generate()
+        raw = self.sk.public_key().public_bytes(serialization.Encoding.Raw,
+                                                serialization.PublicFormat.Raw)
+        self.public_hex = raw.hex()
+        self.keyid = hashlib.sha256(raw).hexdigest()
+
+    def sign(self, payload_type: str, body: bytes) -> dict:
+        return {"keyid": self.keyid,
+                "sig": base64.b64encode(self.sk.sign(pae(payload_type, body))).decode()}
+
+
+def sign_command(command: dict, key: Key) -> str:
+    """The mpr-signature header of a JSON command: over its RFC 8785 (JCS) bytes."""
+    return json.dumps(key.sign(JSON_COMMAND, rfc8785.dumps(command)))
+
+
+def sign_receipt(receipt: dict, gate: Key) -> dict:
+    """A gate receipt signed as an in-toto Statement v1 about the bundle."""
+    r = {k: v for k, v in receipt.items() if k != "signature"}
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": f"{r['bundle_id']}@{r['bundle_version']}",
+                     "digest": {"sha256": r["bundle_digest"]}}],
+        "predicateType": "https://mpr.dev/attestations/gate-receipt/v1",
+        "predicate": {k: r[k] for k in
+                      ("receipt_id", "gate_name", "verdict", "evaluated_at_utc", "evidence_refs")},
+    }
+    r["signature"] = gate.sign(RECEIPT, rfc8785.dumps(statement))
+    return r
+
+
+# --- talking to the registry -------------------------------------------------------------
+producer = Producer({"bootstrap.servers": brokers})
+
+
+def send(command: dict, signature: str | None):
+    headers = [("content-type", b"application/json")]
+    if signature is not None:
+        headers.append(("mpr-signature", signature.encode()))
+    key = command["payload"].get("bundle", command["payload"]).get("bundle_id", "__platform_catalog__")
+    producer.produce(f"{prefix}commands", key=key, value=json.dumps(command), headers=headers)
+    producer.flush(30)
+
+
+def http(method: str, path: str, token: str, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{url}{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(r) as resp:
-            result = json.load(resp)
-            break
-    except urllib.error.HTTPError:
-        time.sleep(0.2)
-assert result is not None, "no result for the stock client's command"
-assert result["outcome"] == "ACCEPTED", result
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
 
-c = Consumer({"bootstrap.servers": brokers, "group.id": "stock-check", "enable.auto.commit": False})
-c.assign([TopicPartition("stock.events", result["partition"], 0)])
-found = False
-while time.time() < deadline and not found:
-    m = c.poll(1.0)
-    if m is not None and m.error() is None:
-        hdrs = dict(m.headers() or [])
-        found = hdrs.get("mpr-command-id", b"").decode() == command_id
-c.close()
-assert found, "the command's event is not on stock.events"
-print(f"stock client check: command {command_id} -> {result['event_type']} seq {result['seq']} on partition {result['partition']}")
+
+def result_of(command_id: str) -> dict:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status, body = http("GET", f"/v1/commands/{command_id}", READER)
+        if status == 200:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"no result for {command_id}")
+
+
+def command(actor: str, command_type: str, payload: dict) -> dict:
+    return {"command_id": str(uuid.uuid4()), "actor": actor,
+            "submitted_at_utc": "2026-12-01T09:00:00.000Z",
+            "command_type": command_type, "payload": payload}
+
+
+def expect(c: dict, signature, outcome: str, code: str | None = None) -> dict:
+    send(c, signature)
+    r = result_of(c["command_id"])
+    assert r["outcome"] == outcome, (c["command_type"], r)
+    if code is not None:
+        assert r["error"]["code"] == code, r
+    return r
+
+
+def register(kind: str, owner: str, key: Key):
+    status, body = http("POST", "/v1/commands", ADMIN, {
+        "command_type": "REGISTER_KEY",
+        "payload": {"owner_kind": kind, "owner": owner, "public_key": key.public_hex}})
+    assert status in (200, 201), (status, body)
+
+
+def events(partition: int) -> list[tuple[int, bytes, dict]]:
+    """Every record of one events partition: (offset, raw value, decoded event)."""
+    schema = fastavro.parse_schema(json.load(open("schemas/registry_event.avsc")))
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"stock-{uuid.uuid4()}",
+                  "enable.auto.commit": False})
+    low, high = c.get_watermark_offsets(TopicPartition(f"{prefix}events", partition), timeout=10)
+    c.assign([TopicPartition(f"{prefix}events", partition, low)])
+    out = []
+    while len(out) < high - low:
+        m = c.poll(5.0)
+        assert m is not None, "events topic read timed out"
+        if m.error() is None:
+            v = m.value()
+            out.append((m.offset(), v, fastavro.schemaless_reader(io.BytesIO(v[10:]), schema)))
+    c.close()
+    return out
+
+
+def event_hash(e: dict) -> str:
+    """SHA-256 over the RFC 8785 form of the event without hash and signature (MPR2 §7.5)."""
+    body = {k: v for k, v in e.items() if k not in ("hash", "signature")}
+    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+
+
+def resolve(env: str, family: str) -> str:
+    status, body = http("GET", f"/v1/resolve?environment={env}&bundle_id={family}", READER)
+    assert status == 200, (status, body)
+    return body["active_bundle_ref"]["bundle_version"]
+
+
+# --- the checks --------------------------------------------------------------------------
+publisher, alice_key, gate = Key(), Key(), Key()
+register("PRINCIPAL", "model-factory", publisher)
+register("PRINCIPAL", "alice", alice_key)
+register("GATE", "stock-eval", gate)
+
+req = json.load(open("examples/bundles/fraud-scorer-1.0.0.publish.json"))
+bundle = req["bundle"]
+assert hashlib.sha256(rfc8785.dumps(bundle)).hexdigest() == req["gate_receipt"]["bundle_digest"]
+
+
+def version(v: str) -> tuple[dict, dict]:
+    b = dict(bundle, bundle_version=v)
+    digest = hashlib.sha256(rfc8785.dumps(b)).hexdigest()
+    r = dict(req["gate_receipt"], bundle_version=v, bundle_digest=digest,
+             receipt_id=f"stock-{v}-{uuid.uuid4()}", gate_name="stock-eval")
+    r.pop("signature", None)
+    return b, r
+
+
+# 1. Signed by the publisher's registered key: accepted, and the event names the key.
+b1, r1 = version("7.0.0")
+c = command("model-factory", "PUBLISH", {"bundle": b1, "gate_receipt": sign_receipt(r1, gate)})
+ok = expect(c, sign_command(c, publisher), "ACCEPTED")
+ev = [e for _, _, e in events(ok["partition"]) if e["command_id"] == c["command_id"]][0]
+assert ev["signed_by"] == publisher.keyid and ev["via"] is None, ev
+print(f"1 signed publish accepted; event seq {ev['seq']} signed_by {publisher.keyid[:12]}…")
+
+# 2. Unsigned: refused, and the refusal is recorded.
+b2, r2 = version("7.0.1")
+c = command("model-factory", "PUBLISH", {"bundle": b2, "gate_receipt": sign_receipt(r2, gate)})
+expect(c, None, "REJECTED", "UNAUTHENTICATED")
+print("2 unsigned command refused: UNAUTHENTICATED")
+
+# 3. Signed with another principal's (alice's) key.
+c = command("model-factory", "PUBLISH", {"bundle": b2, "gate_receipt": sign_receipt(r2, gate)})
+expect(c, sign_command(c, alice_key), "REJECTED", "UNAUTHENTICATED")
+print("3 command signed with another principal's key refused: UNAUTHENTICATED")
+
+# 4. Naming platform-admin, signed by the publisher.
+c = command("platform-admin", "RETIRE", {"bundle_id": bundle["bundle_id"], "bundle_version": "7.0.0"})
+c["payload"]["bundle_id"] = bundle["bundle_id"]
+expect(c, sign_command(c, publisher), "REJECTED", "UNAUTHENTICATED")
+print("4 command naming platform-admin signed by the publisher refused: UNAUTHENTICATED")
+
+# 5. A self-asserted PASS: unsigned, then signed by a key that is not the gate's.
+c = command("model-factory", "PUBLISH", {"bundle": b2, "gate_receipt": r2})
+expect(c, sign_command(c, publisher), "REJECTED", "GATE_RECEIPT_UNVERIFIED")
+c = command("model-factory", "PUBLISH", {"bundle": b2, "gate_receipt": sign_receipt(r2, publisher)})
+expect(c, sign_command(c, publisher), "REJECTED", "GATE_RECEIPT_UNVERIFIED")
+print("5 self-asserted PASS receipts refused: GATE_RECEIPT_UNVERIFIED")
+
+# 6. A forged PROMOTE. Two real promotions (7.0.0, then 7.1.0) through the API.
+b3, r3 = version("7.1.0")
+c = command("model-factory", "PUBLISH", {"bundle": b3, "gate_receipt": sign_receipt(r3, gate)})
+expect(c, sign_command(c, publisher), "ACCEPTED")
+status, body = http("PUT", "/v1/catalog/prod", ADMIN, json.load(open("examples/catalog/prod.json")))
+assert status in (200, 201), body
+fam = bundle["bundle_id"]
+for v in ("7.0.0", "7.1.0"):
+    for action in ("nominate", "approve"):
+        status, body = http("POST", f"/v1/bundles/{fam}/versions/{v}/{action}", APPROVER, {})
+        assert status in (200, 201), (action, status, body)
+    status, body = http("POST", "/v1/promotions", DEPLOYER,
+                        {"bundle_id": fam, "bundle_version": v, "environment": "prod"})
+    assert status in (200, 201), (status, body)
+partition = body["partition"]
+assert resolve("prod", fam) == "7.1.0"
+log = events(partition)
+head = log[-1][2]
+first_promotion = [e for _, _, e in log
+                   if e["event_type"] == "BUNDLE_PROMOTED" and e["bundle_version"] == "7.0.0"][0]
+assert event_hash(head) == head["hash"], "this script must compute hashes as the registry does"
+forged = copy.deepcopy(first_promotion)
+forged["seq"] = head["seq"] + 1
+forged["prev_hash"] = head["hash"]
+forged["binding"]["previous_version"] = "7.1.0"
+forged["hash"] = event_hash(forged)
+schema = fastavro.parse_schema(json.load(open("schemas/registry_event.avsc")))
+datum = io.BytesIO()
+fastavro.schemaless_writer(datum, schema, forged)
+forged_bytes = log[-1][1][:10] + datum.getvalue()
+producer.produce(f"{prefix}events", partition=partition, key=fam, value=forged_bytes,
+                 headers=[("mpr-command-id", forged["command_id"].encode())])
+producer.flush(30)
+forged_offset = log[-1][0] + 1
+time.sleep(2)
+assert resolve("prod", fam) == "7.1.0", "the forged promotion reached resolve"
+with urllib.request.urlopen(f"{url}/metrics") as resp:
+    metrics = resp.read().decode()
+assert any(l.startswith("mpr_untrusted_records_total") and not l.rstrip().endswith(" 0")
+           for l in metrics.splitlines()), "the forged record was not counted"
+# The family is not stopped: a real rollback after the forgery is decided and served.
+status, body = http("POST", "/v1/rollbacks", DEPLOYER, {"bundle_id": fam, "environment": "prod"})
+assert status == 200 and body["outcome"] == "ACCEPTED", (status, body)
+deadline = time.time() + 30
+while resolve("prod", fam) != "7.0.0":
+    assert time.time() < deadline, "the rollback after the forgery never reached resolve"
+    time.sleep(0.2)
+audit = subprocess.run([mpr_bin, "--config", config, "--json", "verify-audit"],
+                       capture_output=True, text=True, env=os.environ)
+assert audit.returncode != 0, "verify-audit passed a log with a forged record"
+report = json.loads(audit.stdout)
+flagged = [f for p in report if p["log"] == f"{prefix}events" and p["partition"] == partition
+           for f in p["findings"] if f["kind"] == "FORGED"]
+assert [f["offset"] for f in flagged] == [forged_offset], report
+print(f"6 forged chained PROMOTE at offset {forged_offset}: resolve unchanged, counted, "
+      f"family not stopped, verify-audit flags it: {flagged[0]['reason']}")
+print("stock client checks: all passed")

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Starts a broker and the registry on free ports, sends a JSON command with a stock Kafka
-# client (Python confluent-kafka), and checks that its event and result appear.
+# Starts a broker and the registry (config/local.toml, signed mode, fresh keys) on free
+# ports, then drives it with a stock Kafka client (Python confluent-kafka): signed commands,
+# every refusal of the trust model, and a forged event (scripts/stock_client_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
-  echo "stock_client_check: confluent-kafka is not installed; skipping" >&2
-  exit 0
-fi
+python3 -c 'import confluent_kafka, cryptography, rfc8785, fastavro' \
+  || { echo "stock_client_check: run scripts/setup.sh first (Python packages missing)" >&2; exit 1; }
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 kport=$(free_port); hport=$(free_port)
@@ -19,11 +18,17 @@ trap cleanup EXIT
 ./scripts/broker.sh start "$work/broker" "$kport" >/dev/null
 cargo build --locked --bin mpr -q
 MPR="${CARGO_TARGET_DIR:-target}/debug/mpr"
-MPR_BROKERS="127.0.0.1:$kport" MPR_HTTP__LISTEN="127.0.0.1:$hport" MPR_VIEW__PATH="$work/view" MPR_KAFKA__TOPIC_PREFIX="stock." \
-  "$MPR" --config config/local.toml serve >"$work/mpr.log" 2>&1 &
+"$MPR" keygen --out "$work/registry.pem" >/dev/null
+"$MPR" keygen --out "$work/gateway.pem" >/dev/null
+export MPR_BROKERS="127.0.0.1:$kport" MPR_HTTP__LISTEN="127.0.0.1:$hport" \
+  MPR_VIEW__PATH="$work/view" MPR_PROCESSOR__STATE_PATH="$work/processor" \
+  MPR_KAFKA__TOPIC_PREFIX="stock." \
+  MPR_TRUST__REGISTRY_KEY_FILE="$work/registry.pem" MPR_TRUST__GATEWAY_KEY_FILE="$work/gateway.pem"
+"$MPR" --config config/local.toml serve >"$work/mpr.log" 2>&1 &
 reg_pid=$!
 for _ in $(seq 1 300); do
   curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1 && break
   sleep 0.2
 done
-python3 scripts/stock_client_check.py "127.0.0.1:$kport" "http://127.0.0.1:$hport" examples/bundles/fraud-scorer-1.0.0.publish.json
+python3 scripts/stock_client_check.py "127.0.0.1:$kport" "http://127.0.0.1:$hport" stock. "$MPR" config/local.toml \
+  || { echo "--- registry log (tail)"; tail -40 "$work/mpr.log"; exit 1; }

@@ -108,6 +108,33 @@ pub fn signed_receipt(b: &ModelBundle, gate: &Signer) -> GateReceipt {
     r
 }
 
+/// PUBLISH of `id@version` with a receipt signed by [`gate_signer`] (what a registry in
+/// `signed` mode accepts once that gate is registered).
+pub fn publish_signed(actor: &str, id: &str, version: &str) -> CommandEnvelope {
+    let b = bundle(id, version);
+    let r = signed_receipt(&b, &gate_signer());
+    envelope(
+        actor,
+        Command::Publish(PublishBundle {
+            bundle: b,
+            gate_receipt: r,
+        }),
+    )
+}
+
+/// REGISTER_KEY of [`gate_signer`] for [`GATE_NAME`], by `actor`.
+pub fn register_test_gate(actor: &str) -> CommandEnvelope {
+    let g = gate_signer();
+    envelope(
+        actor,
+        Command::RegisterKey(crate::domain::command::RegisterKey {
+            owner_kind: crate::domain::trust::KeyOwnerKind::Gate,
+            owner: GATE_NAME.to_owned(),
+            public_key: g.public_hex(),
+        }),
+    )
+}
+
 /// An unsigned PASS receipt for `b` (accepted only in `unsigned-dev` mode).
 pub fn pass_receipt(b: &ModelBundle) -> GateReceipt {
     GateReceipt {

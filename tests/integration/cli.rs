@@ -71,6 +71,33 @@ fn cli_walkthrough_against_the_real_broker() {
         "tok-reader",
     );
 
+    // The example receipts are signed by the example gates' keys (examples/keys): an admin
+    // registers those gates first, as a real deployment registers its gates.
+    for (gate, key) in [
+        (
+            "fraud-offline-eval-v4",
+            "43ebc75c39cd5692b3589c901242096f0247cfe84a46b7596f4e384d482a0a5d",
+        ),
+        (
+            "pricing-policy-backtest-v2",
+            "a397e719065892705c2d26ad54e53307e7e175d959f0e5ef99589e1d20a55b66",
+        ),
+    ] {
+        let out = cli.ok(
+            admin,
+            &[
+                "key",
+                "register",
+                "--kind",
+                "gate",
+                "--owner",
+                gate,
+                "--public-key",
+                key,
+            ],
+        );
+        assert!(out.contains("ACCEPTED"), "{out}");
+    }
     cli.ok(admin, &["catalog", "set", "examples/catalog/prod.json"]);
     assert!(
         cli.ok(read, &["catalog", "list"])

@@ -220,6 +220,7 @@ impl InProcess {
             thread: Some(thread),
         };
         r.wait_ready();
+        register_test_gate(&r.url);
         r
     }
 
@@ -284,6 +285,7 @@ impl ChildRegistry {
         wait_for("child readiness", Duration::from_secs(60), || {
             ureq::get(&url).call().ok()
         });
+        register_test_gate(&r.url);
         r
     }
 
@@ -343,6 +345,28 @@ pub fn toml_of(cfg: &Config) -> String {
     let mut out = String::new();
     emit("", &v, &mut out);
     out
+}
+
+/// Registers the test gate's key ([`mpr::testkit::gate_signer`]) as the admin, so that
+/// the receipts of [`mpr::testkit::publish_signed`] verify; a no-op when it already is.
+pub fn register_test_gate(url: &str) {
+    let env = mpr::testkit::register_test_gate("admin");
+    let body = serde_json::json!({
+        "command_id": env.command_id,
+        "command_type": "REGISTER_KEY",
+        "payload": match &env.command {
+            mpr::domain::Command::RegisterKey(k) => serde_json::to_value(k).unwrap(),
+            _ => unreachable!(),
+        },
+    });
+    let _ = ureq::post(&format!("{url}/v1/commands"))
+        .set("Authorization", "Bearer tok-admin")
+        .send_json(body);
+    let r = wait_result(url, env.command_id);
+    assert!(
+        r["outcome"] == "ACCEPTED" || r["outcome"] == "NOOP",
+        "registering the test gate: {r}"
+    );
 }
 
 /// A producer for test commands.

@@ -13,7 +13,7 @@ use crate::harness::*;
 /// publish, nominate, approve, promote for one family, in order.
 fn lifecycle(family: &str, version: &str, env: &str, tenant: &str) -> Vec<CommandEnvelope> {
     vec![
-        testkit::publish("mf", family, version),
+        testkit::publish_signed("mf", family, version),
         testkit::envelope("alice", Command::Nominate(testkit::target(family, version))),
         testkit::envelope("alice", Command::Approve(testkit::target(family, version))),
         testkit::promote("bob", family, version, env, tenant, false),
@@ -104,7 +104,7 @@ fn end_to_end_commands_to_view_and_outputs() {
         verify_chain(part).unwrap();
     }
     let cat = read_all(&cfg, &topics.catalog, 1);
-    assert_eq!(cat.len(), 1);
+    assert_eq!(cat.len(), 2, "the test gate's registration and the catalog");
     let results_topic = read_all(&cfg, &topics.results, 3);
     assert!(results_topic.len() >= 9);
     let lifecycle_topic = read_all(&cfg, &topics.lifecycle, 3);

@@ -53,7 +53,7 @@ fn a_failed_applier_stops_the_registry_with_an_error() {
     });
     assert_eq!(lag, "0", "an idle registry's view is current");
 
-    // A record on `events` that no applier can decode: the applier fails.
+    // Garbage on `events` is skipped (not the registry's), so it cannot stop the applier.
     let p = producer(&broker.addr());
     rt().block_on(produce_raw(
         &p,
@@ -62,6 +62,28 @@ fn a_failed_applier_stops_the_registry_with_an_error() {
         b"not an event",
         None,
     ));
+    // An event the registry signed but that leaves a gap (seq 3 first): the applier fails.
+    let gap = {
+        let state = mpr::domain::PartitionState::new(1);
+        let input = mpr::testkit::input(mpr::testkit::publish("mf", "fraud", "1.0.0"), 0);
+        let mpr::domain::Decision::Append(mut e) =
+            state.decide(&Default::default(), &Default::default(), &input)
+        else {
+            panic!("a publish appends")
+        };
+        e.partition = 1;
+        e.seq = 3;
+        e.hash = e.compute_hash();
+        e.sign(&mpr::testkit::registry_signer());
+        mpr::codec::encode_event(&e)
+    };
+    rt().block_on(async {
+        let rec = rdkafka::producer::FutureRecord::to(&topics.events)
+            .partition(1)
+            .key("fraud")
+            .payload(&gap);
+        p.send(rec, Duration::from_secs(30)).await.unwrap();
+    });
     let outcome = done_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("app::run returns once the applier failed, without a shutdown signal");
