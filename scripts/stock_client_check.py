@@ -33,7 +33,7 @@ JSON_COMMAND = "application/vnd.mpr.command.v1+json"
 RECEIPT = "application/vnd.in-toto+json"
 
 
-# --- signing, as MPR2 §7 defines it -----------------------------------------------------
+# --- signing, as MPR2 §8 defines it -----------------------------------------------------
 def pae(payload_type: str, body: bytes) -> bytes:
     t = payload_type.encode()
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
@@ -148,7 +148,7 @@ def events(partition: int) -> list[tuple[int, bytes, dict]]:
 
 
 def event_hash(e: dict) -> str:
-    """SHA-256 over the RFC 8785 form of the event without hash and signature (MPR2 §7.5)."""
+    """SHA-256 over the RFC 8785 form of the event without hash and signature (MPR2 §8.5)."""
     body = {k: v for k, v in e.items() if k not in ("hash", "signature")}
     return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
 

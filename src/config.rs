@@ -170,7 +170,7 @@ pub struct AuthConfig {
     pub principals: Vec<Principal>,
 }
 
-/// Whether commands on the log must be signed (MPR2 §7).
+/// Whether commands on the log must be signed (MPR2 §8).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrustMode {
@@ -193,7 +193,7 @@ impl TrustMode {
 }
 
 /// Keys and the signing mode. The registry key and the accepted public keys must be the
-/// same on every replica (MPR2 §7.3); principal and gate keys live in the catalog log.
+/// same on every replica (MPR2 §8.3); principal and gate keys live in the catalog log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustConfig {

@@ -82,7 +82,7 @@ fn is_json(bytes: &[u8], content_type: Option<&str>) -> bool {
 }
 
 /// The credential of a command record: the signature in its `mpr-signature` header and
-/// the canonical bytes it must cover (MPR2 §7.1): the record value itself for Avro, the
+/// the canonical bytes it must cover (MPR2 §8.1): the record value itself for Avro, the
 /// RFC 8785 form of the JSON value for JSON.
 pub fn command_credential(
     bytes: &[u8],

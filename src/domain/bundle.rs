@@ -140,7 +140,7 @@ pub struct GateReceipt {
     /// Evaluation evidence.
     #[serde(default)]
     pub evidence_refs: Vec<String>,
-    /// The gate's DSSE signature over the receipt's in-toto Statement (MPR2 §7.4).
+    /// The gate's DSSE signature over the receipt's in-toto Statement (MPR2 §8.4).
     #[serde(default)]
     pub signature: Option<super::trust::Signature>,
 }

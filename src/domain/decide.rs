@@ -71,7 +71,7 @@ pub fn decide<R: StateRead>(
     Ok(Decision::Append(chain.seal(event)))
 }
 
-/// Authenticates `input` before anything else is decided (MPR2 §7.2); records in `e` the
+/// Authenticates `input` before anything else is decided (MPR2 §8.2); records in `e` the
 /// presented key id and, when the API gateway signed, `via`.
 fn authenticate(
     catalog: &Catalog,

@@ -193,7 +193,7 @@ impl From<Rejection> for ErrorInfo {
 
 /// The audit record. Field order is the canonical order; the hash covers every field but
 /// `hash` and `signature`, in RFC 8785 canonical JSON; the registry's `signature` covers
-/// the hash (MPR2 §7.5).
+/// the hash (MPR2 §8.5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryEvent {
     /// UUIDv5 of the command_id: deterministic.

@@ -5,7 +5,7 @@
 //!
 //! Pure: signing and verifying are computation on bytes (RFC 8032 Ed25519 is
 //! deterministic, so the same key signs the same bytes the same way on every replica).
-//! Key files and the clock live in the shell. The formats are MPR2 §7's.
+//! Key files and the clock live in the shell. The formats are MPR2 §8's.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -216,7 +216,7 @@ impl KeySet {
 }
 
 /// What the configuration roots: which command signatures are required, and which keys
-/// speak for the API gateway. The same on every replica (MPR2 §7.3).
+/// speak for the API gateway. The same on every replica (MPR2 §8.3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustRoots {
     /// Commands without a signature are refused with UNAUTHENTICATED, and receipts
@@ -540,7 +540,7 @@ mod tests {
         );
     }
 
-    /// Every refusal of MPR2 §7.2, and the two ways to pass.
+    /// Every refusal of MPR2 §8.2, and the two ways to pass.
     #[test]
     fn authentication_refuses_each_bad_credential() {
         let alice = signer(1);
