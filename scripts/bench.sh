@@ -57,6 +57,13 @@ stop_stack() {
   ./scripts/broker.sh stop "$WORK/broker" >/dev/null 2>&1 || true
 }
 trap 'stop_stack; rm -rf "$WORK"' EXIT
+# The registry's and the gateway's keys of this run (config/local.toml runs in signed mode);
+# mpr_bench and the Python producers sign with the gateway's, as the HTTP API does.
+mkdir -p "$WORK/keys"
+"$MPR" keygen --out "$WORK/keys/registry.pem" >/dev/null
+"$MPR" keygen --out "$WORK/keys/gateway.pem" >/dev/null
+export MPR_TRUST__REGISTRY_KEY_FILE="$WORK/keys/registry.pem" MPR_TRUST__GATEWAY_KEY_FILE="$WORK/keys/gateway.pem"
+export BENCH_GATEWAY_KEY="$WORK/keys/gateway.pem"
 
 start_stack() { # $1 = run name
   stop_stack
@@ -104,8 +111,10 @@ stage commands && for run in $(seq 1 "$RUNS"); do
   echo "== commands run $run: $CMDS commands"
   start_stack "cmd$run"
   rss0=$(rss_kib "$REG_PID"); reg_cpu0=$(cpu_s "$REG_PID"); brk_cpu0=$(cpu_s "$(broker_pid)")
-  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$CMDS" --family-prefix "thr$run" | tee "$OUT/raw/commands-$run.json"
+  "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$CMDS" --family-prefix "thr$run" | tee "$OUT/raw/commands-$run.json"
   rss1=$(rss_kib "$REG_PID"); reg_cpu1=$(cpu_s "$REG_PID"); brk_cpu1=$(cpu_s "$(broker_pid)")
+  # How the commands ended (a run of refusals would measure something else).
+  curl -fsS "$URL/metrics" | grep '^mpr_commands_total' >"$OUT/raw/commands-outcomes-$run.txt" || true
   echo "{\"bench\":\"cpu\",\"registry_cpu_s\":$(python3 -c "print(round($reg_cpu1 - $reg_cpu0, 2))"),\"broker_cpu_s\":$(python3 -c "print(round($brk_cpu1 - $brk_cpu0, 2))")}" | tee "$OUT/raw/cpu-$run.json"
   kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
   du_kib=$(du -sk "$WORK/view-cmd$run" | cut -f1)
@@ -122,7 +131,7 @@ done
 stage latency && for run in $(seq 1 "$RUNS"); do
   echo "== latency run $run: $RATE commands/s for $LAT_SECONDS s"
   start_stack "lat$run"
-  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" --seconds "$LAT_SECONDS" --family-prefix "lat$run" | tee "$OUT/raw/latency-$run.json"
+  "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" --seconds "$LAT_SECONDS" --family-prefix "lat$run" | tee "$OUT/raw/latency-$run.json"
   # Where the time went: the registry's histograms from each command's log timestamp to
   # the processor receiving it, to its durable event, and to its event in the view.
   curl -fsS "$URL/metrics" | grep -E '^mpr_(command_receive|command_processing|view_visible)_seconds' >"$OUT/raw/latency-metrics-$run.txt" || true
@@ -135,7 +144,7 @@ if stage scale; then
   echo "== scale: $SCALE_BUNDLES bundles"
   start_stack scale
   rss0=$(rss_kib "$REG_PID")
-  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" commands --publish-only --count "$SCALE_BUNDLES" --family-prefix scale | tee "$OUT/raw/scale-commands.json"
+  "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" commands --publish-only --count "$SCALE_BUNDLES" --family-prefix scale | tee "$OUT/raw/scale-commands.json"
   sleep 5 # let RocksDB settle its flushes
   rss1=$(rss_kib "$REG_PID"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$REG_PID/status")
   kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
@@ -224,7 +233,7 @@ resolve_load resolve-nocache
 # Promotes go through the broker, so they need a log-built view of their own.
 start_stack promote
 for run in $(seq 1 "$RUNS"); do
-  "$BENCH" --brokers "$MPR_BROKERS" --url "$URL" promote --n "${PROMOTES:-300}" | tee "$OUT/raw/promote-$run.json"
+  "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" promote --n "${PROMOTES:-300}" | tee "$OUT/raw/promote-$run.json"
 done
 stop_stack
 fi

@@ -6,6 +6,7 @@ events to catch up, without building N bundles.
     python3 scripts/bench_populate.py BROKERS N"""
 import json, sys, time, uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
+from mpr_sign import headers
 
 brokers, n = sys.argv[1], int(sys.argv[2])
 family = "takeover-fam"
@@ -20,8 +21,7 @@ for i in range(n):
            "payload": {"bundle_id": family, "bundle_version": f"0.0.{i}"}}
     while True:
         try:
-            p.produce("mpr.commands", key=family, value=json.dumps(cmd),
-                      headers=[("content-type", b"application/json")])
+            p.produce("mpr.commands", key=family, value=json.dumps(cmd), headers=headers(cmd))
             break
         except BufferError:
             p.poll(0.05)

@@ -4,6 +4,7 @@ Prints the time from the registry's start (argument 2, Unix ms) to that result.
     python3 scripts/bench_takeover.py BROKERS START_MS EXAMPLE_JSON"""
 import json, sys, time, uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
+from mpr_sign import headers
 
 brokers, start_ms, example = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 req = json.load(open(example))
@@ -25,8 +26,7 @@ for p in parts:
     tps.append(TopicPartition("mpr.results", p, high))
 c.assign(tps)
 p = Producer({"bootstrap.servers": brokers})
-p.produce("mpr.commands", key=family, value=json.dumps(command),
-          headers=[("content-type", b"application/json")])
+p.produce("mpr.commands", key=family, value=json.dumps(command), headers=headers(command))
 p.flush(30)
 deadline = time.time() + 600
 while time.time() < deadline:

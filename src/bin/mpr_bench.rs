@@ -19,9 +19,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use mpr::domain::bundle::FeatureGroupRef;
 use mpr::domain::catalog::{CatalogEntry, Posture};
+use mpr::domain::trust::{SIGNATURE_HEADER, Signer};
 use mpr::domain::{Command, CommandEnvelope};
 use mpr::testkit;
 use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
@@ -39,6 +41,11 @@ struct Args {
     /// Reader token.
     #[arg(long, default_value = "dev-reader-token")]
     token: String,
+    /// The API gateway's private key (PKCS#8 PEM): commands are signed with it, as the HTTP
+    /// API signs them. Without it they go unsigned (only an `unsigned-dev` registry takes
+    /// them).
+    #[arg(long)]
+    gateway_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -135,18 +142,31 @@ fn producer(brokers: &str) -> FutureProducer {
         .expect("producer")
 }
 
+static SIGNER: std::sync::OnceLock<Option<Signer>> = std::sync::OnceLock::new();
+
 async fn send(
     p: &FutureProducer,
     topic: &str,
     env: &CommandEnvelope,
 ) -> rdkafka::producer::DeliveryFuture {
-    let bytes = mpr::codec::avro::encode_command(env);
+    let (bytes, signature) = match SIGNER.get().and_then(Option::as_ref) {
+        Some(s) => {
+            let (b, sig) = mpr::codec::sign_avro_command(env, s);
+            (b, Some(sig))
+        }
+        None => (mpr::codec::avro::encode_command(env), None),
+    };
     loop {
-        match p.send_result(
-            FutureRecord::to(topic)
-                .key(env.command.partition_key())
-                .payload(&bytes),
-        ) {
+        let mut rec = FutureRecord::to(topic)
+            .key(env.command.partition_key())
+            .payload(&bytes);
+        if let Some(sig) = &signature {
+            rec = rec.headers(OwnedHeaders::new().insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(sig),
+            }));
+        }
+        match p.send_result(rec) {
             Ok(f) => return f,
             Err((e, _)) => {
                 if !matches!(
@@ -174,9 +194,11 @@ async fn send_all(p: &FutureProducer, topic: &str, cmds: &[CommandEnvelope]) {
     }
 }
 
+/// The platform commands every run starts with: the test gate's key (so that the signed
+/// receipts of the publishes verify), then a catalog entry per environment.
 fn catalogs() -> Vec<CommandEnvelope> {
-    ENVS.iter()
-        .map(|e| {
+    std::iter::once(testkit::register_test_gate("platform-admin"))
+        .chain(ENVS.iter().map(|e| {
             testkit::envelope(
                 "platform-admin",
                 Command::SetCatalog(CatalogEntry {
@@ -190,13 +212,13 @@ fn catalogs() -> Vec<CommandEnvelope> {
                     required_gates: Vec::new(),
                 }),
             )
-        })
+        }))
         .collect()
 }
 
 fn lifecycle(family: &str, env: &str) -> [CommandEnvelope; 4] {
     [
-        testkit::publish("model-factory", family, "1.0.0"),
+        testkit::publish_signed("model-factory", family, "1.0.0"),
         testkit::envelope("alice", Command::Nominate(testkit::target(family, "1.0.0"))),
         testkit::envelope("alice", Command::Approve(testkit::target(family, "1.0.0"))),
         testkit::promote("bob", family, "1.0.0", env, "*", false),
@@ -210,7 +232,7 @@ fn resolve_mix(families: usize, tenants: usize, tenant_share: f64) -> Vec<Comman
     let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
     for f in 0..families {
         let fam = format!("fam-{f:04}");
-        cmds.push(testkit::publish("model-factory", &fam, "1.0.0"));
+        cmds.push(testkit::publish_signed("model-factory", &fam, "1.0.0"));
         cmds.push(testkit::envelope(
             "alice",
             Command::Nominate(testkit::target(&fam, "1.0.0")),
@@ -294,6 +316,11 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = Args::parse();
+    let signer = a.gateway_key.as_ref().map(|path| {
+        let pem = std::fs::read_to_string(path).expect("gateway key file");
+        Signer::from_pem(&pem).expect("gateway key is PKCS#8 PEM")
+    });
+    SIGNER.set(signer).expect("set once");
     let topic = format!("{}commands", a.prefix);
     let p = producer(&a.brokers);
     let base = applied_events(&a.url);
@@ -307,7 +334,7 @@ async fn main() {
             if publish_only {
                 cmds.extend((0..count).map(|i| {
                     let family = format!("{family_prefix}-{:06}", i / 100);
-                    testkit::publish("model-factory", &family, &format!("1.0.{}", i % 100))
+                    testkit::publish_signed("model-factory", &family, &format!("1.0.{}", i % 100))
                 }));
             } else {
                 for f in 0..count.div_ceil(4) {
@@ -344,7 +371,7 @@ async fn main() {
                 .build();
             let warm: Vec<_> = (0..warmup)
                 .map(|i| {
-                    testkit::publish(
+                    testkit::publish_signed(
                         "model-factory",
                         &format!("{family_prefix}-warm-{i}"),
                         "1.0.0",
@@ -437,7 +464,7 @@ async fn main() {
         Cmd::Promote { n, deployer_token } => {
             let mut setup = catalogs();
             for v in ["1.0.0", "2.0.0"] {
-                setup.push(testkit::publish("model-factory", "flip", v));
+                setup.push(testkit::publish_signed("model-factory", "flip", v));
                 setup.push(testkit::envelope(
                     "alice",
                     Command::Nominate(testkit::target("flip", v)),
@@ -594,7 +621,7 @@ async fn main() {
             for i in 0..count {
                 let family = format!("mem-{:06}", i / 100);
                 let envelope =
-                    testkit::publish("model-factory", &family, &format!("1.0.{}", i % 100));
+                    testkit::publish_signed("model-factory", &family, &format!("1.0.{}", i % 100));
                 let input = testkit::input(envelope, i as i64);
                 if let Decision::Append(e) = part.decide(&cat.catalog, &grants, &input) {
                     part.apply(&e).expect("apply");
