@@ -232,6 +232,11 @@ head = log[-1][2]
 first_promotion = [e for _, _, e in log
                    if e["event_type"] == "BUNDLE_PROMOTED" and e["bundle_version"] == "7.0.0"][0]
 assert event_hash(head) == head["hash"], "this script must compute hashes as the registry does"
+# What the API submitted records both parties: the token's actor, and the gateway.
+api_promotion = [e for _, _, e in log
+                 if e["event_type"] == "BUNDLE_PROMOTED" and e["bundle_version"] == "7.1.0"][0]
+assert api_promotion["actor"] == "bob" and api_promotion["via"] == "api-gateway", api_promotion
+assert len(api_promotion["signed_by"]) == 64, api_promotion
 forged = copy.deepcopy(first_promotion)
 forged["seq"] = head["seq"] + 1
 forged["prev_hash"] = head["hash"]
@@ -260,7 +265,7 @@ while resolve("prod", fam) != "7.0.0":
     time.sleep(0.2)
 audit = subprocess.run([mpr_bin, "--config", config, "--json", "verify-audit"],
                        capture_output=True, text=True, env=os.environ)
-assert audit.returncode != 0, "verify-audit passed a log with a forged record"
+assert audit.returncode == 2, ("verify-audit must fail (exit 2) on a forged record", audit.returncode, audit.stderr)
 report = json.loads(audit.stdout)
 flagged = [f for p in report if p["log"] == f"{prefix}events" and p["partition"] == partition
            for f in p["findings"] if f["kind"] == "FORGED"]

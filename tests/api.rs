@@ -225,8 +225,11 @@ async fn operations_routes() {
     let h = harness_with(true);
     let (s, v, _) = h.call("GET", "/healthz", None, None).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
-    let (s, _, _) = h.call("GET", "/readyz", None, None).await;
+    let (s, v, headers) = h.call("GET", "/readyz", None, None).await;
     assert_eq!(s, StatusCode::OK);
+    // The signing mode is visible to every probe.
+    assert_eq!(v["trust_mode"], "signed");
+    assert_eq!(headers["mpr-trust-mode"], "signed");
     h.status.ready.store(false, Ordering::SeqCst);
     let (s, v, _) = h.call("GET", "/readyz", None, None).await;
     assert_eq!(

@@ -180,3 +180,34 @@ fn derived(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    /// A `state` record verifies only with its own key and value, under a registry key.
+    #[test]
+    fn state_records_carry_a_registry_signature_over_key_and_value() {
+        let topics = Topics::new("mpr.");
+        let registry = testkit::registry_signer();
+        let keys = testkit::registry_keys();
+        let w = Write {
+            table: crate::view::Table::Catalog,
+            key: b"prod".to_vec(),
+            value: b"{\"environment\":\"prod\"}".to_vec(),
+        };
+        let r = state_record(&topics, &registry, w.clone());
+        assert_eq!(
+            verify_state_record(&keys, &r.key, &r.payload),
+            Some(w.value.clone())
+        );
+        let mut tampered = r.payload.clone();
+        tampered[0] ^= 1;
+        assert_eq!(verify_state_record(&keys, &r.key, &tampered), None);
+        assert_eq!(verify_state_record(&keys, b"\x04dev", &r.payload), None);
+        let other = state_record(&topics, &testkit::gateway_signer(), w);
+        assert_eq!(verify_state_record(&keys, &other.key, &other.payload), None);
+        assert_eq!(verify_state_record(&keys, &r.key, b"short"), None);
+    }
+}

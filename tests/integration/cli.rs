@@ -296,3 +296,82 @@ fn cli_walkthrough_against_the_real_broker() {
     };
     down.fails(read, &["bundles"], 3, "unavailable");
 }
+
+/// The offline key tools: `mpr keygen` writes a PKCS#8 key readable as the registry reads
+/// its keys, `mpr sign-receipt` signs a receipt that verifies against the registered gate
+/// key, and `mpr sign` prints a header that verifies over the command's RFC 8785 form.
+#[test]
+fn keygen_sign_and_sign_receipt() {
+    use mpr::domain::trust::{self, KeyOwnerKind, KeyRecord, Signature, TrustRegistry};
+    let dir = tempfile::tempdir().unwrap();
+    let mpr = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let key_path = dir.path().join("gate.pem");
+    let k = key_path.to_str().unwrap();
+    let printed: serde_json::Value =
+        serde_json::from_str(&mpr(&["--json", "keygen", "--out", k])).unwrap();
+    let signer = trust::Signer::from_pem(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    assert_eq!(printed["key_id"], signer.key_id());
+    assert_eq!(printed["public_key"], signer.public_hex());
+    // keygen never overwrites a key.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
+        .args(["keygen", "--out", k])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let b = mpr::testkit::bundle("fam", "1.0.0");
+    let receipt_path = dir.path().join("receipt.json");
+    std::fs::write(
+        &receipt_path,
+        serde_json::to_vec(&mpr::testkit::pass_receipt(&b)).unwrap(),
+    )
+    .unwrap();
+    let signed: mpr::domain::GateReceipt = serde_json::from_str(&mpr(&[
+        "sign-receipt",
+        "--key",
+        k,
+        receipt_path.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let mut registry = TrustRegistry::default();
+    registry.apply(&KeyRecord {
+        key_id: signer.key_id().to_owned(),
+        owner_kind: KeyOwnerKind::Gate,
+        owner: mpr::testkit::GATE_NAME.to_owned(),
+        public_key: signer.public_hex(),
+        registered_seq: 1,
+        revoked_seq: None,
+    });
+    let roots = trust::TrustRoots {
+        require_signatures: true,
+        gateway: Default::default(),
+    };
+    assert_eq!(
+        trust::verify_receipt(&roots, &registry, &signed)
+            .unwrap()
+            .as_deref(),
+        Some(signer.key_id())
+    );
+
+    let command = serde_json::to_value(mpr::testkit::publish("mf", "fam", "1.0.0")).unwrap();
+    let command_path = dir.path().join("command.json");
+    std::fs::write(&command_path, serde_json::to_vec_pretty(&command).unwrap()).unwrap();
+    let header = mpr(&["sign", "--key", k, command_path.to_str().unwrap()]);
+    let sig: Signature = serde_json::from_str(header.trim()).unwrap();
+    assert!(sig.verifies(
+        &signer.verifying_key(),
+        trust::COMMAND_JSON_TYPE,
+        &mpr::domain::bundle::canonical_json(&command)
+    ));
+}

@@ -166,4 +166,38 @@ fn end_to_end_commands_to_view_and_outputs() {
         live,
         "bootstrap from state differs"
     );
+
+    // A record appended to `state` that the registry did not sign (here: a copy of a real
+    // one signed by another key) stops a bootstrap instead of reaching a view.
+    let real = &state[0];
+    let key = real.key.clone().unwrap();
+    let payload = real.payload.clone().unwrap();
+    let value = &payload[..payload.len() - mpr::domain::trust::SIGNATURE_LEN];
+    let mut forged = value.to_vec();
+    forged.extend_from_slice(&mpr::domain::trust::Signer::from_seed([9; 32]).sign_raw(
+        mpr::domain::trust::STATE_TYPE,
+        &mpr::domain::trust::state_body(&key, value),
+    ));
+    let p = producer(&broker.addr());
+    rt().block_on(async {
+        let rec = rdkafka::producer::FutureRecord::to(&topics.state)
+            .key(&key)
+            .payload(&forged);
+        p.send(rec, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+    });
+    let refused = tempfile::tempdir().unwrap();
+    let v = View::open(refused.path(), 3).unwrap();
+    let err = mpr::log::applier::bootstrap_from_state(
+        &cfg.kafka,
+        &mpr::testkit::registry_keys(),
+        &v,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not signed by a registry key"),
+        "{err}"
+    );
 }
