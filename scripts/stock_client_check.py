@@ -14,6 +14,8 @@ Each check fails if the protection it names is removed:
      (GATE_RECEIPT_UNVERIFIED)
   6. a forged, correctly chained and hashed PROMOTE event appended to the events topic leaves
      resolve unchanged, is counted, does not stop the family, and `mpr verify-audit` flags it
+  7. a signed checkpoint (GET /v1/audit/checkpoints) taken before the forgery still holds
+     (`verify-audit --checkpoint`), and one altered after signing is refused
 
 Usage: stock_client_check.py BROKERS URL PREFIX MPR_BINARY CONFIG
 (the registry was started with CONFIG and MPR_* overrides this script also passes on).
@@ -237,6 +239,13 @@ api_promotion = [e for _, _, e in log
                  if e["event_type"] == "BUNDLE_PROMOTED" and e["bundle_version"] == "7.1.0"][0]
 assert api_promotion["actor"] == "bob" and api_promotion["via"] == "api-gateway", api_promotion
 assert len(api_promotion["signed_by"]) == 64, api_promotion
+# An auditor pins the partition's state before the forgery: a signed checkpoint (C2SP note).
+status, cps = http("GET", "/v1/audit/checkpoints", READER)
+assert status == 200, cps
+pinned = [c for c in cps["checkpoints"] if c["log"] == "events" and c["partition"] == partition][0]
+assert pinned["seq"] == head["seq"], (pinned, head["seq"])
+pin_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"mpr-checkpoint-{uuid.uuid4()}.note")
+open(pin_file, "w").write(pinned["note"])
 forged = copy.deepcopy(first_promotion)
 forged["seq"] = head["seq"] + 1
 forged["prev_hash"] = head["hash"]
@@ -263,13 +272,24 @@ deadline = time.time() + 30
 while resolve("prod", fam) != "7.0.0":
     assert time.time() < deadline, "the rollback after the forgery never reached resolve"
     time.sleep(0.2)
-audit = subprocess.run([mpr_bin, "--config", config, "--json", "verify-audit"],
+audit = subprocess.run([mpr_bin, "--config", config, "--json", "verify-audit", "--checkpoint", pin_file],
                        capture_output=True, text=True, env=os.environ)
 assert audit.returncode == 2, ("verify-audit must fail (exit 2) on a forged record", audit.returncode, audit.stderr)
 report = json.loads(audit.stdout)
 flagged = [f for p in report if p["log"] == f"{prefix}events" and p["partition"] == partition
            for f in p["findings"] if f["kind"] == "FORGED"]
 assert [f["offset"] for f in flagged] == [forged_offset], report
+held = [c for p in report if p["log"] == f"{prefix}events" and p["partition"] == partition
+        for c in p["checkpoints"]]
+assert held and held[0]["ok"] and held[0]["seq"] == pinned["seq"], report
+# A checkpoint altered after signing is refused.
+open(pin_file, "w").write(pinned["note"].replace(f"\n{pinned['seq']}\n", f"\n{pinned['seq'] + 1}\n", 1))
+bad = subprocess.run([mpr_bin, "--config", config, "verify-audit", "--checkpoint", pin_file],
+                     capture_output=True, text=True, env=os.environ)
+assert bad.returncode != 0 and "no signature line by a registry key verifies" in bad.stderr, bad.stderr
+os.remove(pin_file)
 print(f"6 forged chained PROMOTE at offset {forged_offset}: resolve unchanged, counted, "
       f"family not stopped, verify-audit flags it: {flagged[0]['reason']}")
+print(f"7 a signed checkpoint taken before the forgery still holds (seq {pinned['seq']}); "
+      "an altered one is refused")
 print("stock client checks: all passed")

@@ -137,6 +137,11 @@ pub async fn run(
         auth: Arc::new(api::auth::Auth::new(&cfg.auth.principals)),
         grants: Arc::new(grants),
         trust_mode: cfg.trust.mode,
+        checkpoints: Arc::new(api::audit::CheckpointSigner {
+            registry: keys.registry.clone(),
+            events_topic: crate::log::Topics::new(&cfg.kafka.topic_prefix).events,
+            catalog_topic: crate::log::Topics::new(&cfg.kafka.topic_prefix).catalog,
+        }),
         metrics,
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(api::resolve::ResolveCache::new(cfg.http.resolve_cache_mib)),

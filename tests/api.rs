@@ -128,6 +128,11 @@ fn harness_with(apply: bool) -> Harness {
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(mpr::api::resolve::ResolveCache::new(1)),
         trust_mode: mpr::config::TrustMode::Signed,
+        checkpoints: Arc::new(mpr::api::audit::CheckpointSigner {
+            registry: mpr::testkit::registry_signer(),
+            events_topic: "mpr.events".into(),
+            catalog_topic: "mpr.catalog".into(),
+        }),
     };
     Harness {
         router: mpr::api::router(state),
@@ -1187,5 +1192,41 @@ async fn readiness_follows_the_view_lag_and_the_applier() {
         (s, code(&v)),
         (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         "a frozen view does not answer resolve"
+    );
+}
+
+/// `/v1/audit/checkpoints`: one signed note per log the view applies, each opening with the
+/// registry key only and stating the head this view holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_of_the_applied_heads() {
+    let h = harness_with(true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    live(&h, "fraud", "1.0.0", "*").await;
+    let (s, v, _) = h.call("GET", "/v1/audit/checkpoints", None, None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let (s, v, _) = h
+        .call("GET", "/v1/audit/checkpoints", Some("t-read"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let cps = v["checkpoints"].as_array().unwrap();
+    let keys = mpr::testkit::registry_keys();
+    let events = cps
+        .iter()
+        .find(|c| c["log"] == "events" && c["partition"] == 0)
+        .unwrap();
+    let cp =
+        mpr::domain::checkpoint::Checkpoint::open(events["note"].as_str().unwrap(), &keys).unwrap();
+    assert_eq!(cp.origin, "mpr/mpr.events/0");
+    assert_eq!(cp.seq, 4, "publish, nominate, approve, promote");
+    assert_eq!(cp.seq, events["seq"].as_u64().unwrap());
+    let catalog = cps.iter().find(|c| c["log"] == "catalog").unwrap();
+    let cat = mpr::domain::checkpoint::Checkpoint::open(catalog["note"].as_str().unwrap(), &keys)
+        .unwrap();
+    assert_eq!((cat.origin.as_str(), cat.seq), ("mpr/mpr.catalog/0", 1));
+    let other = mpr::domain::trust::KeySet::of([mpr::testkit::gateway_signer().verifying_key()]);
+    assert!(
+        mpr::domain::checkpoint::Checkpoint::open(events["note"].as_str().unwrap(), &other)
+            .is_err()
     );
 }

@@ -1,6 +1,7 @@
 //! The HTTP API (axum). Reads come from the view, never from Kafka; writes are commands on
 //! the log. One router function per resource: resolve, queries, commands, operations.
 
+pub mod audit;
 pub mod auth;
 mod commands;
 pub mod error;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub resolve_cache: Arc<resolve::ResolveCache>,
     /// Whether commands must be signed (reported by `/readyz`).
     pub trust_mode: crate::config::TrustMode,
+    /// Signs the checkpoints of `/v1/audit/checkpoints`.
+    pub checkpoints: Arc<audit::CheckpointSigner>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -199,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .merge(resolve::router())
         .merge(queries::router())
         .merge(commands::router())
+        .merge(audit::router())
         // After every route: it applies to the routes the router holds when it is called.
         .method_not_allowed_fallback(extract::wrong_method)
         .fallback(extract::no_route)

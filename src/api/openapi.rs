@@ -225,6 +225,18 @@ const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/v1/audit/checkpoints",
+        operation_id: "get_checkpoints",
+        summary: "Signed checkpoints of the log heads this replica's view has applied",
+        body: None,
+        ok: ("200", None),
+        query: &[],
+        auth: true,
+        description: "One C2SP signed note per events partition and one of the catalog log (origin mpr/<topic>/<partition>, the head's seq, the base64 head hash), signed by the registry key under the name mpr-registry. Check one later with mpr verify-audit --checkpoint FILE.",
+        headers: &[],
+    },
+    RouteDoc {
+        method: "get",
         path: "/v1/catalog",
         operation_id: "get_catalog",
         summary: "The platform catalog",

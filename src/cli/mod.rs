@@ -92,8 +92,14 @@ pub enum Cmd {
         #[command(subcommand)]
         action: ViewCmd,
     },
-    /// Check the hash chain of every event log partition; report the first broken link.
-    VerifyAudit,
+    /// Audit every events partition and the catalog log: the hash chain and the registry's
+    /// signature on every record; reports each record not on the signed chain.
+    VerifyAudit {
+        /// A signed checkpoint (`GET /v1/audit/checkpoints`) the log must still hold: its
+        /// signature by a registry key, and its head on the partition's signed chain.
+        #[arg(long)]
+        checkpoint: Vec<PathBuf>,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Publish a bundle from a PublishBundleRequest JSON file.
@@ -298,7 +304,7 @@ pub fn main(cli: Cli) -> i32 {
         Cmd::Serve
         | Cmd::Topics { .. }
         | Cmd::View { .. }
-        | Cmd::VerifyAudit
+        | Cmd::VerifyAudit { .. }
         | Cmd::Openapi
         | Cmd::Keygen { .. }
         | Cmd::Sign { .. }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{Cli, Cmd, TopicsCmd, ViewCmd};
 use crate::cli::ClientError;
 use crate::config::Config;
+use crate::domain::checkpoint::{self, Checkpoint};
 use crate::domain::event::{FindingKind, audit_log};
 use crate::domain::trust::{KeySet, Signer};
 use crate::log::{Topics, applier, reader, topics};
@@ -168,7 +169,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             );
             Ok(())
         }
-        Cmd::VerifyAudit => verify_audit(&cfg, cli.json),
+        Cmd::VerifyAudit { checkpoint } => verify_audit(&cfg, checkpoint, cli.json),
         Cmd::Openapi => {
             outln!(
                 "{}",
@@ -233,8 +234,20 @@ fn registry_keys(cfg: &Config) -> Result<KeySet, ClientError> {
 /// Reads every events partition and the catalog log and audits them: the hash chain, and
 /// the registry's signature on every record. Reports every record that is not on the
 /// chain; fails when one is forged or a seq is missing.
-fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
+fn verify_audit(
+    cfg: &Config,
+    checkpoint_files: &[std::path::PathBuf],
+    json_out: bool,
+) -> Result<(), ClientError> {
     let keys = registry_keys(cfg)?;
+    let mut pins = Vec::new();
+    for f in checkpoint_files {
+        let note = std::fs::read_to_string(f)
+            .map_err(|e| other(format!("cannot read {}: {e}", f.display())))?;
+        let cp = Checkpoint::open(&note, &keys)
+            .map_err(|e| other(format!("checkpoint {}: {e}", f.display())))?;
+        pins.push(cp);
+    }
     let t = Topics::new(&cfg.kafka.topic_prefix);
     let mut logs: Vec<(String, i32)> = (0..cfg.kafka.partitions)
         .map(|p| (t.events.clone(), p))
@@ -253,7 +266,27 @@ fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
             Ok(())
         })
         .map_err(unavailable)?;
-        let audit = audit_log(records, &keys);
+        let audit = audit_log(
+            records
+                .iter()
+                .map(|(o, r)| (*o, r.as_ref().map(Clone::clone).map_err(Clone::clone))),
+            &keys,
+        );
+        let here = checkpoint::origin(&topic, p);
+        let mut pinned = Vec::new();
+        for cp in pins.iter().filter(|c| c.origin == here) {
+            let held = cp.holds_in(
+                &audit,
+                records
+                    .iter()
+                    .filter_map(|(o, r)| r.as_ref().ok().map(|e| (*o, e))),
+            );
+            if let Err(why) = &held {
+                failed.push(format!("{here}: checkpoint at seq {}: {why}", cp.seq));
+            }
+            pinned.push(serde_json::json!({"seq": cp.seq, "head_hash": cp.head_hash,
+                "ok": held.is_ok(), "reason": held.err()}));
+        }
         if !audit.ok() {
             failed.push(format!(
                 "{topic}/{p}: {}",
@@ -266,19 +299,30 @@ fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
                     .join("; ")
             ));
         }
-        report.push((topic, p, audit));
+        report.push((topic, p, audit, pinned));
+    }
+    if let Some(cp) = pins.iter().find(|c| {
+        !report
+            .iter()
+            .any(|(t, p, ..)| checkpoint::origin(t, *p) == c.origin)
+    }) {
+        failed.push(format!(
+            "checkpoint of {} names no log this registry has",
+            cp.origin
+        ));
     }
     if json_out {
         let v: Vec<_> = report
             .iter()
-            .map(|(topic, p, a)| {
+            .map(|(topic, p, a, pinned)| {
                 serde_json::json!({"log": topic, "partition": p, "ok": a.ok(), "records": a.records,
-                    "head_seq": a.head_seq, "head_hash": a.head_hash, "findings": a.findings})
+                    "head_seq": a.head_seq, "head_hash": a.head_hash, "findings": a.findings,
+                    "checkpoints": pinned})
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v).map_err(other)?);
     } else {
-        for (topic, p, a) in &report {
+        for (topic, p, a, pinned) in &report {
             let status = if a.ok() { "ok" } else { "FAILED" };
             outln!(
                 "{topic}/{p}  records={}  head_seq={}  {status}",
@@ -293,6 +337,10 @@ fn verify_audit(cfg: &Config, json_out: bool) -> Result<(), ClientError> {
                     f.kind,
                     f.reason
                 );
+            }
+            for c in pinned {
+                let status = if c["ok"] == true { "held" } else { "NOT HELD" };
+                outln!("  checkpoint seq {}  {status}", c["seq"]);
             }
         }
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod bundle;
 pub mod catalog;
+pub mod checkpoint;
 pub mod command;
 pub mod decide;
 pub mod error;

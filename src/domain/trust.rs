@@ -167,6 +167,13 @@ impl Signer {
         }
     }
 
+    /// The raw 64-byte signature over `message` itself, for formats that define their own
+    /// signed bytes (the C2SP signed note of a checkpoint).
+    pub fn sign_plain(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(message).to_bytes()
+    }
+
     /// The raw 64-byte signature over [`pae`]`(payload_type, body)`.
     pub fn sign_raw(&self, payload_type: &str, body: &[u8]) -> [u8; SIGNATURE_LEN] {
         use ed25519_dalek::Signer as _;
@@ -193,6 +200,11 @@ impl KeySet {
     /// The key ids it holds.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+
+    /// Its public keys.
+    pub fn keys(&self) -> impl Iterator<Item = &VerifyingKey> {
+        self.0.values()
     }
 
     /// Whether it holds `keyid`.

@@ -128,6 +128,12 @@ fn end_to_end_commands_to_view_and_outputs() {
     let ce: serde_json::Value =
         serde_json::from_slice(promoted[0].payload.as_deref().unwrap()).unwrap();
     assert_eq!(ce["specversion"], "1.0");
+    // Governance can check a promotion it consumes: `data` is the event the registry signed.
+    let promoted_event: mpr::domain::RegistryEvent =
+        serde_json::from_value(ce["data"].clone()).unwrap();
+    promoted_event
+        .authenticate(&mpr::testkit::registry_keys())
+        .unwrap();
     let state = read_all(&cfg, &topics.state, 1);
     assert!(!state.is_empty());
 

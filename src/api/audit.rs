@@ -1,0 +1,60 @@
+//! Audit routes: signed checkpoints of the log heads this replica's view has applied, as
+//! C2SP signed notes (`domain::checkpoint`), so that an auditor can pin the log's state
+//! and later check it with `mpr verify-audit --checkpoint`.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::checkpoint::{Checkpoint, origin};
+use crate::domain::event::{GENESIS_HASH, LogId};
+use crate::domain::trust::Signer;
+
+/// What checkpoints are signed with and name.
+#[derive(Debug, Clone)]
+pub struct CheckpointSigner {
+    /// The registry key.
+    pub registry: Signer,
+    /// The `events` topic.
+    pub events_topic: String,
+    /// The `catalog` topic.
+    pub catalog_topic: String,
+}
+
+/// `GET /v1/audit/checkpoints`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/audit/checkpoints", get(get_checkpoints))
+}
+
+/// One signed checkpoint per `events` partition and one of the `catalog` log, each of the
+/// head this view has applied (only events the registry signed are ever applied).
+async fn get_checkpoints(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.principal(&h)?;
+    let signer = s.checkpoints.clone();
+    let logs: Vec<(LogId, &str, i32)> = std::iter::once((LogId::Catalog, "catalog", 0))
+        .chain((0..s.view.partitions()).map(|p| (LogId::Events, "events", p)))
+        .collect();
+    let mut out = Vec::with_capacity(logs.len());
+    for (log, name, p) in logs {
+        let topic = match log {
+            LogId::Events => &signer.events_topic,
+            LogId::Catalog => &signer.catalog_topic,
+        };
+        let (seq, head_hash) = s
+            .view
+            .cached_position(log, p)
+            .map_or((0, GENESIS_HASH.to_owned()), |pos| (pos.seq, pos.hash));
+        let cp = Checkpoint {
+            origin: origin(topic, p),
+            seq,
+            head_hash,
+        };
+        let note = cp.sign(&signer.registry).map_err(ApiError::internal)?;
+        out.push(json!({"log": name, "topic": topic, "partition": p, "seq": seq, "note": note}));
+    }
+    Ok(Json(json!({"checkpoints": out})))
+}
