@@ -29,8 +29,8 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 # BENCH_PROFILE=debug measures a debug build: for quick relative checks only; every figure of
 # record in BENCHMARKS.md comes from the release build.
 PROFILE="${BENCH_PROFILE:-release}"
-if [ -n "${MPR_BIN_DIR:-}" ]; then
-  : # MPR_BIN_DIR=dir: measure the mpr and mpr_bench binaries there (A/B runs of two builds)
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  : # BENCH_BIN_DIR=dir: measure the mpr and mpr_bench binaries there (A/B runs of two builds)
 elif [ "$PROFILE" = release ]; then
   cargo build --release --locked --features testkit --bin mpr --bin mpr_bench
 else
@@ -40,7 +40,7 @@ OHA="$MPR_TOOLS/bin/oha"
 if [[ " ${STAGES:-resolve} " == *" resolve "* ]]; then
   [ -x "$OHA" ] || cargo install oha --locked --root "$MPR_TOOLS"
 fi
-MPR="${MPR_BIN_DIR:-$TARGET/$PROFILE}/mpr"; BENCH="${MPR_BIN_DIR:-$TARGET/$PROFILE}/mpr_bench"
+MPR="${BENCH_BIN_DIR:-$TARGET/$PROFILE}/mpr"; BENCH="${BENCH_BIN_DIR:-$TARGET/$PROFILE}/mpr_bench"
 
 {
   echo "date: $(date -u +%FT%TZ)"; echo "cores: $(nproc)"; free -g | sed -n 2p | awk '{print "memory_gib: " $2}'
