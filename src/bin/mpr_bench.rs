@@ -115,6 +115,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         count: usize,
     },
+    /// In-process, no broker: what checking one event costs every reader (the view applier,
+    /// a catch-up, a rebuild), per event: decode only, decode + hash, decode + hash +
+    /// registry signature; and what signing costs the processor.
+    Verify {
+        /// Events (the lifecycle mix of `commands`: publish, nominate, approve, promote).
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+    },
     /// Seeds the realistic resolve view.
     SeedResolve {
         /// Families.
@@ -609,6 +617,72 @@ async fn main() {
                        "view_apply_per_s": encoded.len() as f64 / apply_s, "rss_kib": rss_kib()})
             );
         }
+        Cmd::Verify { count } => {
+            use mpr::domain::{CatalogState, Decision, Grants, PartitionState, decide};
+            let grants = Grants {
+                enforce: false,
+                ..Grants::default()
+            };
+            let registry = testkit::registry_signer();
+            let keys = testkit::registry_keys();
+            let mut cat = CatalogState::new();
+            let mut part = PartitionState::new(0);
+            let mut events = Vec::with_capacity(count);
+            let mut cmds = catalogs();
+            for f in 0..count.div_ceil(4) {
+                cmds.extend(lifecycle(&format!("ver-{f:06}"), ENVS[f % 3]));
+            }
+            for (i, env) in cmds.into_iter().enumerate() {
+                let input = testkit::input(env, i as i64);
+                if let Decision::Append(e) = mpr::domain::state::infallible(decide::route(
+                    &part,
+                    &part.chain,
+                    &cat,
+                    &grants,
+                    &input,
+                )) {
+                    if e.log == mpr::domain::event::LogId::Catalog {
+                        cat.apply(&e).unwrap();
+                    } else {
+                        part.apply(&e).unwrap();
+                        events.push(e);
+                    }
+                }
+            }
+            events.truncate(count);
+            let n = events.len() as f64;
+            let t = Instant::now();
+            for e in &mut events {
+                e.sign(&registry);
+            }
+            let sign_s = t.elapsed().as_secs_f64();
+            let encoded: Vec<Vec<u8>> = events.iter().map(mpr::codec::encode_event).collect();
+            let time = |f: &dyn Fn(&[u8])| {
+                let t = Instant::now();
+                for b in &encoded {
+                    f(b);
+                }
+                t.elapsed().as_secs_f64()
+            };
+            let decode_s = time(&|b| {
+                mpr::codec::decode_event(b).unwrap();
+            });
+            let hash_s = time(&|b| {
+                let e = mpr::codec::decode_event(b).unwrap();
+                assert_eq!(e.hash, e.compute_hash());
+            });
+            let verify_s = time(&|b| {
+                mpr::log::verify::check_event(&keys, b).unwrap();
+            });
+            let us = |s: f64| (s / n * 1e6 * 100.0).round() / 100.0;
+            println!(
+                "{}",
+                json!({"bench": "verify", "events": events.len(),
+                       "decode_us": us(decode_s), "decode_hash_us": us(hash_s),
+                       "decode_hash_signature_us": us(verify_s), "sign_us": us(sign_s),
+                       "decode_per_s": (n / decode_s).round(), "verified_per_s": (n / verify_s).round()})
+            );
+        }
         Cmd::StateMemory { count } => {
             use mpr::domain::{CatalogState, Decision, Grants, PartitionState};
             let grants = Grants {
@@ -621,7 +695,7 @@ async fn main() {
             for i in 0..count {
                 let family = format!("mem-{:06}", i / 100);
                 let envelope =
-                    testkit::publish_signed("model-factory", &family, &format!("1.0.{}", i % 100));
+                    testkit::publish("model-factory", &family, &format!("1.0.{}", i % 100));
                 let input = testkit::input(envelope, i as i64);
                 if let Decision::Append(e) = part.decide(&cat.catalog, &grants, &input) {
                     part.apply(&e).expect("apply");

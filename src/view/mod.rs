@@ -146,8 +146,9 @@ fn slot_of(log: LogId, partition: i32) -> usize {
 
 /// The view's storage layout, kept in RocksDB's default column family: outside the tables,
 /// so outside the content digest and `state`. Bumped whenever a table's key or value format
-/// changes. 2: the events table holds each event's Avro log record (MPR3-OPS-10b).
-const LAYOUT: &[u8] = b"2";
+/// changes. 2: the events table holds each event's Avro log record (MPR3-OPS-10b). 3:
+/// events and receipts carry signatures (MPR2 §8); earlier records are not the registry's.
+const LAYOUT: &[u8] = b"3";
 const LAYOUT_KEY: &[u8] = b"mpr.view.layout";
 
 impl View {

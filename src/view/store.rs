@@ -39,7 +39,8 @@ const OUTBOX: &str = "outbox";
 /// Key of the store's mark in the default column family.
 const MARK_KEY: &[u8] = b"mpr.processor.mark";
 /// Storage layout of this build's state store.
-pub const LAYOUT: u32 = 2;
+/// 3: events carry signatures (MPR2 §8); a store of layout 2 is rebuilt from `events`.
+pub const LAYOUT: u32 = 3;
 
 /// Which log a store reflects. A store marked with another identity is discarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
