@@ -266,12 +266,7 @@ fn verify_audit(
             Ok(())
         })
         .map_err(unavailable)?;
-        let audit = audit_log(
-            records
-                .iter()
-                .map(|(o, r)| (*o, r.as_ref().map(Clone::clone).map_err(Clone::clone))),
-            &keys,
-        );
+        let audit = audit_log(records.iter().map(|(o, r)| (*o, r.clone())), &keys);
         let here = checkpoint::origin(&topic, p);
         let mut pinned = Vec::new();
         for cp in pins.iter().filter(|c| c.origin == here) {
