@@ -254,7 +254,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
-        description: "Any command type, including the admin key commands REGISTER_KEY and REVOKE_KEY. The API signs the command with its gateway key for the token's actor (MPR2 §8.1); the event records signed_by and via api-gateway. Refused before anything is produced when the encoded command exceeds 262144 bytes (413 INVALID_PAYLOAD) or would not decode from the log (400). After http.command_timeout_ms without a result: 202 with the command_id to poll. Trust refusals: UNAUTHENTICATED 401, UNKNOWN_KEY 404, GATE_MISSING 409, GATE_RECEIPT_UNVERIFIED 422.",
+        description: "Any command type, including the admin key commands REGISTER_KEY and REVOKE_KEY. The API signs the command with its gateway key for the token's actor (MPR2 §8.2); the event records signed_by and via api-gateway. Refused before anything is produced when the encoded command exceeds 262144 bytes (413 INVALID_PAYLOAD) or would not decode from the log (400). After http.command_timeout_ms without a result: 202 with the command_id to poll. Trust refusals: UNAUTHENTICATED 401, UNKNOWN_KEY 404, GATE_MISSING 409, GATE_RECEIPT_UNVERIFIED 422.",
         headers: &[],
     },
     RouteDoc {
