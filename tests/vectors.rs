@@ -2,15 +2,26 @@
 //! and state checks against the pure domain, with the expected outcome of every step.
 //! After the steps, the runner also checks the hash chain and that replaying the events
 //! rebuilds the same state. Any difference fails the run, naming the file and the step.
+//!
+//! A vector with a `trust` section runs with its trust roots (MPR2 §8): keys defined by
+//! their 32-byte seeds, the gateway and registry keys among them, and a mode. Its command
+//! steps may carry a credential (`sign_with`, `signed_payload`, `credential`) and have
+//! their receipt signed (`receipt_signed_by`, `receipt_signed_over`); the runner builds the
+//! `mpr-signature` header and hands it to the codec as the processor does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use mpr::codec;
+use mpr::domain::bundle::canonical_json;
 use mpr::domain::decide;
 use mpr::domain::event::{CommandSource, verify_chain};
 use mpr::domain::resolve::{MatchedRule, ResolveQuery, resolve};
 use mpr::domain::state::{SlotRecord, UndecodableInput, infallible};
+use mpr::domain::trust::{
+    COMMAND_JSON_TYPE, KeyOwnerKind, KeyRecord, KeySet, RECEIPT_TYPE, Signer, TrustRoots,
+    receipt_body,
+};
 use mpr::domain::{
     Actor, BundleId, BundleVersion, CatalogState, CommandInput, Decision, ErrorCode, Grants,
     LifecycleState, Outcome, PartitionState, RegistryEvent, RegistryEventType, RoleGrant, Slot,
@@ -30,6 +41,9 @@ struct Vector {
     principals: BTreeMap<String, Vec<String>>,
     #[serde(default = "yes")]
     enforce: bool,
+    /// Trust roots and keys; absent: the unsigned-dev mode with no keys.
+    #[serde(default)]
+    trust: Option<TrustSpec>,
     steps: Vec<Step>,
 }
 
@@ -37,11 +51,72 @@ fn yes() -> bool {
     true
 }
 
+/// A field whose explicit `null` differs from its absence.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustSpec {
+    /// `signed` (the default) or `unsigned-dev`.
+    #[serde(default = "signed_mode")]
+    mode: String,
+    /// name -> 32-byte Ed25519 seed, 64 hex characters.
+    keys: BTreeMap<String, String>,
+    /// Names of the keys configured as API gateway keys.
+    #[serde(default)]
+    gateway: Vec<String>,
+    /// Name of the registry key: every appended event is sealed with it, and every event
+    /// must verify against it after the run.
+    #[serde(default)]
+    registry: Option<String>,
+}
+
+fn signed_mode() -> String {
+    "signed".into()
+}
+
+/// What the `credential` field asks for.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum CredentialSpec {
+    /// No `mpr-signature` header.
+    None,
+    /// A header that is not a signature object.
+    Malformed,
+}
+
+/// How a command step is signed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signing {
+    /// The key that signs the command (its JCS form, as a JSON command).
+    #[serde(default)]
+    sign_with: Option<String>,
+    /// What `sign_with` signs instead of the command sent (a signature over other bytes).
+    #[serde(default)]
+    signed_payload: Option<serde_json::Value>,
+    /// `none` or `malformed` instead of a signature.
+    #[serde(default)]
+    credential: Option<CredentialSpec>,
+    /// The key that signs the publish's receipt (its in-toto Statement).
+    #[serde(default)]
+    receipt_signed_by: Option<String>,
+    /// Receipt fields as they were when signed, when the receipt sent differs.
+    #[serde(default)]
+    receipt_signed_over: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Step {
     Command {
         command: serde_json::Value,
+        #[serde(flatten)]
+        signing: Signing,
         expect: ExpectCommand,
     },
     Raw {
@@ -92,6 +167,26 @@ struct ExpectCommand {
     /// Substrings the error message must contain.
     #[serde(default)]
     message_contains: Vec<String>,
+    /// The event's `signed_by`: the name of a key of the vector, or null.
+    #[serde(default, deserialize_with = "present")]
+    signed_by: Option<Option<String>>,
+    /// The event's `via`.
+    #[serde(default, deserialize_with = "present")]
+    via: Option<Option<String>>,
+    /// The event's `key` (KEY_REGISTERED, KEY_REVOKED), or null.
+    #[serde(default, deserialize_with = "present")]
+    key: Option<Option<ExpectKey>>,
+}
+
+/// A KeyRecord, naming the key by its name in the vector.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectKey {
+    key: String,
+    owner_kind: KeyOwnerKind,
+    owner: String,
+    registered_seq: u64,
+    revoked_seq: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +225,10 @@ struct Run {
     grants: Grants,
     events: Vec<RegistryEvent>,
     catalog_events: Vec<RegistryEvent>,
+    /// The vector's keys by name.
+    keys: BTreeMap<String, Signer>,
+    /// Seals every appended event.
+    registry: Option<Signer>,
 }
 
 /// Replaces `"$DIGEST"` in a publish command's receipt with the bundle's real digest.
@@ -152,7 +251,69 @@ fn fill_digest(cmd: &mut serde_json::Value) {
 }
 
 impl Run {
-    fn command(&mut self, idx: usize, bytes: &[u8], ctx: &str, expect: &ExpectCommand) {
+    fn key(&self, name: &str, ctx: &str) -> &Signer {
+        self.keys
+            .get(name)
+            .unwrap_or_else(|| panic!("{ctx}: the vector defines no key {name:?}"))
+    }
+
+    /// Signs the receipt of a PUBLISH as `signing` says (after `$DIGEST` is filled).
+    fn sign_receipt(&self, cmd: &mut serde_json::Value, signing: &Signing, ctx: &str) {
+        let Some(name) = &signing.receipt_signed_by else {
+            assert!(
+                signing.receipt_signed_over.is_none(),
+                "{ctx}: receipt_signed_over without receipt_signed_by"
+            );
+            return;
+        };
+        let sent = cmd
+            .pointer("/payload/gate_receipt")
+            .unwrap_or_else(|| panic!("{ctx}: receipt_signed_by on a command without a receipt"))
+            .clone();
+        let mut signed_over = sent;
+        for (k, v) in signing.receipt_signed_over.iter().flatten() {
+            signed_over[k] = v.clone();
+        }
+        let receipt: mpr::domain::GateReceipt = serde_json::from_value(signed_over)
+            .unwrap_or_else(|e| panic!("{ctx}: the signed receipt is not a GateReceipt: {e}"));
+        let sig = self
+            .key(name, ctx)
+            .sign(RECEIPT_TYPE, &receipt_body(&receipt));
+        cmd["payload"]["gate_receipt"]["signature"] = serde_json::to_value(sig).unwrap();
+    }
+
+    /// The `mpr-signature` header of a command step, if any.
+    fn header(&self, cmd: &serde_json::Value, signing: &Signing, ctx: &str) -> Option<String> {
+        match (signing.credential, &signing.sign_with) {
+            (Some(_), Some(_)) => panic!("{ctx}: credential and sign_with exclude each other"),
+            (Some(CredentialSpec::Malformed), None) => {
+                Some(r#"{"keyid":"not a signature object"}"#.to_owned())
+            }
+            (Some(CredentialSpec::None), None) | (None, None) => {
+                assert!(
+                    signing.signed_payload.is_none(),
+                    "{ctx}: signed_payload without sign_with"
+                );
+                None
+            }
+            (None, Some(name)) => {
+                let signed = signing.signed_payload.as_ref().unwrap_or(cmd);
+                let sig = self
+                    .key(name, ctx)
+                    .sign(COMMAND_JSON_TYPE, &canonical_json(signed));
+                Some(serde_json::to_string(&sig).unwrap())
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        idx: usize,
+        bytes: &[u8],
+        header: Option<&str>,
+        ctx: &str,
+        expect: &ExpectCommand,
+    ) {
         let source = CommandSource {
             partition: 0,
             offset: idx as i64,
@@ -164,7 +325,11 @@ impl Run {
                     envelope,
                     source,
                     observed_at,
-                    credential: Default::default(),
+                    credential: codec::command_credential(
+                        bytes,
+                        Some(codec::CONTENT_TYPE_JSON),
+                        header,
+                    ),
                 };
                 infallible(decide::route(
                     &self.part,
@@ -209,12 +374,15 @@ impl Run {
                 );
                 r
             }
-            Decision::Append(ev) => {
+            Decision::Append(mut ev) => {
                 assert!(
                     !expect.repeat,
                     "{ctx}: expected a repeat, got a new event {:?}",
                     ev.event_type
                 );
+                if let Some(registry) = &self.registry {
+                    ev.sign(registry);
+                }
                 let r = mpr::domain::CommandResult::from_event(&ev);
                 if ev.log == mpr::domain::event::LogId::Catalog {
                     self.cat.apply(&ev).unwrap();
@@ -268,6 +436,9 @@ impl Run {
         if let Some(cv) = expect.catalog_version {
             assert_eq!(result.catalog_version, Some(cv), "{ctx}: catalog_version");
         }
+        if expect.signed_by.is_some() || expect.via.is_some() || expect.key.is_some() {
+            self.check_trust(&result, expect, ctx);
+        }
         for needle in &expect.message_contains {
             let msg = result
                 .error
@@ -278,6 +449,37 @@ impl Run {
                 msg.contains(needle.as_str()),
                 "{ctx}: message {msg:?} lacks {needle:?}"
             );
+        }
+    }
+
+    /// Checks what the event of `result` records about trust.
+    fn check_trust(&self, result: &mpr::domain::CommandResult, expect: &ExpectCommand, ctx: &str) {
+        let ev = self
+            .events
+            .iter()
+            .chain(&self.catalog_events)
+            .find(|e| e.event_id == result.event_id)
+            .unwrap_or_else(|| panic!("{ctx}: the result's event was not recorded"));
+        if let Some(name) = &expect.signed_by {
+            let id = name.as_deref().map(|n| self.key(n, ctx).key_id());
+            assert_eq!(ev.signed_by.as_deref(), id, "{ctx}: signed_by");
+        }
+        if let Some(via) = &expect.via {
+            assert_eq!(&ev.via, via, "{ctx}: via");
+        }
+        if let Some(key) = &expect.key {
+            let want = key.as_ref().map(|k| {
+                let s = self.key(&k.key, ctx);
+                KeyRecord {
+                    key_id: s.key_id().to_owned(),
+                    owner_kind: k.owner_kind,
+                    owner: k.owner.clone(),
+                    public_key: s.public_hex(),
+                    registered_seq: k.registered_seq,
+                    revoked_seq: k.revoked_seq,
+                }
+            });
+            assert_eq!(ev.key, want, "{ctx}: key");
         }
     }
 
@@ -339,26 +541,60 @@ fn run_vector(path: &Path) -> usize {
         )
     }));
     grants.enforce = v.enforce;
+    let mut keys = BTreeMap::new();
+    let mut registry = None;
+    if let Some(t) = &v.trust {
+        for (name, seed) in &t.keys {
+            let seed: [u8; 32] = hex::decode(seed)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_else(|| panic!("{}: key {name}: not a 32-byte hex seed", v.name));
+            keys.insert(name.clone(), Signer::from_seed(seed));
+        }
+        let named = |n: &String| {
+            keys.get(n)
+                .unwrap_or_else(|| panic!("{}: no key {n}", v.name))
+                .clone()
+        };
+        grants.trust = TrustRoots {
+            require_signatures: match t.mode.as_str() {
+                "signed" => true,
+                "unsigned-dev" => false,
+                other => panic!("{}: unknown trust mode {other}", v.name),
+            },
+            gateway: KeySet::of(t.gateway.iter().map(|n| named(n).verifying_key())),
+        };
+        registry = t.registry.as_ref().map(named);
+    }
     let mut run = Run {
         part: PartitionState::new(0),
         cat: CatalogState::new(),
         grants,
         events: Vec::new(),
         catalog_events: Vec::new(),
+        keys,
+        registry,
     };
     for (i, step) in v.steps.iter().enumerate() {
         let ctx = format!("{} step {}", v.name, i + 1);
         match step {
-            Step::Command { command, expect } => {
+            Step::Command {
+                command,
+                signing,
+                expect,
+            } => {
                 let mut c = command.clone();
                 fill_digest(&mut c);
-                run.command(i, &serde_json::to_vec(&c).unwrap(), &ctx, expect);
+                run.sign_receipt(&mut c, signing, &ctx);
+                let header = run.header(&c, signing, &ctx);
+                let bytes = serde_json::to_vec(&c).unwrap();
+                run.command(i, &bytes, header.as_deref(), &ctx, expect);
             }
             Step::Raw { raw, expect } => {
                 let bytes = raw
                     .strip_prefix("hex:")
                     .map_or_else(|| raw.as_bytes().to_vec(), |h| hex::decode(h).unwrap());
-                run.command(i, &bytes, &ctx, expect);
+                run.command(i, &bytes, None, &ctx, expect);
             }
             Step::Resolve { resolve, expect } => run.resolve(resolve, expect, &ctx),
             Step::State { state, expect } => {
@@ -384,6 +620,13 @@ fn run_vector(path: &Path) -> usize {
     verify_chain(&run.events).unwrap_or_else(|b| panic!("{}: chain broken at {b:?}", v.name));
     verify_chain(&run.catalog_events)
         .unwrap_or_else(|b| panic!("{}: catalog chain broken at {b:?}", v.name));
+    if let Some(registry) = &run.registry {
+        let roots = KeySet::of([registry.verifying_key()]);
+        for e in run.events.iter().chain(&run.catalog_events) {
+            e.authenticate(&roots)
+                .unwrap_or_else(|f| panic!("{}: {:?} seq {}: {f}", v.name, e.log, e.seq));
+        }
+    }
     let mut replay = PartitionState::new(0);
     for e in &run.events {
         let round = codec::decode_event(&codec::encode_event(e)).unwrap();

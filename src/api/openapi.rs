@@ -52,6 +52,16 @@ const RESOLVE_HEADERS: &[(&str, &str)] = &[
     FRESHNESS[1],
 ];
 
+/// Headers of the readiness answer: freshness, and the trust mode (MPR2 §8.7).
+const READY_HEADERS: &[(&str, &str)] = &[
+    FRESHNESS[0],
+    FRESHNESS[1],
+    (
+        "MPR-Trust-Mode",
+        "signed (every command and receipt must be signed) or unsigned-dev (unsigned ones accepted; local experiments only)",
+    ),
+];
+
 const PAGE: &[(&str, bool, &str)] = &[("cursor", false, "string"), ("limit", false, "integer")];
 
 const ROUTES: &[RouteDoc] = &[
@@ -76,8 +86,8 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: false,
-        description: "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later.",
-        headers: &FRESHNESS,
+        description: "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later. The body and the MPR-Trust-Mode header give the trust mode.",
+        headers: READY_HEADERS,
     },
     RouteDoc {
         method: "get",
@@ -148,7 +158,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("201", Some("PublishBundleResponse")),
         query: &[],
         auth: true,
-        description: "",
+        description: "The receipt must be signed by a live key registered for its gate_name (GATE_RECEIPT_UNVERIFIED, 422, otherwise; MPR2 §8.4).",
         headers: &[],
     },
     RouteDoc {
@@ -256,7 +266,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[],
         auth: true,
-        description: "Refused before anything is produced when the encoded command exceeds 262144 bytes (413 INVALID_PAYLOAD) or would not decode from the log (400). After http.command_timeout_ms without a result: 202 with the command_id to poll.",
+        description: "Any command type, including the admin key commands REGISTER_KEY and REVOKE_KEY. The API signs the command with its gateway key for the token's actor (MPR2 §8.2); the event records signed_by and via api-gateway. Refused before anything is produced when the encoded command exceeds 262144 bytes (413 INVALID_PAYLOAD) or would not decode from the log (400). After http.command_timeout_ms without a result: 202 with the command_id to poll. Trust refusals: UNAUTHENTICATED 401, UNKNOWN_KEY 404, GATE_MISSING 409, GATE_RECEIPT_UNVERIFIED 422.",
         headers: &[],
     },
     RouteDoc {
