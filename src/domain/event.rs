@@ -548,3 +548,120 @@ pub fn audit_log(
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Decision, PartitionState};
+    use crate::testkit;
+
+    /// A chain of `n` signed publishes of one partition.
+    fn chain(n: usize) -> Vec<RegistryEvent> {
+        let mut state = PartitionState::new(0);
+        (0..n)
+            .map(|i| {
+                let input =
+                    testkit::input(testkit::publish("mf", "fam", &format!("1.0.{i}")), i as i64);
+                let Decision::Append(mut e) =
+                    state.decide(&Default::default(), &Default::default(), &input)
+                else {
+                    panic!("a publish appends")
+                };
+                e.sign(&testkit::registry_signer());
+                state.apply(&e).unwrap();
+                e
+            })
+            .collect()
+    }
+
+    /// A registry-signed event at seq 2 that does not link to seq 1.
+    fn a_fork(good: &[RegistryEvent]) -> RegistryEvent {
+        let mut fork = good[1].clone();
+        fork.prev_hash = GENESIS_HASH.to_owned();
+        fork.hash = fork.compute_hash();
+        fork.sign(&testkit::registry_signer());
+        fork
+    }
+
+    fn kinds(a: &Audit) -> Vec<(i64, FindingKind)> {
+        a.findings
+            .iter()
+            .map(|f| (f.offset, f.kind.clone()))
+            .collect()
+    }
+
+    /// Every record off the signed chain is reported, in log order: a correctly chained and
+    /// hashed forgery, a registry-signed fork at the next seq, a repeat with other content,
+    /// garbage, and a gap; a re-delivered copy of a chained event is not a finding.
+    #[test]
+    fn the_audit_reports_every_record_off_the_signed_chain() {
+        let keys = testkit::registry_keys();
+        let good = chain(4);
+        // A forgery of seq 3 that links to seq 2 and carries a recomputed hash.
+        let mut forged = good[0].clone();
+        forged.seq = 3;
+        forged.prev_hash = good[1].hash.clone();
+        forged.hash = forged.compute_hash();
+        // A registry-signed fork at seq 3 that does not link to the head.
+        let mut fork = good[2].clone();
+        fork.prev_hash = good[0].hash.clone();
+        fork.hash = fork.compute_hash();
+        fork.sign(&testkit::registry_signer());
+        // A registry-signed event that repeats seq 1 with other content.
+        let mut repeat = good[1].clone();
+        repeat.seq = 1;
+        repeat.hash = repeat.compute_hash();
+        repeat.sign(&testkit::registry_signer());
+        // A signed event beyond a gap.
+        let mut gap = good[3].clone();
+        gap.seq = 9;
+        gap.prev_hash = good[3].hash.clone();
+        gap.hash = gap.compute_hash();
+        gap.sign(&testkit::registry_signer());
+        let log: Vec<(i64, Result<RegistryEvent, String>)> = vec![
+            (0, Ok(good[0].clone())),
+            (1, Ok(good[1].clone())),
+            (2, Ok(forged)),
+            (3, Ok(fork)),
+            (4, Ok(good[2].clone())),
+            (5, Ok(repeat)),
+            (6, Ok(good[2].clone())),
+            (7, Err("garbage".into())),
+            (8, Ok(good[3].clone())),
+            (9, Ok(gap)),
+        ];
+        let a = audit_log(log, &keys);
+        assert_eq!(
+            kinds(&a),
+            vec![
+                (2, FindingKind::Forged),
+                (3, FindingKind::Fork),
+                (5, FindingKind::Fork),
+                (7, FindingKind::Forged),
+                (9, FindingKind::Gap),
+            ]
+        );
+        assert_eq!((a.records, a.head_seq), (10, 4));
+        assert_eq!(a.head_hash, good[3].hash);
+        assert!(!a.ok());
+        // Forks alone do not fail an audit.
+        let with_fork = audit_log(
+            [
+                (0, Ok(good[0].clone())),
+                (1, Ok(good[1].clone())),
+                (2, Ok(a_fork(&good))),
+            ],
+            &keys,
+        );
+        assert_eq!(kinds(&with_fork), vec![(2, FindingKind::Fork)]);
+        assert!(with_fork.ok());
+        let clean = audit_log(
+            good.iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, e)| (i as i64, Ok(e))),
+            &keys,
+        );
+        assert!(clean.ok() && clean.findings.is_empty());
+    }
+}
