@@ -41,12 +41,25 @@ const TOKENS: &[(&str, &str, &[&str])] = &[
     ("mf", "t-pub", &["publisher"]),
     ("alice", "t-appr", &["approver"]),
     ("bob", "t-dep", &["deployer@prod"]),
+    ("dee", "t-dep-dev", &["deployer@dev"]),
     ("carol", "t-pubappr", &["publisher", "approver"]),
     ("admin", "t-admin", &["admin"]),
     ("df", "t-read", &["reader"]),
+    ("df-dev", "t-read-dev", &["reader@dev"]),
+    ("df-prod", "t-read-prod", &["reader@prod"]),
+    ("df-acme", "t-read-acme", &["reader@prod/acme"]),
+    ("audit", "t-audit", &["auditor"]),
 ];
 
+#[path = "api/scopes.rs"]
+mod scopes;
+
 fn harness_with(apply: bool) -> Harness {
+    harness_config(apply, |_| {})
+}
+
+/// A harness whose config is the test default changed by `change`.
+fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let view = Arc::new(View::open(dir.path(), 1).unwrap());
     let status = ApplierStatus::new(view.version());
@@ -62,6 +75,7 @@ fn harness_with(apply: bool) -> Harness {
             token_sha256: Some(sha256_hex(t.as_bytes())),
         })
         .collect();
+    change(&mut cfg);
     let grants = cfg.grants();
     let sim = Arc::new(Mutex::new(Sim {
         part: PartitionState::new(0),

@@ -18,8 +18,9 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue};
 
 use crate::config::{HttpConfig, Principal};
+use crate::domain::auth::ReadAccess;
 use crate::domain::event::CommandResult;
-use crate::domain::{CommandEnvelope, ErrorCode, Grants, Role};
+use crate::domain::{CommandEnvelope, ErrorCode, Grants};
 use crate::log::applier::ApplierStatus;
 use crate::metrics::Metrics;
 use crate::view::{View, ViewVersion};
@@ -59,17 +60,9 @@ impl AppState {
         self.auth.authenticate(headers)
     }
 
-    /// The caller, required to hold `role`, or 401/403.
-    fn require(&self, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
-        let p = self.principal(headers)?;
-        if auth::has_role(&p, role) {
-            Ok(p)
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("actor {} lacks role {}", p.actor, role.as_str()),
-            ))
-        }
+    /// What `p` may read (read scopes: the rule is [`ReadAccess`]'s).
+    fn access<'a>(&self, p: &'a Principal) -> ReadAccess<'a> {
+        ReadAccess::new(&p.roles, self.grants.enforce)
     }
 
     /// Runs a view read on the blocking pool, off the async workers: RocksDB reads can
@@ -104,10 +97,43 @@ impl AppState {
         command_id: uuid::Uuid,
         wait: Duration,
     ) -> Result<Option<CommandResult>, ApiError> {
+        self.wait_result_for(command_id, wait, None).await
+    }
+
+    /// Like [`Self::wait_result`], but a result whose event `reader` may not read is
+    /// treated as absent (it waits, then answers as for a result that does not exist).
+    /// `None`: every result is visible (the submitter of the command).
+    async fn wait_result_for(
+        &self,
+        command_id: uuid::Uuid,
+        wait: Duration,
+        reader: Option<&Principal>,
+    ) -> Result<Option<CommandResult>, ApiError> {
         let mut rx = self.status.version.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
+        let reader = reader.cloned();
+        let enforce = self.grants.enforce;
         loop {
-            if let Some(r) = self.read(move |v| Ok(v.result(command_id)?)).await? {
+            let who = reader.clone();
+            let found = self
+                .read(move |v| {
+                    let Some(r) = v.result(command_id)? else {
+                        return Ok(None);
+                    };
+                    let Some(p) = who else {
+                        return Ok(Some(r));
+                    };
+                    let access = ReadAccess::new(&p.roles, enforce);
+                    if access.reads_everything() {
+                        return Ok(Some(r));
+                    }
+                    let visible = v
+                        .event_at(r.log, r.partition, r.seq)?
+                        .is_some_and(|e| access.may_read_event(&p.actor, &e));
+                    Ok(visible.then_some(r))
+                })
+                .await?;
+            if let Some(r) = found {
                 return Ok(Some(r));
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
