@@ -280,3 +280,22 @@ async fn bundle_manifests_are_readable_by_every_token() {
         assert_eq!(s, StatusCode::OK, "{token}");
     }
 }
+
+/// `http.open_resolve` serves resolve to everyone on purpose: no token, no read scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_resolve_is_unscoped() {
+    let h = harness_config(true, |c| c.http.open_resolve = true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    live(&h, "fraud", "1.0.0", "*").await;
+    let uri = "/v1/resolve?environment=prod&bundle_id=fraud";
+    for token in [None, Some("t-read-dev"), Some("t-pub")] {
+        let (s, v, _) = h.call("GET", uri, token, None).await;
+        assert_eq!(s, StatusCode::OK, "{token:?}: {v}");
+    }
+    // Queries still take the token's scope.
+    let (_, v, _) = h
+        .call("GET", "/v1/scopes/prod/*/fraud", Some("t-read-dev"), None)
+        .await;
+    assert_eq!(v["bindings"], json!([]));
+}
