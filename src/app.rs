@@ -51,6 +51,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    cfg.check_serve()?;
     let created = topics::ensure(&cfg.kafka).await?;
     if !created.is_empty() {
         info!(?created, "created topics");
