@@ -51,6 +51,8 @@ const TOKENS: &[(&str, &str, &[&str])] = &[
     ("audit", "t-audit", &["auditor"]),
 ];
 
+#[path = "api/limits.rs"]
+mod limits;
 #[path = "api/scopes.rs"]
 mod scopes;
 

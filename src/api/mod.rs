@@ -1,5 +1,7 @@
-//! The HTTP API (axum). Reads come from the view, never from Kafka; writes are commands on
-//! the log. One router function per resource: resolve, queries, commands, operations.
+//! The HTTP API (axum). Reads come from the view, never from Kafka, within the caller's read
+//! scope; writes are commands on the log. One router function per resource: resolve,
+//! queries, commands, operations; the `/v1` routes run under a request timeout and a
+//! concurrency limit (tower layers).
 
 pub mod auth;
 mod commands;
@@ -15,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderMap, HeaderValue};
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::{HttpConfig, Principal};
 use crate::domain::auth::ReadAccess;
@@ -216,15 +220,51 @@ pub fn envelope_for(
     })
 }
 
-/// The whole router.
+/// The whole router. The `/v1` routes run under tower's limits: at most
+/// `http.max_concurrent_requests` at once (one more is shed at once with 503
+/// `UNAVAILABLE`, retryable: nothing queues), each cut after `http.request_timeout_ms` with
+/// 504 `TIMEOUT`, both as the API's JSON error. The operations routes are not limited, so
+/// health checks answer under load.
 pub fn router(state: AppState) -> Router {
+    let (timeout_ms, max) = (
+        state.http.request_timeout_ms,
+        state.http.max_concurrent_requests,
+    );
+    let limits = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(
+            move |err: tower::BoxError| async move { limit_error(&err, timeout_ms, max) },
+        ))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(max))
+        .timeout(Duration::from_millis(timeout_ms));
     Router::new()
-        .merge(ops::router())
         .merge(resolve::router())
         .merge(queries::router())
         .merge(commands::router())
+        // Applies to the routes merged so far.
+        .layer(limits)
+        .merge(ops::router())
         // After every route: it applies to the routes the router holds when it is called.
         .method_not_allowed_fallback(extract::wrong_method)
         .fallback(extract::no_route)
         .with_state(state)
+}
+
+/// The answer to a request the limits stopped.
+fn limit_error(err: &tower::BoxError, timeout_ms: u64, max: usize) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            ErrorCode::Timeout,
+            format!("the request took longer than http.request_timeout_ms ({timeout_ms} ms)"),
+        )
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the registry is serving http.max_concurrent_requests ({max}) requests; retry shortly"
+            ),
+        )
+    } else {
+        ApiError::internal(err)
+    }
 }

@@ -361,7 +361,7 @@ pub fn document() -> Value {
             ok["headers"] = Value::Object(headers);
         }
         responses.insert(r.ok.0.into(), ok);
-        let err = json!({"description": "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400) and bodies over a size limit (413)", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
+        let err = json!({"description": "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
         responses.insert("default".into(), err);
         let mut op = json!({
             "operationId": r.operation_id,
