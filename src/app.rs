@@ -46,6 +46,8 @@ impl Drop for ApplierExit {
 }
 
 /// Runs the registry until `shutdown` resolves; an error if a component ended first.
+/// `cfg` comes ready to serve ([`Config::prepare_serve`]: principals loaded); a config
+/// without any principal token is refused.
 pub async fn run(
     cfg: Config,
     listener: TcpListener,

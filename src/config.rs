@@ -311,7 +311,7 @@ pub struct AuthConfig {
     pub principals: Vec<Principal>,
     /// A TOML file of more principals (`[[principals]]` tables with `actor`, `roles` and
     /// `token_sha256`), kept out of the config file: a mounted secret such as
-    /// `/run/secrets/mpr_principals`. Read by [`Config::load`].
+    /// `/run/secrets/mpr_principals`. Read by `mpr serve` ([`Config::prepare_serve`]).
     #[serde(default)]
     pub principals_file: Option<PathBuf>,
 }
@@ -452,9 +452,16 @@ impl Config {
             );
         let mut cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
-        cfg.load_principals_file()?;
         cfg.kafka.resolve_secrets()?;
         Ok(cfg)
+    }
+
+    /// What `mpr serve` does before serving: appends the principals of
+    /// `auth.principals_file`, then [`Config::check_serve`]. (Other subcommands need no
+    /// principals, so they do not read the file.)
+    pub fn prepare_serve(&mut self) -> Result<(), ConfigError> {
+        self.load_principals_file()?;
+        self.check_serve()
     }
 
     /// Appends the principals of `auth.principals_file`, if set; errors name the file and
@@ -713,8 +720,7 @@ mod tests {
         .unwrap();
         let mut with_secret = prod.clone();
         with_secret.auth.principals_file = Some(secrets.clone());
-        with_secret.load_principals_file().unwrap();
-        with_secret.check_serve().unwrap();
+        with_secret.prepare_serve().unwrap();
         assert_eq!(
             with_secret.auth.principals[0].roles[0].to_string(),
             "reader@prod/acme"
