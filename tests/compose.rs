@@ -97,6 +97,7 @@ fn no_token_or_key_ships_and_secrets_are_mounted() {
         "the dev config stays out of the image"
     );
     assert!(dockerfile.contains("COPY config/production.toml /etc/mpr/mpr.toml"));
+    assert!(dockerfile.lines().any(|l| l == "USER mpr"), "not root");
     let production = repo_text("config/production.toml");
     assert!(
         !production.contains("token_sha256 ="),

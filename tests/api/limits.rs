@@ -161,8 +161,10 @@ async fn over_the_concurrency_limit_answers_unavailable_at_once() {
     );
     assert!(!slow.is_finished(), "shed while the slot was held");
     // Operations routes are not limited.
-    let (s, _, _) = h.call("GET", "/healthz", None, None).await;
-    assert_eq!(s, StatusCode::OK);
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let (s, _, _) = h.call("GET", probe, None, None).await;
+        assert_eq!(s, StatusCode::OK, "{probe}");
+    }
     let (s, v) = slow.await.unwrap();
     assert_eq!((s, code(&v)), (StatusCode::GATEWAY_TIMEOUT, "TIMEOUT"));
     // The slot is free again.
