@@ -95,6 +95,33 @@ impl AppState {
         }
     }
 
+    /// The result already recorded for `command_id`, for a submission by `actor` that
+    /// reuses it: the result when `actor` may read it (its own command's, or one inside
+    /// its read scope); a command_id taken by a command it may not read is refused with
+    /// 409 `IMMUTABLE_CONFLICT`, which tells nothing of that command.
+    async fn existing_result(
+        &self,
+        command_id: uuid::Uuid,
+        actor: &crate::domain::Actor,
+    ) -> Result<Option<CommandResult>, ApiError> {
+        let roles = self.grants.by_actor.get(actor).cloned().unwrap_or_default();
+        let (actor, enforce) = (actor.clone(), self.grants.enforce);
+        self.read(move |v| {
+            let Some(r) = v.result(command_id)? else {
+                return Ok(None);
+            };
+            if result_visible(v, &r, &actor, &ReadAccess::new(&roles, enforce))? {
+                Ok(Some(r))
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::ImmutableConflict,
+                    format!("command_id {command_id} is already taken; choose another"),
+                ))
+            }
+        })
+        .await
+    }
+
     /// Waits up to `wait` for the view to hold the result of `command_id`.
     async fn wait_result(
         &self,
@@ -128,13 +155,7 @@ impl AppState {
                         return Ok(Some(r));
                     };
                     let access = ReadAccess::new(&p.roles, enforce);
-                    if access.reads_everything() {
-                        return Ok(Some(r));
-                    }
-                    let visible = v
-                        .event_at(r.log, r.partition, r.seq)?
-                        .is_some_and(|e| access.may_read_event(&p.actor, &e));
-                    Ok(visible.then_some(r))
+                    Ok(result_visible(v, &r, &p.actor, &access)?.then_some(r))
                 })
                 .await?;
             if let Some(r) = found {
@@ -171,6 +192,21 @@ impl AppState {
             )),
         }
     }
+}
+
+/// Whether `actor` with `access` may read result `r`: when it may read the event the
+/// command produced.
+fn result_visible(
+    v: &View,
+    r: &CommandResult,
+    actor: &crate::domain::Actor,
+    access: &ReadAccess<'_>,
+) -> Result<bool, ApiError> {
+    if access.reads_everything() {
+        return Ok(true);
+    }
+    Ok(v.event_at(r.log, r.partition, r.seq)?
+        .is_some_and(|e| access.may_read_event(actor, &e)))
 }
 
 /// Header: records of the log the view has not applied yet, at the last lag check.

@@ -299,3 +299,47 @@ async fn open_resolve_is_unscoped() {
         .await;
     assert_eq!(v["bindings"], json!([]));
 }
+
+/// A submission that reuses a command_id answers the recorded result only to a caller who
+/// may read it; to anyone else it is a conflict that tells nothing of the other command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_command_id_reveals_nothing_outside_the_grant() {
+    let (h, acme_promotion) = populated().await;
+    let body = |id: &str| json!({"command_id": id, "bundle_id": "fraud", "bundle_version": "1.0.0", "environment": "dev"});
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/promotions",
+            Some("t-dep-dev"),
+            Some(body(&acme_promotion)),
+        )
+        .await;
+    assert_eq!(
+        (s, code(&v)),
+        (StatusCode::CONFLICT, "IMMUTABLE_CONFLICT"),
+        "{v}"
+    );
+    assert!(v["details"].is_null(), "{v}");
+    assert!(
+        !v.to_string().contains("acme") && !v.to_string().contains("prod"),
+        "{v}"
+    );
+    // The issuer gets its own result back (a retry), whatever the body says.
+    let (s, v, _) = h
+        .call(
+            "POST",
+            "/v1/promotions",
+            Some("t-dep"),
+            Some(json!({"command_id": acme_promotion, "bundle_id": "fraud", "bundle_version": "1.0.0", "environment": "prod", "tenant_id": "acme"})),
+        )
+        .await;
+    assert_eq!(
+        (
+            s,
+            v["command_id"].as_str(),
+            v["scope"]["tenant_id"].as_str()
+        ),
+        (StatusCode::OK, Some(acme_promotion.as_str()), Some("acme")),
+        "{v}"
+    );
+}
