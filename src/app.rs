@@ -46,11 +46,14 @@ impl Drop for ApplierExit {
 }
 
 /// Runs the registry until `shutdown` resolves; an error if a component ended first.
+/// `cfg` comes ready to serve ([`Config::prepare_serve`]: principals loaded); a config
+/// without any principal token is refused.
 pub async fn run(
     cfg: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    cfg.check_serve()?;
     let keys = cfg.trust.load()?.for_serving()?;
     let grants = cfg.grants_with_roots(keys.roots.clone());
     match cfg.trust.mode {

@@ -1,7 +1,10 @@
 //! Configuration in layers: built-in defaults, then a TOML file, then `MPR_` environment
 //! variables (`MPR_KAFKA__BROKERS`, or the short `MPR_BROKERS`), validated at start-up with
-//! errors that name the offending key.
+//! errors that name the offending key. Secrets (Kafka client passwords, principals and
+//! their token hashes) can come from files or the environment instead of the TOML file;
+//! they are read here, once, and never printed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::trust::{KeySet, Signer, TrustRoots, parse_public_key};
 use crate::domain::{Actor, Grants, RoleGrant};
+
+mod secrets;
+pub use secrets::{Secret, SecretSource};
 
 /// Kafka settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +58,56 @@ pub struct KafkaConfig {
     /// after this long.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u32,
+    /// librdkafka settings for every client the registry creates (producers, consumers,
+    /// the admin client), such as `security.protocol`, `sasl.mechanism`, `sasl.username`,
+    /// `ssl.ca.location`. Settings the registry sets itself ([`RESERVED_CLIENT_KEYS`]) are
+    /// refused.
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+    /// librdkafka settings whose values are secrets (`sasl.password`, `ssl.key.password`),
+    /// each read at start-up from a file (`file:/run/secrets/kafka_password`) or an
+    /// environment variable (`env:MPR_KAFKA_PASSWORD`).
+    #[serde(default)]
+    pub client_secrets: BTreeMap<String, SecretSource>,
+    /// The values of `client_secrets`, read by [`KafkaConfig::resolve_secrets`]; never
+    /// serialized or printed.
+    #[serde(skip)]
+    pub resolved_secrets: BTreeMap<String, Secret>,
+}
+
+/// librdkafka settings the registry sets itself, for its guarantees or from its own keys
+/// (`kafka.brokers`, `kafka.group_id`, ...): `kafka.client` may not name them.
+pub const RESERVED_CLIENT_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "debug",
+    "group.id",
+    "group.instance.id",
+    "session.timeout.ms",
+    "enable.auto.commit",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "fetch.wait.max.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "enable.idempotence",
+    "acks",
+    "max.in.flight.requests.per.connection",
+    "message.timeout.ms",
+    "message.max.bytes",
+    "linger.ms",
+];
+
+impl KafkaConfig {
+    /// Reads every `client_secrets` source into `resolved_secrets`; an error names the
+    /// setting. [`Config::load`] calls it; a config built in code calls it before use.
+    pub fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        self.resolved_secrets = self
+            .client_secrets
+            .iter()
+            .map(|(k, src)| Ok((k.clone(), src.read(&format!("kafka.client_secrets.{k}"))?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(())
+    }
 }
 
 fn default_session_timeout_ms() -> u32 {
@@ -126,6 +182,27 @@ pub struct HttpConfig {
     /// log longer ago than this, in ms (e.g. the broker cannot be asked); 0: no bound.
     #[serde(default)]
     pub ready_max_age_ms: u64,
+    /// Longest time a `/v1` request may take, in ms; then 504 `TIMEOUT`. Must exceed
+    /// `command_timeout_ms` and `read_barrier_timeout_ms` (the API's own bounded waits) by
+    /// at least [`REQUEST_TIMEOUT_MARGIN_MS`].
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// `/v1` requests served at once; one more answers 503 `UNAVAILABLE` (retryable) at
+    /// once instead of queueing. Operations routes (`/healthz`, `/readyz`, `/metrics`) are
+    /// not counted.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+/// How much longer than the API's longest own wait a request may take.
+pub const REQUEST_TIMEOUT_MARGIN_MS: u64 = 1000;
+
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_max_concurrent_requests() -> usize {
+    1024
 }
 
 fn default_resolve_cache_mib() -> u64 {
@@ -168,6 +245,19 @@ pub struct AuthConfig {
     /// Known principals.
     #[serde(default)]
     pub principals: Vec<Principal>,
+    /// A TOML file of more principals (`[[principals]]` tables with `actor`, `roles` and
+    /// `token_sha256`), kept out of the config file: a mounted secret such as
+    /// `/run/secrets/mpr_principals`. Read by `mpr serve` ([`Config::prepare_serve`]).
+    #[serde(default)]
+    pub principals_file: Option<PathBuf>,
+}
+
+/// The content of `auth.principals_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalsFile {
+    #[serde(default)]
+    principals: Vec<Principal>,
 }
 
 /// Whether commands on the log must be signed (MPR2 §8).
@@ -356,6 +446,9 @@ impl Default for Config {
                 view_fetch_wait_ms: default_view_fetch_wait_ms(),
                 group_instance_id: None,
                 session_timeout_ms: default_session_timeout_ms(),
+                client: BTreeMap::new(),
+                client_secrets: BTreeMap::new(),
+                resolved_secrets: BTreeMap::new(),
             },
             view: ViewConfig {
                 path: "var/view".into(),
@@ -370,10 +463,13 @@ impl Default for Config {
                 resolve_cache_mib: default_resolve_cache_mib(),
                 ready_max_lag_events: default_ready_max_lag_events(),
                 ready_max_age_ms: 0,
+                request_timeout_ms: default_request_timeout_ms(),
+                max_concurrent_requests: default_max_concurrent_requests(),
             },
             auth: AuthConfig {
                 enforce: true,
                 principals: Vec::new(),
+                principals_file: None,
             },
             trust: TrustConfig::default(),
             log: LogConfig {
@@ -382,6 +478,23 @@ impl Default for Config {
             },
         }
     }
+}
+
+/// Refuses a `token_sha256` that is not 64 hex characters; `key` names it.
+fn check_token_hash(p: &Principal, key: &str) -> Result<(), ConfigError> {
+    match &p.token_sha256 {
+        Some(h) if h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()) => {
+            Err(ConfigError(format!("{key}: must be 64 hex characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Parses a TOML document with figment (the config's own TOML reader); the error as text.
+fn toml_from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    Figment::from(Toml::string(text))
+        .extract()
+        .map_err(|e| e.to_string())
 }
 
 /// A configuration problem, naming the key.
@@ -416,9 +529,56 @@ impl Config {
                     .only(&["MPR_BROKERS"])
                     .map(|_| "kafka.brokers".into()),
             );
-        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
+        cfg.kafka.resolve_secrets()?;
         Ok(cfg)
+    }
+
+    /// What `mpr serve` does before serving: appends the principals of
+    /// `auth.principals_file`, then [`Config::check_serve`]. (Other subcommands need no
+    /// principals, so they do not read the file.)
+    pub fn prepare_serve(&mut self) -> Result<(), ConfigError> {
+        self.load_principals_file()?;
+        self.check_serve()
+    }
+
+    /// Appends the principals of `auth.principals_file`, if set; errors name the file and
+    /// the entry.
+    fn load_principals_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.auth.principals_file else {
+            return Ok(());
+        };
+        let key = "auth.principals_file";
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{key}: cannot read {}: {e}", path.display())))?;
+        let file: PrincipalsFile = toml_from_str(&text)
+            .map_err(|e| ConfigError(format!("{key}: {} is not valid: {e}", path.display())))?;
+        for (i, p) in file.principals.iter().enumerate() {
+            check_token_hash(p, &format!("{key}: principals[{i}].token_sha256"))?;
+        }
+        self.auth.principals.extend(file.principals);
+        Ok(())
+    }
+
+    /// What `mpr serve` needs beyond [`Config::validate`]: with roles enforced, at least
+    /// one principal with a token, or every request would be refused.
+    pub fn check_serve(&self) -> Result<(), ConfigError> {
+        if self.auth.enforce
+            && !self
+                .auth
+                .principals
+                .iter()
+                .any(|p| p.token_sha256.is_some())
+        {
+            return Err(ConfigError(
+                "auth.principals: no principal has a token_sha256, so every request would be \
+                 refused; give principals in auth.principals_file (a mounted secret, e.g. \
+                 MPR_AUTH__PRINCIPALS_FILE=/run/secrets/mpr_principals) or in auth.principals"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks values the types cannot.
@@ -474,13 +634,49 @@ impl Config {
             return bad("http.command_timeout_ms", "must be positive");
         }
         for (i, p) in self.auth.principals.iter().enumerate() {
-            if let Some(h) = &p.token_sha256
-                && (h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
-            {
-                return bad(
-                    &format!("auth.principals[{i}].token_sha256"),
-                    "must be 64 hex characters",
-                );
+            check_token_hash(p, &format!("auth.principals[{i}].token_sha256"))?;
+        }
+        let longest_wait = self
+            .http
+            .command_timeout_ms
+            .max(self.http.read_barrier_timeout_ms);
+        if self.http.request_timeout_ms < longest_wait + REQUEST_TIMEOUT_MARGIN_MS {
+            return bad(
+                "http.request_timeout_ms",
+                &format!(
+                    "must exceed http.command_timeout_ms and http.read_barrier_timeout_ms by \
+                     at least {REQUEST_TIMEOUT_MARGIN_MS} ms (at least {} here), so the API's \
+                     own bounded waits answer first",
+                    longest_wait + REQUEST_TIMEOUT_MARGIN_MS
+                ),
+            );
+        }
+        if self.http.max_concurrent_requests == 0 {
+            return bad("http.max_concurrent_requests", "must be at least 1");
+        }
+        self.validate_client_settings()
+    }
+
+    /// `kafka.client` and `kafka.client_secrets` name no reserved setting and no setting
+    /// twice.
+    fn validate_client_settings(&self) -> Result<(), ConfigError> {
+        let keys = self.kafka.client.keys().map(|k| ("kafka.client", k)).chain(
+            self.kafka
+                .client_secrets
+                .keys()
+                .map(|k| ("kafka.client_secrets", k)),
+        );
+        for (table, k) in keys {
+            if RESERVED_CLIENT_KEYS.contains(&k.as_str()) {
+                return Err(ConfigError(format!(
+                    "{table}.{k}: the registry sets this librdkafka setting itself (use its \
+                     own kafka.* key where there is one)"
+                )));
+            }
+            if table == "kafka.client_secrets" && self.kafka.client.contains_key(k) {
+                return Err(ConfigError(format!(
+                    "{table}.{k}: also set in kafka.client; give it in one place"
+                )));
             }
         }
         Ok(())
@@ -532,5 +728,136 @@ mod tests {
             "processor.state_path",
         );
         refused_naming(|c| c.http.listen = "nope".into(), "http.listen");
+        refused_naming(
+            |c| c.http.request_timeout_ms = c.http.command_timeout_ms,
+            "http.request_timeout_ms",
+        );
+        refused_naming(
+            |c| c.http.max_concurrent_requests = 0,
+            "http.max_concurrent_requests",
+        );
+        refused_naming(
+            |c| {
+                c.kafka
+                    .client
+                    .insert("bootstrap.servers".into(), "elsewhere:9092".into());
+            },
+            "kafka.client.bootstrap.servers",
+        );
+        refused_naming(
+            |c| {
+                c.kafka.client.insert("sasl.password".into(), "x".into());
+                c.kafka
+                    .client_secrets
+                    .insert("sasl.password".into(), SecretSource::Env("X".into()));
+            },
+            "kafka.client_secrets.sasl.password",
+        );
+    }
+
+    #[test]
+    fn the_request_timeout_outlasts_the_api_s_own_waits() {
+        let mut c = Config::default();
+        let d = &c.http;
+        assert!(d.request_timeout_ms >= d.command_timeout_ms + REQUEST_TIMEOUT_MARGIN_MS);
+        assert!(d.request_timeout_ms >= d.read_barrier_timeout_ms + REQUEST_TIMEOUT_MARGIN_MS);
+        c.http.read_barrier_timeout_ms = 40_000;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("http.request_timeout_ms") && err.contains("41000"),
+            "{err}"
+        );
+        c.http.request_timeout_ms = 41_000;
+        c.validate().unwrap();
+    }
+
+    fn repo_file(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+
+    /// The production config holds no token and `serve` refuses it until principals come
+    /// from the mounted secrets file.
+    #[test]
+    fn production_config_needs_a_principals_secret() {
+        let text = std::fs::read_to_string(repo_file("config/production.toml")).unwrap();
+        assert!(
+            !text.contains("token_sha256 ="),
+            "no token in the image's config"
+        );
+        let prod: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&text))
+            .extract()
+            .unwrap();
+        prod.validate().unwrap();
+        let err = prod.check_serve().unwrap_err().to_string();
+        assert!(err.contains("auth.principals"), "{err}");
+        assert_eq!(
+            prod.auth.principals_file.as_deref(),
+            Some(Path::new("/run/secrets/mpr_principals"))
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("principals.toml");
+        let hash = crate::domain::bundle::sha256_hex(b"a-token");
+        std::fs::write(
+            &secrets,
+            format!(
+                "[[principals]]\nactor = \"df\"\nroles = [\"reader@prod/acme\"]\ntoken_sha256 = \"{hash}\"\n"
+            ),
+        )
+        .unwrap();
+        let mut with_secret = prod.clone();
+        with_secret.auth.principals_file = Some(secrets.clone());
+        with_secret.prepare_serve().unwrap();
+        assert_eq!(
+            with_secret.auth.principals[0].roles[0].to_string(),
+            "reader@prod/acme"
+        );
+
+        std::fs::write(
+            &secrets,
+            "[[principals]]\nactor = \"df\"\nroles = []\ntoken_sha256 = \"abc\"\n",
+        )
+        .unwrap();
+        let mut bad = prod.clone();
+        bad.auth.principals_file = Some(secrets);
+        let err = bad.load_principals_file().unwrap_err().to_string();
+        assert!(
+            err.contains("auth.principals_file: principals[0].token_sha256"),
+            "{err}"
+        );
+        let mut missing = prod;
+        missing.auth.principals_file = Some(dir.path().join("absent"));
+        let err = missing.load_principals_file().unwrap_err().to_string();
+        assert!(err.contains("auth.principals_file"), "{err}");
+    }
+
+    /// The local development config (scripts/run.sh, the README walkthrough) still serves.
+    #[test]
+    fn local_config_serves() {
+        let c = Config::load(Some(&repo_file("config/local.toml"))).unwrap();
+        c.check_serve().unwrap();
+    }
+
+    /// The documented TLS + SASL example is valid config, and its password must be there.
+    #[test]
+    fn kafka_security_example_is_valid_and_its_secret_is_required() {
+        let example = repo_file("examples/config/kafka_sasl_ssl.toml");
+        let mut c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(repo_file("config/production.toml")))
+            .merge(Toml::file(&example))
+            .extract()
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.kafka.client.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL")
+        );
+        let err = c.kafka.resolve_secrets().unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.client_secrets.sasl.password")
+                && err.contains("/run/secrets/kafka_sasl_password"),
+            "{err}"
+        );
     }
 }

@@ -41,12 +41,27 @@ const TOKENS: &[(&str, &str, &[&str])] = &[
     ("mf", "t-pub", &["publisher"]),
     ("alice", "t-appr", &["approver"]),
     ("bob", "t-dep", &["deployer@prod"]),
+    ("dee", "t-dep-dev", &["deployer@dev"]),
     ("carol", "t-pubappr", &["publisher", "approver"]),
     ("admin", "t-admin", &["admin"]),
     ("df", "t-read", &["reader"]),
+    ("df-dev", "t-read-dev", &["reader@dev"]),
+    ("df-prod", "t-read-prod", &["reader@prod"]),
+    ("df-acme", "t-read-acme", &["reader@prod/acme"]),
+    ("audit", "t-audit", &["auditor"]),
 ];
 
+#[path = "api/limits.rs"]
+mod limits;
+#[path = "api/scopes.rs"]
+mod scopes;
+
 fn harness_with(apply: bool) -> Harness {
+    harness_config(apply, |_| {})
+}
+
+/// A harness whose config is the test default changed by `change`.
+fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let view = Arc::new(View::open(dir.path(), 1).unwrap());
     let status = ApplierStatus::new(view.version());
@@ -62,6 +77,7 @@ fn harness_with(apply: bool) -> Harness {
             token_sha256: Some(sha256_hex(t.as_bytes())),
         })
         .collect();
+    change(&mut cfg);
     // Commands reach the simulated processor signed by the gateway, as from the real API.
     let gateway = mpr::testkit::gateway_signer();
     let grants = cfg.grants_with_roots(mpr::domain::trust::TrustRoots {
@@ -1205,8 +1221,13 @@ async fn signed_checkpoints_of_the_applied_heads() {
     live(&h, "fraud", "1.0.0", "*").await;
     let (s, v, _) = h.call("GET", "/v1/audit/checkpoints", None, None).await;
     assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    // A checkpoint covers a whole log: a scoped token may not have one.
     let (s, v, _) = h
-        .call("GET", "/v1/audit/checkpoints", Some("t-read"), None)
+        .call("GET", "/v1/audit/checkpoints", Some("t-read-prod"), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+    let (s, v, _) = h
+        .call("GET", "/v1/audit/checkpoints", Some("t-audit"), None)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let cps = v["checkpoints"].as_array().unwrap();

@@ -1,6 +1,8 @@
 //! No Docker engine runs here, so this checks that `docker-compose.yml` parses and names the
 //! services, ports, volumes and settings the README promises: Apache Kafka in KRaft mode, a
-//! one-shot topic initialiser, and the registry built from the repository's Dockerfile.
+//! one-shot topic initialiser, and the registry built from the repository's Dockerfile;
+//! that neither the image nor compose ships a token or key (secrets are mounted files); and
+//! that `mpr serve` with the image's config refuses to start without them.
 
 use serde_yaml::Value;
 
@@ -28,7 +30,7 @@ fn compose_names_the_production_shape() {
             .as_sequence()
             .unwrap()
             .iter()
-            .any(|p| p == "9092:9092")
+            .any(|p| p == "127.0.0.1:9092:9092")
     );
     let init = &c["services"]["topics-init"];
     assert_eq!(init["build"], ".");
@@ -47,7 +49,7 @@ fn compose_names_the_production_shape() {
             .as_sequence()
             .unwrap()
             .iter()
-            .any(|p| p == "8080:8080")
+            .any(|p| p == "127.0.0.1:8080:8080")
     );
     assert_eq!(
         reg["depends_on"]["topics-init"]["condition"],
@@ -72,11 +74,153 @@ fn compose_environment_is_valid_registry_config() {
             "MPR_CONFIG",
             "MPR_BROKERS",
             "MPR_KAFKA__PARTITIONS",
+            "MPR_KAFKA__REPLICATION_FACTOR",
             "MPR_HTTP__LISTEN",
             "MPR_VIEW__PATH",
             "MPR_PROCESSOR__STATE_PATH",
             "MPR_LOG__JSON",
+            "MPR_AUTH__PRINCIPALS_FILE",
+            "MPR_TRUST__REGISTRY_KEY_FILE",
+            "MPR_TRUST__GATEWAY_KEY_FILE",
         ];
         assert!(known.contains(&k), "unexpected variable {k}");
+    }
+}
+
+fn repo_text(rel: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
+#[test]
+fn no_token_or_key_ships_and_secrets_are_mounted() {
+    let dockerfile = repo_text("Dockerfile");
+    assert!(
+        !dockerfile.contains("local.toml"),
+        "the dev config stays out of the image"
+    );
+    assert!(dockerfile.contains("COPY config/production.toml /etc/mpr/mpr.toml"));
+    assert!(dockerfile.lines().any(|l| l == "USER mpr"), "not root");
+    let production = repo_text("config/production.toml");
+    assert!(
+        !production.contains("token_sha256 ="),
+        "no token in the image's config"
+    );
+    let ignored = repo_text(".dockerignore");
+    assert!(
+        ignored.lines().any(|l| l == "secrets"),
+        "secrets never reach the build"
+    );
+
+    let text = repo_text("docker-compose.yml");
+    assert!(!text.contains("local.toml") && !text.contains("token_sha256"));
+    let c = compose();
+    // Every published port is on the loopback interface only.
+    for (name, svc) in c["services"].as_mapping().unwrap() {
+        for p in svc["ports"].as_sequence().into_iter().flatten() {
+            assert!(
+                p.as_str().unwrap().starts_with("127.0.0.1:"),
+                "{name:?}: {p:?}"
+            );
+        }
+    }
+    let reg = &c["services"]["registry"];
+    let mounted: Vec<&str> = reg["secrets"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mounted,
+        ["mpr_principals", "mpr_registry_key", "mpr_gateway_key"]
+    );
+    for name in mounted {
+        let file = c["secrets"][name]["file"].as_str().unwrap();
+        assert!(file.starts_with("./secrets/"), "{name}: {file}");
+    }
+    assert_eq!(
+        reg["environment"]["MPR_AUTH__PRINCIPALS_FILE"],
+        "/run/secrets/mpr_principals"
+    );
+    let volumes: Vec<&str> = reg["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        volumes,
+        ["registry-view:/var/lib/mpr"],
+        "no config file is mounted"
+    );
+}
+
+/// `mpr serve` with the image's config and compose's environment, but without the mounted
+/// principals, exits at once with a config error naming the key; likewise with a principals
+/// file that holds no token.
+#[test]
+fn serve_refuses_to_start_without_principal_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |principals: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
+            .arg("--config")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config/production.toml"
+            ))
+            .arg("serve")
+            .env("MPR_AUTH__PRINCIPALS_FILE", principals)
+            .env("MPR_HTTP__LISTEN", "127.0.0.1:0")
+            .env("MPR_VIEW__PATH", dir.path().join("view"))
+            .env("MPR_PROCESSOR__STATE_PATH", dir.path().join("processor"))
+            // Nothing listens here: the check must come before any broker is needed.
+            .env("MPR_BROKERS", "127.0.0.1:9")
+            .env("MPR_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = dir.path().join("mpr_principals");
+    let err = serve(&missing);
+    assert!(
+        err.contains("auth.principals_file") && err.contains("mpr_principals"),
+        "{err}"
+    );
+    std::fs::write(&missing, "# nothing yet\n").unwrap();
+    let err = serve(&missing);
+    assert!(
+        err.contains("auth.principals: no principal has a token_sha256"),
+        "{err}"
+    );
+}
+
+/// The production config signs: `signed` mode, both keys read from mounted secrets, and
+/// compose mounts those secrets where the config names them.
+#[test]
+fn production_signs_with_mounted_keys() {
+    let cfg = mpr::config::Config::load(Some(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/production.toml"
+    ))))
+    .expect("config/production.toml loads");
+    assert_eq!(cfg.trust.mode, mpr::config::TrustMode::Signed);
+    for (file, secret) in [
+        (&cfg.trust.registry_key_file, "mpr_registry_key"),
+        (&cfg.trust.gateway_key_file, "mpr_gateway_key"),
+    ] {
+        let path = format!("/run/secrets/{secret}");
+        assert_eq!(file.as_deref(), Some(std::path::Path::new(&path)));
+        let c = compose();
+        let mounted = c["services"]["registry"]["secrets"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str() == Some(secret));
+        assert!(mounted, "compose mounts {secret}");
+        assert!(
+            cfg.trust.clone().load().is_err(),
+            "without the mounted files the keys cannot be read"
+        );
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::domain::ErrorCode;
 use crate::domain::checkpoint::{Checkpoint, origin};
 use crate::domain::event::{GENESIS_HASH, LogId};
 use crate::domain::trust::Signer;
@@ -31,9 +32,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One signed checkpoint per `events` partition and one of the `catalog` log, each of the
-/// head this view has applied (only events the registry signed are ever applied).
+/// head this view has applied (only events the registry signed are ever applied). A
+/// checkpoint covers a whole log, so it needs a grant that reads everything (such as
+/// `auditor`); a scoped token gets 403.
 async fn get_checkpoints(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
-    s.principal(&h)?;
+    let p = s.principal(&h)?;
+    if !s.access(&p).reads_everything() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "checkpoints cover whole logs: they need a grant that reads everything, such as auditor",
+        ));
+    }
     let signer = s.checkpoints.clone();
     let logs: Vec<(LogId, &str, i32)> = std::iter::once((LogId::Catalog, "catalog", 0))
         .chain((0..s.view.partitions()).map(|p| (LogId::Events, "events", p)))

@@ -1,5 +1,6 @@
 //! Bearer-token authentication: tokens are stored as SHA-256 hashes in the config; each maps
-//! to an actor and its grants. Handlers receive the [`Principal`] or answer 401/403.
+//! to an actor and its grants. Handlers receive the [`Principal`] or answer 401; what it
+//! may read is [`crate::domain::auth::ReadAccess`]'s rule.
 
 use std::collections::HashMap;
 
@@ -7,8 +8,8 @@ use axum::http::HeaderMap;
 
 use super::error::ApiError;
 use crate::config::Principal;
+use crate::domain::ErrorCode;
 use crate::domain::bundle::sha256_hex;
-use crate::domain::{ErrorCode, Role};
 
 /// Token hash -> principal.
 #[derive(Debug, Clone, Default)]
@@ -48,11 +49,4 @@ impl Auth {
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown or revoked token"))
     }
-}
-
-/// Whether `p` holds `role` (or admin) anywhere.
-pub fn has_role(p: &Principal, role: Role) -> bool {
-    p.roles
-        .iter()
-        .any(|g| g.role == role || g.role == Role::Admin)
 }

@@ -134,7 +134,7 @@ async fn submit_and_wait(
     tracing::info!(command_id = %env.command_id, command_type = env.command.command_type().as_str(), actor = %env.actor, "command submitted");
     check_encodable(&env)?;
     let id = env.command_id;
-    if let Some(r) = s.read(move |v| Ok(v.result(id)?)).await? {
+    if let Some(r) = s.existing_result(id, &env.actor).await? {
         return Ok((Some(r), env));
     }
     s.sink.submit(&env).await?;

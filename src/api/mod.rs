@@ -1,5 +1,7 @@
-//! The HTTP API (axum). Reads come from the view, never from Kafka; writes are commands on
-//! the log. One router function per resource: resolve, queries, commands, operations.
+//! The HTTP API (axum). Reads come from the view, never from Kafka, within the caller's read
+//! scope; writes are commands on the log. One router function per resource: resolve,
+//! queries, commands, operations; the `/v1` routes run under a request timeout and a
+//! concurrency limit (tower layers).
 
 pub mod audit;
 pub mod auth;
@@ -16,11 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderMap, HeaderValue};
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::config::{HttpConfig, Principal};
+use crate::domain::auth::ReadAccess;
 use crate::domain::event::CommandResult;
-use crate::domain::{CommandEnvelope, ErrorCode, Grants, Role};
+use crate::domain::{CommandEnvelope, ErrorCode, Grants};
 use crate::log::applier::ApplierStatus;
 use crate::metrics::Metrics;
 use crate::view::{View, ViewVersion};
@@ -64,17 +69,9 @@ impl AppState {
         self.auth.authenticate(headers)
     }
 
-    /// The caller, required to hold `role`, or 401/403.
-    fn require(&self, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
-        let p = self.principal(headers)?;
-        if auth::has_role(&p, role) {
-            Ok(p)
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("actor {} lacks role {}", p.actor, role.as_str()),
-            ))
-        }
+    /// What `p` may read (read scopes: the rule is [`ReadAccess`]'s).
+    fn access<'a>(&self, p: &'a Principal) -> ReadAccess<'a> {
+        ReadAccess::new(&p.roles, self.grants.enforce)
     }
 
     /// Runs a view read on the blocking pool, off the async workers: RocksDB reads can
@@ -103,16 +100,70 @@ impl AppState {
         }
     }
 
+    /// The result already recorded for `command_id`, for a submission by `actor` that
+    /// reuses it: the result when `actor` may read it (its own command's, or one inside
+    /// its read scope); a command_id taken by a command it may not read is refused with
+    /// 409 `IMMUTABLE_CONFLICT`, which tells nothing of that command.
+    async fn existing_result(
+        &self,
+        command_id: uuid::Uuid,
+        actor: &crate::domain::Actor,
+    ) -> Result<Option<CommandResult>, ApiError> {
+        let roles = self.grants.by_actor.get(actor).cloned().unwrap_or_default();
+        let (actor, enforce) = (actor.clone(), self.grants.enforce);
+        self.read(move |v| {
+            let Some(r) = v.result(command_id)? else {
+                return Ok(None);
+            };
+            if result_visible(v, &r, &actor, &ReadAccess::new(&roles, enforce))? {
+                Ok(Some(r))
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::ImmutableConflict,
+                    format!("command_id {command_id} is already taken; choose another"),
+                ))
+            }
+        })
+        .await
+    }
+
     /// Waits up to `wait` for the view to hold the result of `command_id`.
     async fn wait_result(
         &self,
         command_id: uuid::Uuid,
         wait: Duration,
     ) -> Result<Option<CommandResult>, ApiError> {
+        self.wait_result_for(command_id, wait, None).await
+    }
+
+    /// Like [`Self::wait_result`], but a result whose event `reader` may not read is
+    /// treated as absent (it waits, then answers as for a result that does not exist).
+    /// `None`: every result is visible (the submitter of the command).
+    async fn wait_result_for(
+        &self,
+        command_id: uuid::Uuid,
+        wait: Duration,
+        reader: Option<&Principal>,
+    ) -> Result<Option<CommandResult>, ApiError> {
         let mut rx = self.status.version.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
+        let reader = reader.cloned();
+        let enforce = self.grants.enforce;
         loop {
-            if let Some(r) = self.read(move |v| Ok(v.result(command_id)?)).await? {
+            let who = reader.clone();
+            let found = self
+                .read(move |v| {
+                    let Some(r) = v.result(command_id)? else {
+                        return Ok(None);
+                    };
+                    let Some(p) = who else {
+                        return Ok(Some(r));
+                    };
+                    let access = ReadAccess::new(&p.roles, enforce);
+                    Ok(result_visible(v, &r, &p.actor, &access)?.then_some(r))
+                })
+                .await?;
+            if let Some(r) = found {
                 return Ok(Some(r));
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -146,6 +197,21 @@ impl AppState {
             )),
         }
     }
+}
+
+/// Whether `actor` with `access` may read result `r`: when it may read the event the
+/// command produced.
+fn result_visible(
+    v: &View,
+    r: &CommandResult,
+    actor: &crate::domain::Actor,
+    access: &ReadAccess<'_>,
+) -> Result<bool, ApiError> {
+    if access.reads_everything() {
+        return Ok(true);
+    }
+    Ok(v.event_at(r.log, r.partition, r.seq)?
+        .is_some_and(|e| access.may_read_event(actor, &e)))
 }
 
 /// Header: records of the log the view has not applied yet, at the last lag check.
@@ -195,16 +261,52 @@ pub fn envelope_for(
     })
 }
 
-/// The whole router.
+/// The whole router. The `/v1` routes run under tower's limits: at most
+/// `http.max_concurrent_requests` at once (one more is shed at once with 503
+/// `UNAVAILABLE`, retryable: nothing queues), each cut after `http.request_timeout_ms` with
+/// 504 `TIMEOUT`, both as the API's JSON error. The operations routes are not limited, so
+/// health checks answer under load.
 pub fn router(state: AppState) -> Router {
+    let (timeout_ms, max) = (
+        state.http.request_timeout_ms,
+        state.http.max_concurrent_requests,
+    );
+    let limits = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(
+            move |err: tower::BoxError| async move { limit_error(&err, timeout_ms, max) },
+        ))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(max))
+        .timeout(Duration::from_millis(timeout_ms));
     Router::new()
-        .merge(ops::router())
         .merge(resolve::router())
         .merge(queries::router())
         .merge(commands::router())
         .merge(audit::router())
+        // Applies to the routes merged so far.
+        .layer(limits)
+        .merge(ops::router())
         // After every route: it applies to the routes the router holds when it is called.
         .method_not_allowed_fallback(extract::wrong_method)
         .fallback(extract::no_route)
         .with_state(state)
+}
+
+/// The answer to a request the limits stopped.
+fn limit_error(err: &tower::BoxError, timeout_ms: u64, max: usize) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            ErrorCode::Timeout,
+            format!("the request took longer than http.request_timeout_ms ({timeout_ms} ms)"),
+        )
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the registry is serving http.max_concurrent_requests ({max}) requests; retry shortly"
+            ),
+        )
+    } else {
+        ApiError::internal(err)
+    }
 }

@@ -130,7 +130,7 @@ const ROUTES: &[RouteDoc] = &[
             ("as_of", false, "string"),
         ],
         auth: true,
-        description: "Every answer (also 304 and errors) carries MPR-View-Lag and MPR-View-Age-Ms so the caller can judge staleness; a replica still catching up at start-up, or whose applier stopped, answers 503 UNAVAILABLE. If-None-Match with the ETag answers 304 while the answer's content is unchanged.",
+        description: "Every answer (also 304 and errors) carries MPR-View-Lag and MPR-View-Age-Ms so the caller can judge staleness; a replica still catching up at start-up, or whose applier stopped, answers 503 UNAVAILABLE. If-None-Match with the ETag answers 304 while the answer's content is unchanged. Needs a reader, auditor or admin grant (403 FORBIDDEN otherwise, unless http.open_resolve); for a scope outside the grant's environments and tenant the answer is 404 NO_ACTIVE_BUNDLE, the same as for a scope with no binding.",
         headers: RESOLVE_HEADERS,
     },
     RouteDoc {
@@ -242,7 +242,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: true,
-        description: "One C2SP signed note per events partition and one of the catalog log (origin mpr/<topic>/<partition>, the head's seq, the base64 head hash), signed by the registry key under the name mpr-registry. Check one later with mpr verify-audit --checkpoint FILE.",
+        description: "One C2SP signed note per events partition and one of the catalog log (origin mpr/<topic>/<partition>, the head's seq, the base64 head hash), signed by the registry key under the name mpr-registry. Check one later with mpr verify-audit --checkpoint FILE. Needs a grant that reads everything (an unlimited reader, auditor or admin); a scoped token gets 403 FORBIDDEN.",
         headers: &[],
     },
     RouteDoc {
@@ -254,7 +254,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: true,
-        description: "",
+        description: "Only the entries of environments the caller's grants cover.",
         headers: &[],
     },
     RouteDoc {
@@ -278,7 +278,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", Some("CommandResult")),
         query: &[("wait_ms", false, "integer")],
         auth: true,
-        description: "Without wait_ms, no result yet answers 503 UNAVAILABLE (retryable). With wait_ms, waits up to that many ms (at most http.command_timeout_ms) for the result, then answers 504 TIMEOUT (retryable).",
+        description: "Without wait_ms, no result yet answers 503 UNAVAILABLE (retryable). With wait_ms, waits up to that many ms (at most http.command_timeout_ms) for the result, then answers 504 TIMEOUT (retryable). A result whose event lies outside the caller's read scope, of a command the caller did not issue, is answered as a result that does not exist.",
         headers: &[],
     },
     RouteDoc {
@@ -290,7 +290,7 @@ const ROUTES: &[RouteDoc] = &[
         ok: ("200", None),
         query: &[],
         auth: true,
-        description: "",
+        description: "Outside the caller's read scope bindings is empty, the same as for a scope with no binding.",
         headers: &[],
     },
     RouteDoc {
@@ -306,7 +306,7 @@ const ROUTES: &[RouteDoc] = &[
             ("limit", false, "integer"),
         ],
         auth: true,
-        description: "",
+        description: "Outside the caller's read scope an empty page, the same as for a scope with no history.",
         headers: &[],
     },
     RouteDoc {
@@ -325,7 +325,7 @@ const ROUTES: &[RouteDoc] = &[
             ("limit", false, "integer"),
         ],
         auth: true,
-        description: "At most 10000 events are read per request, matching or not: a filter that matches little may answer fewer than limit items; at_end tells whether the scan reached the end of the log, and next_cursor (always present after the first event) continues after the last event read.",
+        description: "At most 10000 events are read per request, matching or not: a filter that matches little may answer fewer than limit items; at_end tells whether the scan reached the end of the log, and next_cursor (always present after the first event) continues after the last event read. Only events inside the caller's read scope are listed: a limited grant sees the events of its scopes and the catalog events of its environments, and the events of commands the caller issued; events tied to no environment (bundle registrations and lifecycle changes) need an unlimited grant or auditor.",
         headers: &[],
     },
 ];
@@ -383,7 +383,7 @@ pub fn document() -> Value {
             ok["headers"] = Value::Object(headers);
         }
         responses.insert(r.ok.0.into(), ok);
-        let err = json!({"description": "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400) and bodies over a size limit (413)", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
+        let err = json!({"description": "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", "content": {"application/json": {"schema": schema_ref("ErrorResponse")}}});
         responses.insert("default".into(), err);
         let mut op = json!({
             "operationId": r.operation_id,

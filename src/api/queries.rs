@@ -1,6 +1,9 @@
 //! Read-only queries over the view, cursor-paginated: bundles, one bundle, a family's
 //! versions, a scope's bindings and activation history, the event log, a command's result,
-//! and the platform catalog.
+//! and the platform catalog. Each answers within the caller's read scope
+//! ([`crate::domain::auth::ReadAccess`]): what lies outside it is answered exactly as if
+//! it did not exist (an empty page or list, or the absent result's answer). Bundle
+//! manifests are registry-wide, not tenant data: any authenticated caller reads them.
 
 use std::time::Duration;
 
@@ -14,10 +17,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Path, Query};
+use crate::domain::auth::ReadAccess;
 use crate::domain::event::ScopeRef;
 use crate::domain::{
     BundleId, BundleVersion, Environment, ErrorCode, RegistryEventType, Slot, TenantId,
 };
+use crate::view::{HistoryEntry, Page};
 
 /// Query routes.
 pub fn router() -> Router<AppState> {
@@ -127,10 +132,11 @@ async fn get_scope(
     h: HeaderMap,
     Path((env, tenant, bundle_id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    s.principal(&h)?;
+    let p = s.principal(&h)?;
     let env = parse::<Environment>(&env)?;
     let tenant = parse::<TenantId>(&tenant)?;
     let id = parse::<BundleId>(&bundle_id)?;
+    let visible = s.access(&p).may_read_scope(&env, &tenant);
     let (id2, env2) = (id.clone(), env.clone());
     let (rows, version) = s
         .read(move |v| {
@@ -139,7 +145,7 @@ async fn get_scope(
         .await?;
     let slots: Vec<Value> = rows
         .into_iter()
-        .filter(|(sc, _)| sc.tenant_id == tenant)
+        .filter(|(sc, _)| visible && sc.tenant_id == tenant)
         .map(|(sc, rec)| {
             json!({
                 "slot": sc.slot,
@@ -164,13 +170,24 @@ async fn get_scope_history(
     Path((env, tenant, bundle_id)): Path<(String, String, String)>,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    s.principal(&h)?;
+    let caller = s.principal(&h)?;
     let scope = ScopeRef {
         environment: parse(&env)?,
         tenant_id: parse(&tenant)?,
         slot: p.slot.unwrap_or(Slot::Primary),
     };
     let id = parse::<BundleId>(&bundle_id)?;
+    if !s
+        .access(&caller)
+        .may_read_scope(&scope.environment, &scope.tenant_id)
+    {
+        // The page of a scope with no history.
+        return Ok(Json(json!(Page::<HistoryEntry> {
+            items: Vec::new(),
+            next_cursor: None,
+            at_end: None,
+        })));
+    }
     let (cursor, limit) = (p.cursor.clone(), p.limit());
     let page = s
         .read(move |v| Ok(v.history(&id, &scope, cursor.as_deref(), limit)?))
@@ -183,7 +200,8 @@ async fn list_events(
     h: HeaderMap,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    s.principal(&h)?;
+    let caller = s.principal(&h)?;
+    let enforce = s.grants.enforce;
     let family = p.bundle_id.as_deref().map(parse::<BundleId>).transpose()?;
     let env = p
         .environment
@@ -194,8 +212,10 @@ async fn list_events(
     let (cursor, limit, event_type) = (p.cursor.clone(), p.limit(), p.event_type);
     let page = s
         .read(move |v| {
+            let access = ReadAccess::new(&caller.roles, enforce);
             let keep = |e: &crate::domain::RegistryEvent| {
-                event_type.is_none_or(|t| e.event_type == t)
+                access.may_read_event(&caller.actor, e)
+                    && event_type.is_none_or(|t| e.event_type == t)
                     && env
                         .as_ref()
                         .is_none_or(|en| e.scope.as_ref().is_some_and(|sc| &sc.environment == en))
@@ -235,7 +255,7 @@ async fn get_command_result(
     Path(command_id): Path<String>,
     Query(p): Query<ResultParams>,
 ) -> Result<Json<Value>, ApiError> {
-    s.principal(&h)?;
+    let caller = s.principal(&h)?;
     let id = uuid::Uuid::parse_str(&command_id).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidPayload,
@@ -244,7 +264,7 @@ async fn get_command_result(
     })?;
     let wait = p.wait_ms.map(|w| w.min(s.http.command_timeout_ms));
     let r = s
-        .wait_result(id, Duration::from_millis(wait.unwrap_or(0)))
+        .wait_result_for(id, Duration::from_millis(wait.unwrap_or(0)), Some(&caller))
         .await?;
     match (r, wait) {
         (Some(r), _) => Ok(Json(json!(r))),
@@ -263,8 +283,10 @@ async fn get_command_result(
 }
 
 async fn get_catalog(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
-    s.principal(&h)?;
-    let (version, entries) = s.read(|v| Ok(v.catalog()?)).await?;
+    let caller = s.principal(&h)?;
+    let (version, mut entries) = s.read(|v| Ok(v.catalog()?)).await?;
+    let access = s.access(&caller);
+    entries.retain(|e| access.may_read_environment(&e.environment));
     Ok(Json(
         json!({"catalog_version": version, "entries": entries}),
     ))

@@ -1,7 +1,8 @@
 //! `GET /v1/resolve`: which bundle is ACTIVE for a scope, now or as of a past seq or time,
-//! with ETag/304 and a read barrier (`min_view_version`), and the cache of rendered
-//! answers for the current view version. The ETag covers the answer's content, not the
-//! `view_version` (sent again in `MPR-View-Version`), so a write elsewhere keeps a 304.
+//! within the caller's read scope, with ETag/304 and a read barrier (`min_view_version`),
+//! and the cache of rendered answers for the current view version. The ETag covers the
+//! answer's content, not the `view_version` (sent again in `MPR-View-Version`), so a write
+//! elsewhere keeps a 304.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +19,8 @@ use super::error::ApiError;
 use super::extract::Query;
 use super::types::{Activation, ResolveActiveResponse, ResolvedScope};
 use crate::domain::bundle::sha256_hex;
-use crate::domain::resolve::ResolveQuery;
-use crate::domain::{BundleId, Environment, ErrorCode, LifecycleState, Role, TenantId, Timestamp};
+use crate::domain::resolve::{ResolveQuery, no_active_bundle};
+use crate::domain::{BundleId, Environment, ErrorCode, LifecycleState, TenantId, Timestamp};
 use crate::log::applier::NotReady;
 use crate::metrics::OutcomeLabels;
 use crate::view::{Reader, ResolveAt, ViewVersion};
@@ -182,9 +183,22 @@ async fn resolve_inner(
     headers: &HeaderMap,
     params: &ResolveParams,
 ) -> Result<Response, ApiError> {
-    if !s.http.open_resolve {
-        s.require(headers, Role::Reader)?;
-    }
+    // `open_resolve` serves everyone on purpose: no token, so no read scope either.
+    let caller = if s.http.open_resolve {
+        None
+    } else {
+        let p = s.principal(headers)?;
+        if !s.access(&p).may_resolve_somewhere() {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "actor {} lacks a role that resolves (reader, auditor or admin)",
+                    p.actor
+                ),
+            ));
+        }
+        Some(p)
+    };
     let (q, at, min) = params.parse()?;
     if let Some(min) = &min {
         s.barrier(min).await?;
@@ -202,6 +216,15 @@ async fn resolve_inner(
             ErrorCode::Unavailable,
             NotReady::CatchingUp.to_string(),
         ));
+    }
+    // Outside the caller's read scope the answer is the one an absent binding gets, after
+    // the same barrier and readiness checks, so the scope's existence is not revealed.
+    if let Some(p) = &caller
+        && !s
+            .access(p)
+            .may_resolve(&q.environment, q.tenant_id.as_ref())
+    {
+        return Err(no_active_bundle(&q).into());
     }
     let version = s.view.version();
     let cached = if at == ResolveAt::Now {

@@ -32,6 +32,10 @@ struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
+    /// A registry config file whose `[kafka.client]` and `[kafka.client_secrets]` settings
+    /// (TLS, SASL) the benchmark's producer takes too; `--brokers` still names the brokers.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// Topic prefix of the registry under test.
     #[arg(long, default_value = "mpr.")]
     prefix: String,
@@ -139,9 +143,13 @@ enum Cmd {
 
 const ENVS: [&str; 3] = ["prod", "stage", "dev"];
 
-fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+fn producer(brokers: &str, config: Option<&std::path::Path>) -> FutureProducer {
+    let mut c = ClientConfig::new();
+    if let Some(file) = config {
+        let cfg = mpr::config::Config::load(Some(file)).expect("the config loads");
+        c = mpr::log::client_config(&cfg.kafka);
+    }
+    c.set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
@@ -330,7 +338,7 @@ async fn main() {
     });
     SIGNER.set(signer).expect("set once");
     let topic = format!("{}commands", a.prefix);
-    let p = producer(&a.brokers);
+    let p = producer(&a.brokers, a.config.as_deref());
     let base = applied_events(&a.url);
     match a.cmd {
         Cmd::Commands {

@@ -82,6 +82,9 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
     init_tracing(&cfg);
     match &cli.command {
         Cmd::Serve => {
+            // Principals and the checks only `serve` needs, before anything starts.
+            let mut cfg = cfg.clone();
+            cfg.prepare_serve().map_err(other)?;
             let rt = runtime()?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&cfg.http.listen)

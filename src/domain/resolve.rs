@@ -75,7 +75,13 @@ pub fn resolve<B, E>(
             return Ok(Ok((rule, tenant, slot, b)));
         }
     }
-    Ok(Err(Rejection::new(
+    Ok(Err(no_active_bundle(q)))
+}
+
+/// The NO_ACTIVE_BUNDLE answer to `q`: when no candidate slot binds a bundle, and also
+/// when the caller may not see the scope, so the two cannot be told apart.
+pub fn no_active_bundle(q: &ResolveQuery) -> Rejection {
+    Rejection::new(
         ErrorCode::NoActiveBundle,
         format!(
             "no ACTIVE bundle for {} in environment {} (tenant {}, degrade {})",
@@ -84,7 +90,7 @@ pub fn resolve<B, E>(
             q.tenant_id.as_ref().map_or("*", TenantId::as_str),
             q.degrade
         ),
-    )))
+    )
 }
 
 #[cfg(test)]

@@ -107,7 +107,9 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Base client settings for `cfg`.
+/// Base settings of every client the registry creates, for `cfg`: the registry's own, then
+/// the operator's `kafka.client` settings (security, SASL, TLS) and the values of
+/// `kafka.client_secrets` (resolved at load).
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
@@ -116,6 +118,12 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("topic.metadata.refresh.interval.ms", "10000");
     if !cfg.client_debug.is_empty() {
         c.set("debug", &cfg.client_debug);
+    }
+    for (k, v) in &cfg.client {
+        c.set(k, v);
+    }
+    for (k, v) in &cfg.resolved_secrets {
+        c.set(k, v.expose());
     }
     c
 }
@@ -133,4 +141,48 @@ pub fn producer_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("message.timeout.ms", "120000")
         .set("max.in.flight.requests.per.connection", "1");
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::BaseConsumer;
+
+    use super::*;
+    use crate::config::{Config, SecretSource};
+
+    #[test]
+    fn operator_settings_and_secrets_reach_every_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("kafka_password");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let mut cfg = Config::default().kafka;
+        cfg.client
+            .insert("security.protocol".into(), "SASL_PLAINTEXT".into());
+        cfg.client.insert("sasl.mechanism".into(), "PLAIN".into());
+        cfg.client.insert("sasl.username".into(), "mpr".into());
+        cfg.client_secrets
+            .insert("sasl.password".into(), SecretSource::File(secret));
+        cfg.resolve_secrets().unwrap();
+        assert!(
+            !format!("{cfg:?}").contains("s3cret"),
+            "a secret is never printed"
+        );
+        for c in [client_config(&cfg), producer_config(&cfg)] {
+            assert_eq!(c.get("security.protocol"), Some("SASL_PLAINTEXT"));
+            assert_eq!(c.get("sasl.username"), Some("mpr"));
+            assert_eq!(c.get("sasl.password"), Some("s3cret"));
+        }
+        // librdkafka accepts them (creating a client does not connect).
+        let _: BaseConsumer = client_config(&cfg).create().unwrap();
+    }
+
+    #[test]
+    fn librdkafka_refuses_an_unknown_setting_by_name() {
+        let mut cfg = Config::default().kafka;
+        cfg.client.insert("sasl.pasword".into(), "x".into());
+        let Err(err) = client_config(&cfg).create::<BaseConsumer>() else {
+            panic!("an unknown setting was accepted");
+        };
+        assert!(err.to_string().contains("sasl.pasword"), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::plan::{self, HistoryEntry, Table};
 use super::{Reader, View, ViewError};
 use crate::domain::catalog::CatalogEntry;
-use crate::domain::event::{CommandResult, ScopeRef};
+use crate::domain::event::{CommandResult, LogId, ScopeRef};
 use crate::domain::resolve::{MatchedRule, ResolveQuery, resolve};
 use crate::domain::state::{BundleRecord, SlotRecord};
 use crate::domain::{BundleId, BundleVersion, RegistryEvent, Rejection, Slot, TenantId, Timestamp};
@@ -123,6 +123,16 @@ impl View {
     /// See [`Reader::result`].
     pub fn result(&self, command_id: Uuid) -> Result<Option<CommandResult>, ViewError> {
         self.reader().result(command_id)
+    }
+
+    /// See [`Reader::event_at`].
+    pub fn event_at(
+        &self,
+        log: LogId,
+        partition: i32,
+        seq: u64,
+    ) -> Result<Option<RegistryEvent>, ViewError> {
+        self.reader().event_at(log, partition, seq)
     }
 
     /// See [`Reader::catalog`].
@@ -437,6 +447,18 @@ impl Reader<'_> {
     /// A command's result.
     pub fn result(&self, command_id: Uuid) -> Result<Option<CommandResult>, ViewError> {
         self.get_json(Table::Results, command_id.as_bytes())
+    }
+
+    /// The event at `seq` of partition `partition` of `log`, if the view holds it.
+    pub fn event_at(
+        &self,
+        log: LogId,
+        partition: i32,
+        seq: u64,
+    ) -> Result<Option<RegistryEvent>, ViewError> {
+        self.get_raw(Table::Events, &plan::position_key(log, partition, seq))?
+            .map(|bytes| Self::decode_event(&bytes))
+            .transpose()
     }
 
     /// The platform catalog: version and entries.
