@@ -62,7 +62,7 @@ fn a_dev_reader_cannot_resolve_or_see_prod() {
         );
     }
     let bundle = mpr::testkit::bundle("fraud", "1.0.0");
-    let receipt = mpr::testkit::pass_receipt(&bundle);
+    let receipt = mpr::testkit::signed_receipt(&bundle, &mpr::testkit::gate_signer());
     accepted(
         "POST",
         &format!("{url}/v1/bundles"),
