@@ -290,8 +290,8 @@ pub struct TrustConfig {
     /// `signed` (default) or `unsigned-dev`.
     #[serde(default)]
     pub mode: TrustMode,
-    /// PKCS#8 PEM of the registry key, which signs events, `state` records and
-    /// checkpoints (`mpr keygen --out FILE`). Required by `mpr serve`.
+    /// PKCS#8 PEM of the registry key, which signs events and checkpoints (and from which
+    /// the MAC key of `state` records is derived) (`mpr keygen --out FILE`). Required by `mpr serve`.
     #[serde(default)]
     pub registry_key_file: Option<PathBuf>,
     /// PKCS#8 PEM of the API gateway key, which signs the commands the HTTP API submits
@@ -313,7 +313,7 @@ pub struct TrustConfig {
 pub struct TrustKeys {
     /// The registry's signing key, when its file is configured.
     pub registry: Option<Signer>,
-    /// Registry keys whose signatures are accepted on events and `state` records.
+    /// Registry keys whose signatures are accepted on events and checkpoints.
     pub registry_accepted: KeySet,
     /// The gateway's signing key, when its file is configured.
     pub gateway: Option<Signer>,
@@ -389,7 +389,7 @@ impl TrustKeys {
 /// The keys of a running registry.
 #[derive(Debug, Clone)]
 pub struct ServingKeys {
-    /// Signs events, `state` records and checkpoints.
+    /// Signs events and checkpoints; `state` records carry a MAC derived from it.
     pub registry: Signer,
     /// Signs the commands the HTTP API submits.
     pub gateway: Signer,

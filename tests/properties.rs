@@ -451,16 +451,17 @@ proptest! {
         let mut state: Vec<Write> = Vec::new();
         for (evs, ws) in all.chunks(chunk).zip(planned.chunks(chunk)) {
             let batch = evs.iter().zip(ws).map(|((e, _, off), w)| (*e, w.as_slice(), *off));
-            for r in derived_batch(&topics, &mpr::testkit::registry_signer(), batch) {
+            let mac = mpr::domain::trust::StateMac::of(&mpr::testkit::registry_signer());
+            for r in derived_batch(&topics, &mac, batch) {
                 if r.topic == topics.state {
-                    // Every state record carries the registry's signature; a bootstrap
-                    // keeps the value it covers.
+                    // Every state record carries the registry's MAC; a bootstrap keeps
+                    // the value it covers.
                     let value = mpr::log::derive::verify_state_record(
-                        &mpr::testkit::registry_keys(),
+                        &mac,
                         &r.key,
                         &r.payload,
                     )
-                    .expect("state records are signed");
+                    .expect("state records carry the registry's MAC");
                     state.push(state_write(&r.key, value).unwrap());
                 }
             }

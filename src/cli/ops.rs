@@ -9,7 +9,7 @@ use crate::cli::ClientError;
 use crate::config::Config;
 use crate::domain::checkpoint::{self, Checkpoint};
 use crate::domain::event::{FindingKind, audit_log};
-use crate::domain::trust::{KeySet, Signer};
+use crate::domain::trust::{KeySet, Signer, StateMac};
 use crate::log::{Topics, applier, reader, topics};
 use crate::view::View;
 
@@ -140,7 +140,17 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     applier::rebuild_from_events(&cfg.kafka, &keys, &view, progress("events"))
                 }
                 "state" => {
-                    applier::bootstrap_from_state(&cfg.kafka, &keys, &view, progress("state"))
+                    let registry = cfg.trust.load().map_err(other)?.registry.ok_or_else(|| {
+                        other(
+                            "a bootstrap from state needs trust.registry_key_file: its records carry a MAC under a key derived from it (a rebuild from events needs only public keys)",
+                        )
+                    })?;
+                    applier::bootstrap_from_state(
+                        &cfg.kafka,
+                        &StateMac::of(&registry),
+                        &view,
+                        progress("state"),
+                    )
                 }
                 other_src => {
                     return Err(other(format!(

@@ -25,7 +25,7 @@ use crate::config::KafkaConfig;
 use crate::domain::RegistryEvent;
 use crate::domain::event::LogId;
 use crate::domain::state::Applied;
-use crate::domain::trust::KeySet;
+use crate::domain::trust::{KeySet, StateMac};
 use crate::metrics::{Metrics, PartitionLabels, TopicLabels};
 use crate::view::{Table, View, ViewVersion, Write};
 
@@ -534,7 +534,7 @@ pub fn state_write(key: &[u8], value: Vec<u8>) -> Option<Write> {
 /// Returns records read. Afterwards, tail `events` from the recorded positions as usual.
 pub fn bootstrap_from_state(
     cfg: &KafkaConfig,
-    keys: &KeySet,
+    mac: &StateMac,
     view: &View,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, LogError> {
@@ -545,13 +545,13 @@ pub fn bootstrap_from_state(
         let key = r.key.unwrap_or_default();
         // A record the registry did not sign stops the bootstrap: a view built from a
         // changelog with forged records must not serve them (rebuild from `events`).
-        let Some(value) = verify_state_record(keys, &key, r.payload.as_deref().unwrap_or_default())
+        let Some(value) = verify_state_record(mac, &key, r.payload.as_deref().unwrap_or_default())
         else {
             return Err(LogError::Corrupt {
                 topic: topics.state.clone(),
                 partition: r.partition,
                 offset: r.offset,
-                detail: "record is not signed by a registry key; rebuild from events instead"
+                detail: "record does not carry the registry's MAC; rebuild from events instead"
                     .into(),
             });
         };

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Topics;
 use crate::domain::event::{CommandResult, LogId};
-use crate::domain::trust::{KeySet, SIGNATURE_LEN, STATE_TYPE, Signer, state_body};
+use crate::domain::trust::{STATE_TAG_LEN, StateMac};
 use crate::domain::{RegistryEvent, RegistryEventType};
 use crate::view::plan::{Write, position_write};
 
@@ -102,29 +102,29 @@ pub fn result_record(topics: &Topics, r: &CommandResult) -> OutRecord {
 /// command; compaction keeps only the last anyway.
 pub fn derived_batch<'a>(
     topics: &Topics,
-    registry: &Signer,
+    mac: &StateMac,
     batch: impl IntoIterator<Item = (&'a RegistryEvent, &'a [Write], i64)>,
 ) -> Vec<OutRecord> {
     let mut out = Vec::new();
     let mut last: BTreeMap<(LogId, i32), (&RegistryEvent, i64)> = BTreeMap::new();
     for (e, writes, offset) in batch {
-        out.extend(derived(topics, registry, e, writes));
+        out.extend(derived(topics, mac, e, writes));
         last.insert((e.log, e.partition), (e, offset));
     }
     for (e, offset) in last.into_values() {
-        out.push(state_record(topics, registry, position_write(e, offset)));
+        out.push(state_record(topics, mac, position_write(e, offset)));
     }
     out
 }
 
-/// A `state` record: the view write's key, and its value followed by the registry's
-/// 64-byte signature over both ([`STATE_TYPE`], [`state_body`]), so that a bootstrap from
-/// `state` refuses a record the registry did not write.
-fn state_record(topics: &Topics, registry: &Signer, w: Write) -> OutRecord {
+/// A `state` record: the view write's key, and its value followed by its 32-byte MAC
+/// ([`StateMac`]), so that a bootstrap from `state` refuses a record the registry did not
+/// write.
+fn state_record(topics: &Topics, mac: &StateMac, w: Write) -> OutRecord {
     let key = w.changelog_key();
     let mut payload = w.value;
-    let sig = registry.sign_raw(STATE_TYPE, &state_body(&key, &payload));
-    payload.extend_from_slice(&sig);
+    let tag = mac.tag(&key, &payload);
+    payload.extend_from_slice(&tag);
     OutRecord {
         topic: topics.state.clone(),
         key,
@@ -133,32 +133,19 @@ fn state_record(topics: &Topics, registry: &Signer, w: Write) -> OutRecord {
     }
 }
 
-/// The view write a signed `state` record stands for, if one of the registry `keys`
-/// signed it: its value without the signature.
-pub fn verify_state_record(keys: &KeySet, key: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
-    let split = payload.len().checked_sub(SIGNATURE_LEN)?;
-    let (value, sig) = payload.split_at(split);
-    let sig: &[u8; SIGNATURE_LEN] = sig.try_into().ok()?;
-    keys.verifies_raw(sig, STATE_TYPE, &state_body(key, value))
-        .then(|| value.to_vec())
+/// The value of a `state` record whose MAC is the registry's, without its tag.
+pub fn verify_state_record(mac: &StateMac, key: &[u8], payload: &[u8]) -> Option<Vec<u8>> {
+    let split = payload.len().checked_sub(STATE_TAG_LEN)?;
+    let (value, tag) = payload.split_at(split);
+    mac.verifies(key, value, tag).then(|| value.to_vec())
 }
 
 /// The derived records of one event whose planned view writes are `writes`: its `state`
 /// records, its result and its CloudEvents. Its applied position is written per batch
 /// ([`derived_batch`]).
-fn derived(
-    topics: &Topics,
-    registry: &Signer,
-    e: &RegistryEvent,
-    writes: &[Write],
-) -> Vec<OutRecord> {
+fn derived(topics: &Topics, mac: &StateMac, e: &RegistryEvent, writes: &[Write]) -> Vec<OutRecord> {
     let mut out = Vec::with_capacity(writes.len() + 3);
-    out.extend(
-        writes
-            .iter()
-            .cloned()
-            .map(|w| state_record(topics, registry, w)),
-    );
+    out.extend(writes.iter().cloned().map(|w| state_record(topics, mac, w)));
     out.push(result_record(topics, &CommandResult::from_event(e)));
     let ce = serde_json::to_vec(&cloud_event(topics, e)).expect("cloud events serialize");
     out.push(OutRecord {
@@ -186,28 +173,27 @@ mod tests {
     use super::*;
     use crate::testkit;
 
-    /// A `state` record verifies only with its own key and value, under a registry key.
+    /// A `state` record verifies only with its own key and value, under the registry's MAC key.
     #[test]
-    fn state_records_carry_a_registry_signature_over_key_and_value() {
+    fn state_records_carry_the_registry_mac_over_key_and_value() {
         let topics = Topics::new("mpr.");
-        let registry = testkit::registry_signer();
-        let keys = testkit::registry_keys();
+        let mac = StateMac::of(&testkit::registry_signer());
         let w = Write {
             table: crate::view::Table::Catalog,
             key: b"prod".to_vec(),
             value: b"{\"environment\":\"prod\"}".to_vec(),
         };
-        let r = state_record(&topics, &registry, w.clone());
+        let r = state_record(&topics, &mac, w.clone());
         assert_eq!(
-            verify_state_record(&keys, &r.key, &r.payload),
+            verify_state_record(&mac, &r.key, &r.payload),
             Some(w.value.clone())
         );
         let mut tampered = r.payload.clone();
         tampered[0] ^= 1;
-        assert_eq!(verify_state_record(&keys, &r.key, &tampered), None);
-        assert_eq!(verify_state_record(&keys, b"\x04dev", &r.payload), None);
-        let other = state_record(&topics, &testkit::gateway_signer(), w);
-        assert_eq!(verify_state_record(&keys, &other.key, &other.payload), None);
-        assert_eq!(verify_state_record(&keys, &r.key, b"short"), None);
+        assert_eq!(verify_state_record(&mac, &r.key, &tampered), None);
+        assert_eq!(verify_state_record(&mac, b"\x04dev", &r.payload), None);
+        let other = state_record(&topics, &StateMac::of(&testkit::gateway_signer()), w);
+        assert_eq!(verify_state_record(&mac, &other.key, &other.payload), None);
+        assert_eq!(verify_state_record(&mac, &r.key, b"short"), None);
     }
 }

@@ -26,7 +26,7 @@ use crate::codec;
 use crate::domain::decide::{self, StateRead};
 use crate::domain::event::{CommandSource, LogId, ScopeRef};
 use crate::domain::state::{BundleRecord, SlotRecord, UndecodableInput, infallible};
-use crate::domain::trust::{SIGNATURE_HEADER, Signer};
+use crate::domain::trust::{SIGNATURE_HEADER, Signer, StateMac};
 use crate::domain::{
     BundleId, BundleVersion, CatalogState, CommandInput, CommandResult, Decision, ErrorCode,
     Grants, RegistryEvent, Rejection, Timestamp,
@@ -247,8 +247,10 @@ enum Token {
 pub struct Driver {
     store: Arc<StateStore>,
     grants: Grants,
-    /// The registry key: signs every event and `state` record.
+    /// The registry key: signs every event.
     signer: Signer,
+    /// The MAC key of `state` records, derived from the registry key.
+    state_mac: StateMac,
     catalog: CatalogHandle,
     topics: Topics,
     limits: Limits,
@@ -304,6 +306,7 @@ impl Driver {
         Self {
             store,
             grants,
+            state_mac: StateMac::of(&signer),
             signer,
             catalog,
             topics,
@@ -452,7 +455,7 @@ impl Driver {
                 .rederive
                 .iter()
                 .map(|(e, w, o)| (e, w.as_slice(), *o));
-            let out = derived_batch(&self.topics, &self.signer, batch);
+            let out = derived_batch(&self.topics, &self.state_mac, batch);
             self.produce_outputs(p, min, out);
         }
     }
@@ -631,7 +634,7 @@ impl Driver {
             .min()
             .expect("non-empty");
         let batch = landed.iter().map(|(e, w, o)| (e, w.as_slice(), *o));
-        let out = derived_batch(&self.topics, &self.signer, batch);
+        let out = derived_batch(&self.topics, &self.state_mac, batch);
         self.produce_outputs(p, min, out);
         let part = self.parts.get_mut(&p).expect("owned");
         for (e, _, _) in &landed {

@@ -161,7 +161,7 @@ fn end_to_end_commands_to_view_and_outputs() {
         let v = View::open(booted.path(), 3).unwrap();
         mpr::log::applier::bootstrap_from_state(
             &cfg.kafka,
-            &mpr::testkit::registry_keys(),
+            &mpr::domain::trust::StateMac::of(&mpr::testkit::registry_signer()),
             &v,
             |_| {},
         )
@@ -173,17 +173,17 @@ fn end_to_end_commands_to_view_and_outputs() {
         "bootstrap from state differs"
     );
 
-    // A record appended to `state` that the registry did not sign (here: a copy of a real
-    // one signed by another key) stops a bootstrap instead of reaching a view.
+    // A record appended to `state` that the registry did not write (here: a copy of a real
+    // one under another key's MAC) stops a bootstrap instead of reaching a view.
     let real = &state[0];
     let key = real.key.clone().unwrap();
     let payload = real.payload.clone().unwrap();
-    let value = &payload[..payload.len() - mpr::domain::trust::SIGNATURE_LEN];
+    let value = &payload[..payload.len() - mpr::domain::trust::STATE_TAG_LEN];
     let mut forged = value.to_vec();
-    forged.extend_from_slice(&mpr::domain::trust::Signer::from_seed([9; 32]).sign_raw(
-        mpr::domain::trust::STATE_TYPE,
-        &mpr::domain::trust::state_body(&key, value),
-    ));
+    forged.extend_from_slice(
+        &mpr::domain::trust::StateMac::of(&mpr::domain::trust::Signer::from_seed([9; 32]))
+            .tag(&key, value),
+    );
     let p = producer(&broker.addr());
     rt().block_on(async {
         let rec = rdkafka::producer::FutureRecord::to(&topics.state)
@@ -197,13 +197,14 @@ fn end_to_end_commands_to_view_and_outputs() {
     let v = View::open(refused.path(), 3).unwrap();
     let err = mpr::log::applier::bootstrap_from_state(
         &cfg.kafka,
-        &mpr::testkit::registry_keys(),
+        &mpr::domain::trust::StateMac::of(&mpr::testkit::registry_signer()),
         &v,
         |_| {},
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("not signed by a registry key"),
+        err.to_string()
+            .contains("does not carry the registry's MAC"),
         "{err}"
     );
 }
