@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use tracing::{info, warn};
 
-use super::catalog::{CatalogHandle, apply_catalog_record};
+use super::catalog::{CatalogHandle, apply_catalog_event, skip_untrusted};
 use super::driver::{Loaded, NoSnapshot};
 use super::reader::{Record, read_to_end};
 use super::verify::trusted_event;
@@ -93,12 +93,31 @@ pub fn catch_up(
         }
     };
     store.set_position(p, &pos)?;
+    // The whole catalog log (a small one: platform commands only), so that this
+    // partition's uncommitted catalog events are handed back for their outputs wherever the
+    // shared cursor stands: another partition's catch-up or the view applier may have
+    // applied them to the shared catalog already.
     let from = catalog.read().expect("catalog lock").next_offset;
-    let catalog_end = log.read_to_end(&topics.catalog, 0, from, &mut |r| {
-        if let Some(e) = apply_catalog_record(catalog, keys, &r)?
-            && e.source.partition == p
-            && e.source.offset >= committed
-        {
+    let catalog_end = log.read_to_end(&topics.catalog, 0, 0, &mut |r| {
+        let Ok(e) = trusted_event(keys, &r) else {
+            if r.offset >= from {
+                skip_untrusted(catalog, r.offset);
+            }
+            return Ok(());
+        };
+        if r.offset >= from {
+            apply_catalog_event(catalog, &e, r.offset)?;
+        }
+        let on_chain = || {
+            catalog
+                .read()
+                .expect("catalog lock")
+                .state
+                .commands
+                .get(&e.command_id)
+                .is_some_and(|res| res.event_id == e.event_id && res.seq == e.seq)
+        };
+        if e.source.partition == p && e.source.offset >= committed && on_chain() {
             let encoded = r.payload.as_deref().unwrap_or_default();
             let w = infallible(plan::plan(&e, encoded, &NoSnapshot));
             a.rederive.push((e, w, r.offset));
@@ -529,5 +548,28 @@ mod tests {
         assert_eq!(h.log.reads, vec![2, 0]);
         assert_eq!(after.pos.chain.last_hash, other.chain.last_hash);
         assert!(!h.has("1.0.0") && h.has("1.0.23"));
+    }
+
+    /// A catalog event of this partition's commands that is not committed is handed back
+    /// for its outputs even when another reader (the view applier, another partition's
+    /// catch-up) applied it to the shared catalog first.
+    #[test]
+    fn an_uncommitted_catalog_event_applied_elsewhere_is_handed_back() {
+        let mut h = harness();
+        let input = testkit::input(testkit::set_catalog("admin", "prod"), 5);
+        let Decision::Append(mut e) =
+            crate::domain::CatalogState::new().decide(&Grants::default(), &input)
+        else {
+            panic!("a catalog change appends");
+        };
+        e.sign(&testkit::registry_signer());
+        h.log.append(&h.topics.catalog.clone(), &e);
+        crate::log::catalog::apply_catalog_event(&h.catalog, &e, 0).unwrap();
+        let handed_back = |l: &Loaded| l.rederive.iter().any(|(r, _, _)| r.event_id == e.event_id);
+        assert!(
+            handed_back(&h.catch_up(3)),
+            "command offset 5 is not committed at 3"
+        );
+        assert!(!handed_back(&h.catch_up(6)), "committed past it");
     }
 }

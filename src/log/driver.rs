@@ -442,8 +442,10 @@ impl Driver {
         part.landed.clear();
         part.phase = Phase::Ready;
         if self.catalog_in_flight == 0 {
+            // Never backwards: the catch-up's watermark may predate a catalog event this
+            // processor appended since (only `reset_catalog` moves it back).
             let next = self.catalog.read().expect("catalog lock").next_offset;
-            self.catalog_expected = loaded.catalog_end.max(next);
+            self.catalog_expected = self.catalog_expected.max(loaded.catalog_end).max(next);
         }
         if let Some(min) = loaded
             .rederive
