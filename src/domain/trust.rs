@@ -92,7 +92,7 @@ pub struct Signature {
 
 impl Signature {
     /// The raw signature bytes, if `sig` is base64 of 64 bytes.
-    fn bytes(&self) -> Option<ed25519_dalek::Signature> {
+    pub fn bytes(&self) -> Option<ed25519_dalek::Signature> {
         let raw: [u8; SIGNATURE_LEN] = B64.decode(&self.sig).ok()?.try_into().ok()?;
         Some(ed25519_dalek::Signature::from_bytes(&raw))
     }
@@ -210,6 +210,11 @@ impl KeySet {
     /// Its public keys.
     pub fn keys(&self) -> impl Iterator<Item = &VerifyingKey> {
         self.0.values()
+    }
+
+    /// The key `keyid`.
+    pub fn get(&self, keyid: &str) -> Option<&VerifyingKey> {
+        self.0.get(keyid)
     }
 
     /// Whether it holds `keyid`.

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::catalog::{CatalogHandle, apply_catalog_event, skip_untrusted};
 use super::derive::verify_state_record;
 use super::reader::{Record, read_all_to_end, read_to_end};
-use super::verify::trusted_event;
+use super::verify::trusted_events;
 use super::{LogError, Topics, client_config, now_ms};
 use crate::config::KafkaConfig;
 use crate::domain::RegistryEvent;
@@ -385,28 +385,40 @@ struct Decoded {
     offset: i64,
     /// Its bytes.
     encoded: Vec<u8>,
-    /// Its event.
-    event: RegistryEvent,
+    /// Its event; `None` when the registry did not sign the record (skipped).
+    event: Option<RegistryEvent>,
 }
 
-/// The event of `r` if the registry signed it; otherwise `None`, counted in
-/// `mpr_untrusted_records_total` and logged ([`super::verify`]).
-fn decode(keys: &KeySet, catalog_topic: &str, metrics: &Metrics, r: Record) -> Option<Decoded> {
-    match trusted_event(keys, &r) {
-        Ok(event) => Some(Decoded {
-            catalog: r.topic == catalog_topic,
-            offset: r.offset,
-            encoded: r.payload.unwrap_or_default(),
-            event,
-        }),
-        Err(u) => {
-            metrics
-                .untrusted_records
-                .get_or_create(&TopicLabels { topic: u.topic })
-                .inc();
-            None
-        }
-    }
+/// Decodes `records` and checks them in one batch ([`trusted_events`]); a record the
+/// registry did not sign stays in place as `None`, counted in
+/// `mpr_untrusted_records_total` and logged.
+fn decode_batch(
+    keys: &KeySet,
+    catalog_topic: &str,
+    metrics: &Metrics,
+    records: Vec<Record>,
+) -> Vec<Decoded> {
+    let checked = trusted_events(keys, &records);
+    records
+        .into_iter()
+        .zip(checked)
+        .map(|(r, c)| {
+            let event = c
+                .map_err(|u| {
+                    metrics
+                        .untrusted_records
+                        .get_or_create(&TopicLabels { topic: u.topic })
+                        .inc();
+                })
+                .ok();
+            Decoded {
+                catalog: r.topic == catalog_topic,
+                offset: r.offset,
+                encoded: r.payload.unwrap_or_default(),
+                event,
+            }
+        })
+        .collect()
 }
 
 /// Applies `events` and `catalog` records, in their order, to the view in one WriteBatch
@@ -420,19 +432,11 @@ fn apply_records(
     catalog_topic: &str,
     records: Vec<Record>,
 ) -> Result<(), LogError> {
-    let mut decoded = Vec::with_capacity(records.len());
-    for r in records {
-        let (catalog_record, offset) = (r.topic == catalog_topic, r.offset);
-        match decode(keys, catalog_topic, metrics, r) {
-            Some(d) => decoded.push(d),
-            None if catalog_record => skip_untrusted(catalog, offset),
-            None => {}
-        }
-    }
+    let decoded = decode_batch(keys, catalog_topic, metrics, records);
     apply_decoded(view, catalog, metrics, &decoded)
 }
 
-/// [`apply_records`] of records already decoded.
+/// [`apply_records`] of records already decoded and checked.
 fn apply_decoded(
     view: &View,
     catalog: &CatalogHandle,
@@ -440,18 +444,27 @@ fn apply_decoded(
     decoded: &[Decoded],
 ) -> Result<(), LogError> {
     for d in decoded.iter().filter(|d| d.catalog) {
-        apply_catalog_event(catalog, &d.event, d.offset)?;
+        match &d.event {
+            Some(e) => {
+                apply_catalog_event(catalog, e, d.offset)?;
+            }
+            None => skip_untrusted(catalog, d.offset),
+        }
     }
-    let refs: Vec<_> = decoded
+    let trusted: Vec<(&RegistryEvent, &Decoded)> = decoded
         .iter()
-        .map(|d| (&d.event, d.encoded.as_slice(), d.offset))
+        .filter_map(|d| d.event.as_ref().map(|e| (e, d)))
+        .collect();
+    let refs: Vec<_> = trusted
+        .iter()
+        .map(|(e, d)| (*e, d.encoded.as_slice(), d.offset))
         .collect();
     let now = now_ms();
-    for (a, d) in view.apply_batch(&refs)?.into_iter().zip(decoded) {
+    for (a, (e, _)) in view.apply_batch(&refs)?.into_iter().zip(&trusted) {
         match a {
             Applied::Applied => {
                 metrics.view_applied_events.inc();
-                let visible = (now - d.event.observed_at_utc.millis()).max(0) as f64 / 1000.0;
+                let visible = (now - e.observed_at_utc.millis()).max(0) as f64 / 1000.0;
                 metrics.view_visible_seconds.observe(visible);
             }
             Applied::Forked => {
@@ -487,21 +500,17 @@ pub fn rebuild_from_events(
             let tx = tx;
             let mut buf = Vec::with_capacity(MAX_BATCH);
             read_all_to_end(cfg, &logs, |r| {
-                let (catalog_record, offset) = (r.topic == topics.catalog, r.offset);
-                match decode(keys, &topics.catalog, &metrics, r) {
-                    Some(d) => buf.push(d),
-                    None if catalog_record => skip_untrusted(&catalog, offset),
-                    None => {}
-                }
+                buf.push(r);
                 if buf.len() == MAX_BATCH {
+                    let records = std::mem::replace(&mut buf, Vec::with_capacity(MAX_BATCH));
                     // A closed channel means the applying side failed; it reports why.
-                    tx.send(std::mem::replace(&mut buf, Vec::with_capacity(MAX_BATCH)))
+                    tx.send(decode_batch(keys, &topics.catalog, &metrics, records))
                         .map_err(|_| LogError::Topic("rebuild stopped".into()))?;
                 }
                 Ok(())
             })?;
             if !buf.is_empty() {
-                let _ = tx.send(buf);
+                let _ = tx.send(decode_batch(keys, &topics.catalog, &metrics, buf));
             }
             Ok::<(), LogError>(())
         });

@@ -10,7 +10,8 @@ use tracing::error;
 use super::reader::Record;
 use crate::codec;
 use crate::domain::RegistryEvent;
-use crate::domain::trust::KeySet;
+use crate::domain::event::Forgery;
+use crate::domain::trust::{EVENT_TYPE, KeySet, pae};
 
 /// A record that is not the registry's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,80 @@ pub fn check_event(keys: &KeySet, bytes: &[u8]) -> Result<RegistryEvent, String>
     let e = codec::decode_event(bytes).map_err(|e| e.to_string())?;
     e.authenticate(keys).map_err(|f| f.to_string())?;
     Ok(e)
+}
+
+/// The events of `records`, each the registry's or why not (logged, as
+/// [`trusted_event`]), with every signature checked in one Ed25519 batch verification:
+/// about half the cost per signature of checking each alone. When the batch fails, each
+/// signature is checked alone to find the ones at fault. The batch's nonces derive from its
+/// inputs, and only a holder of a registry key can make a signature either check accepts,
+/// so every reader accepts exactly the registry's events.
+pub fn trusted_events(keys: &KeySet, records: &[Record]) -> Vec<Result<RegistryEvent, Untrusted>> {
+    let untrusted = |r: &Record, reason: String| {
+        let u = Untrusted {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            reason,
+        };
+        error!(
+            topic = %u.topic,
+            partition = u.partition,
+            offset = u.offset,
+            reason = %u.reason,
+            "skipping a record the registry did not sign (forged or corrupt)"
+        );
+        u
+    };
+    // Decode and check each hash; gather what the batch must verify.
+    let mut out: Vec<Result<RegistryEvent, Untrusted>> = Vec::with_capacity(records.len());
+    let mut batch: Vec<(
+        usize,
+        Vec<u8>,
+        ed25519_dalek::Signature,
+        ed25519_dalek::VerifyingKey,
+    )> = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let checked = codec::decode_event(r.payload.as_deref().unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|e| {
+                if e.hash != e.compute_hash() {
+                    return Err(Forgery::HashMismatch.to_string());
+                }
+                let s = e.signature.as_ref().ok_or(Forgery::Unsigned.to_string())?;
+                let bad = || Forgery::BadSignature(s.keyid.clone()).to_string();
+                let key = keys.get(&s.keyid).ok_or_else(bad)?;
+                let sig = s.bytes().ok_or_else(bad)?;
+                Ok((pae(EVENT_TYPE, e.hash.as_bytes()), sig, *key, e))
+            });
+        match checked {
+            Ok((msg, sig, key, e)) => {
+                batch.push((i, msg, sig, key));
+                out.push(Ok(e));
+            }
+            Err(reason) => out.push(Err(untrusted(r, reason))),
+        }
+    }
+    let messages: Vec<&[u8]> = batch.iter().map(|(_, m, _, _)| m.as_slice()).collect();
+    let signatures: Vec<_> = batch.iter().map(|(_, _, s, _)| *s).collect();
+    let verifying: Vec<_> = batch.iter().map(|(_, _, _, k)| *k).collect();
+    if ed25519_dalek::verify_batch(&messages, &signatures, &verifying).is_err() {
+        for (i, msg, sig, key) in &batch {
+            if key.verify_strict(msg, sig).is_err() {
+                let keyid = out[*i]
+                    .as_ref()
+                    .ok()
+                    .and_then(|e| e.signature.as_ref())
+                    .map(|s| s.keyid.clone())
+                    .unwrap_or_default();
+                out[*i] = Err(untrusted(
+                    &records[*i],
+                    Forgery::BadSignature(keyid).to_string(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The event in `r` if the registry signed it; otherwise logs why and returns the report.
