@@ -181,4 +181,49 @@ mod tests {
         assert!(u.reason.contains("hash"), "{}", u.reason);
         assert!(trusted_event(&keys, &record(b"garbage".to_vec())).is_err());
     }
+
+    /// A batch with forged records among signed ones: each record gets the verdict it
+    /// gets alone, in place.
+    #[test]
+    fn a_batch_check_finds_each_forgery_in_place() {
+        let registry = Signer::from_seed([1; 32]);
+        let keys = KeySet::of([registry.verifying_key()]);
+        let mut state = crate::domain::PartitionState::new(0);
+        let mut records = Vec::new();
+        for i in 0..6 {
+            let input = testkit::input(testkit::publish("mf", "fam", &format!("1.0.{i}")), i);
+            let Decision::Append(mut e) =
+                state.decide(&Default::default(), &Default::default(), &input)
+            else {
+                panic!("a publish appends")
+            };
+            state.apply(&e).unwrap();
+            match i {
+                // Signed by another key.
+                2 => e.sign(&Signer::from_seed([2; 32])),
+                // Changed after signing.
+                4 => {
+                    e.sign(&registry);
+                    e.reason = Some("changed".into());
+                    e.hash = e.compute_hash();
+                }
+                _ => e.sign(&registry),
+            }
+            records.push(record(codec::encode_event(&e)));
+        }
+        records.push(record(b"garbage".to_vec()));
+        let verdicts: Vec<bool> = trusted_events(&keys, &records)
+            .iter()
+            .map(Result::is_ok)
+            .collect();
+        assert_eq!(verdicts, [true, true, false, true, false, true, false]);
+        let alone: Vec<bool> = records
+            .iter()
+            .map(|r| trusted_event(&keys, r).is_ok())
+            .collect();
+        assert_eq!(verdicts, alone);
+        // An all-good batch passes in one check.
+        let good = [records[0].clone(), records[1].clone(), records[3].clone()];
+        assert!(trusted_events(&keys, &good).iter().all(Result::is_ok));
+    }
 }
