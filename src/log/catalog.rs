@@ -1,16 +1,14 @@
 //! The catalog as every processor (and the view applier) of one process sees it: the
 //! state of the single-partition `catalog` log, with the next offset to read. The view
 //! applier feeds it with every catalog event it reads; a processor catching up a
-//! partition reads the log from `next_offset`; a processor applies its own catalog
+//! partition applies the log from `next_offset` (and hands back its own uncommitted catalog
+//! events from anywhere in it); a processor applies its own catalog
 //! events before they land (and resets it when another writer wins).
 
 use std::sync::{Arc, RwLock};
 
 use super::LogError;
-use super::reader::Record;
-use super::verify::trusted_event;
 use crate::domain::state::Applied;
-use crate::domain::trust::KeySet;
 use crate::domain::{CatalogState, RegistryEvent};
 
 /// The catalog log's state, with the next `catalog` offset to read.
@@ -31,20 +29,6 @@ pub fn new_catalog() -> CatalogHandle {
         state: CatalogState::new(),
         next_offset: 0,
     }))
-}
-
-/// Applies one `catalog` record to the shared catalog; the event when it changed it. A
-/// record the registry did not sign is skipped ([`super::verify`]).
-pub fn apply_catalog_record(
-    cat: &CatalogHandle,
-    keys: &KeySet,
-    r: &Record,
-) -> Result<Option<RegistryEvent>, LogError> {
-    let Ok(e) = trusted_event(keys, r) else {
-        skip_untrusted(cat, r.offset);
-        return Ok(None);
-    };
-    Ok(apply_catalog_event(cat, &e, r.offset)?.then_some(e))
 }
 
 /// Moves `next_offset` past an untrusted record at `offset`: it is never applied, so the

@@ -40,22 +40,6 @@ pub fn check_event(keys: &KeySet, bytes: &[u8]) -> Result<RegistryEvent, String>
 /// inputs, and only a holder of a registry key can make a signature either check accepts,
 /// so every reader accepts exactly the registry's events.
 pub fn trusted_events(keys: &KeySet, records: &[Record]) -> Vec<Result<RegistryEvent, Untrusted>> {
-    let untrusted = |r: &Record, reason: String| {
-        let u = Untrusted {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            reason,
-        };
-        error!(
-            topic = %u.topic,
-            partition = u.partition,
-            offset = u.offset,
-            reason = %u.reason,
-            "skipping a record the registry did not sign (forged or corrupt)"
-        );
-        u
-    };
     // Decode and check each hash; gather what the batch must verify.
     let mut out: Vec<Result<RegistryEvent, Untrusted>> = Vec::with_capacity(records.len());
     let mut batch: Vec<(
@@ -109,22 +93,25 @@ pub fn trusted_events(keys: &KeySet, records: &[Record]) -> Vec<Result<RegistryE
 
 /// The event in `r` if the registry signed it; otherwise logs why and returns the report.
 pub fn trusted_event(keys: &KeySet, r: &Record) -> Result<RegistryEvent, Untrusted> {
-    check_event(keys, r.payload.as_deref().unwrap_or_default()).map_err(|reason| {
-        let u = Untrusted {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            reason,
-        };
-        error!(
-            topic = %u.topic,
-            partition = u.partition,
-            offset = u.offset,
-            reason = %u.reason,
-            "skipping a record the registry did not sign (forged or corrupt)"
-        );
-        u
-    })
+    check_event(keys, r.payload.as_deref().unwrap_or_default()).map_err(|why| untrusted(r, why))
+}
+
+/// The report of an untrusted record, logged.
+fn untrusted(r: &Record, reason: String) -> Untrusted {
+    let u = Untrusted {
+        topic: r.topic.clone(),
+        partition: r.partition,
+        offset: r.offset,
+        reason,
+    };
+    error!(
+        topic = %u.topic,
+        partition = u.partition,
+        offset = u.offset,
+        reason = %u.reason,
+        "skipping a record the registry did not sign (forged or corrupt)"
+    );
+    u
 }
 
 #[cfg(test)]
