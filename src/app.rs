@@ -131,6 +131,12 @@ pub async fn run(
         metrics.clone(),
     )?;
     let proc_task = tokio::spawn(processor.run(stop_rx.clone()));
+    let intake_task = tokio::spawn(crate::log::signals::run(
+        cfg.kafka.clone(),
+        keys.registry.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
 
     let view_at_close = view.clone();
     let state = AppState {
@@ -167,12 +173,20 @@ pub async fn run(
             Err(e) => anyhow!("the processor panicked: {e}"),
         }
     };
+    let intake_ended = async move {
+        match intake_task.await {
+            Ok(Ok(())) => anyhow!("the signal intake returned"),
+            Ok(Err(e)) => anyhow!("the signal intake failed: {e}"),
+            Err(e) => anyhow!("the signal intake panicked: {e}"),
+        }
+    };
     let outcome = supervise(
         server,
         shutdown,
         [
             Box::pin(applier_ended) as Component,
             Box::pin(processor_ended) as Component,
+            Box::pin(intake_ended) as Component,
         ],
         stop_tx,
     )
@@ -203,7 +217,7 @@ type Component = std::pin::Pin<Box<dyn Future<Output = anyhow::Error> + Send>>;
 async fn supervise<S>(
     server: S,
     shutdown: impl Future<Output = ()>,
-    components: [Component; 2],
+    components: impl IntoIterator<Item = Component>,
     stop: watch::Sender<bool>,
 ) -> anyhow::Result<()>
 where

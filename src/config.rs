@@ -355,12 +355,13 @@ impl TrustConfig {
         )?));
         Ok(TrustKeys {
             registry,
-            registry_accepted,
-            gateway,
             roots: TrustRoots {
                 require_signatures: self.mode == TrustMode::Signed,
                 gateway: gateway_keys,
+                registry: registry_accepted.clone(),
             },
+            registry_accepted,
+            gateway,
         })
     }
 }

@@ -79,6 +79,11 @@ pub struct Metrics {
     pub catchups: Counter,
     /// Times a partition was sent back to catch-up after a failure or a competing writer.
     pub partition_failures: Counter,
+    /// Records read from `signals` by the signal intake.
+    pub signals_read: Counter,
+    /// Signals whose OBSERVE event this replica's view applied (counted, ignored, refused
+    /// or repeated alike).
+    pub signals_applied: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,6 +99,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a batch of `signals` records and the dead letters among them.
+    pub fn signals_read(&self, read: u64, dead: u64) {
+        self.signals_read.inc_by(read);
+        self.dlq.inc_by(dead);
+    }
+
     /// Registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("mpr");
@@ -116,8 +127,20 @@ impl Metrics {
             catchup_events: Counter::default(),
             catchups: Counter::default(),
             partition_failures: Counter::default(),
+            signals_read: Counter::default(),
+            signals_applied: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "signals_read",
+            "Records read from signals by the signal intake",
+            m.signals_read.clone(),
+        );
+        registry.register(
+            "signals_applied",
+            "Signals whose OBSERVE event the view applied",
+            m.signals_applied.clone(),
+        );
         registry.register(
             "resolve_duration_seconds",
             "Resolve latency",

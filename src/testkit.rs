@@ -202,6 +202,7 @@ pub fn promote(
             environment: env.parse::<Environment>().expect("valid env"),
             tenant_id: tenant.parse::<TenantId>().expect("valid tenant"),
             degrade,
+            canary_share_bp: None,
         }),
     )
 }

@@ -83,6 +83,7 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
     let grants = cfg.grants_with_roots(mpr::domain::trust::TrustRoots {
         require_signatures: true,
         gateway: mpr::domain::trust::KeySet::of([gateway.verifying_key()]),
+        registry: mpr::domain::trust::KeySet::of([mpr::testkit::registry_signer().verifying_key()]),
     });
     let sim = Arc::new(Mutex::new(Sim {
         part: PartitionState::new(0),

@@ -138,7 +138,7 @@ where
     json
 }
 
-const COMMAND_DEFS: [(CommandType, &str); 10] = [
+const COMMAND_DEFS: [(CommandType, &str); 15] = [
     (CommandType::Publish, "PublishCommand"),
     (CommandType::Nominate, "NominateCommand"),
     (CommandType::Approve, "ApproveCommand"),
@@ -149,6 +149,11 @@ const COMMAND_DEFS: [(CommandType, &str); 10] = [
     (CommandType::SetCatalog, "SetCatalogCommand"),
     (CommandType::RegisterKey, "RegisterKeyCommand"),
     (CommandType::RevokeKey, "RevokeKeyCommand"),
+    (CommandType::SetRollbackPolicy, "SetRollbackPolicyCommand"),
+    (CommandType::Observe, "ObserveCommand"),
+    (CommandType::CanarySetShare, "CanarySetShareCommand"),
+    (CommandType::CanaryComplete, "CanaryCompleteCommand"),
+    (CommandType::CanaryAbort, "CanaryAbortCommand"),
 ];
 
 fn command_def(t: CommandType) -> &'static str {
@@ -278,6 +283,12 @@ fn enums_match_the_rust_wire_names() {
         RegistryEventType::KeyRevoked,
         RegistryEventType::CommandNoop,
         RegistryEventType::CommandRejected,
+        RegistryEventType::RollbackPolicySet,
+        RegistryEventType::SignalsObserved,
+        RegistryEventType::CanaryStarted,
+        RegistryEventType::CanaryShareChanged,
+        RegistryEventType::CanaryCompleted,
+        RegistryEventType::CanaryAborted,
     ];
     assert_eq!(
         symbols("RegistryEventType"),
@@ -320,7 +331,10 @@ fn enums_match_the_rust_wire_names() {
         ])
     );
     assert_eq!(symbols("LogId"), wire(&[LogId::Events, LogId::Catalog]));
-    assert_eq!(symbols("Slot"), wire(&[Slot::Primary, Slot::Degrade]));
+    assert_eq!(
+        symbols("Slot"),
+        wire(&[Slot::Primary, Slot::Degrade, Slot::Canary])
+    );
     assert_eq!(
         symbols("Posture"),
         wire(&[Posture::FailClosed, Posture::Warn])
@@ -445,6 +459,7 @@ const APPROVER: &str = "alice@risk-ml";
 const DEPLOYER: &str = "bob-deployer";
 const ADMIN: &str = "carol-admin";
 const DEV_DEPLOYER: &str = "dave-dev";
+const OBSERVER: &str = "olly-observer";
 
 fn grants() -> Grants {
     let g = |a: &str, roles: &[&str]| {
@@ -464,6 +479,7 @@ fn grants() -> Grants {
         g(DEPLOYER, &["deployer@prod,staging"]),
         g(ADMIN, &["admin"]),
         g(DEV_DEPLOYER, &["deployer@dev"]),
+        g(OBSERVER, &["observer"]),
     ])
 }
 
@@ -472,6 +488,7 @@ fn signed_roots() -> TrustRoots {
     TrustRoots {
         require_signatures: true,
         gateway: KeySet::of([testkit::gateway_signer().verifying_key()]),
+        registry: KeySet::of([testkit::registry_signer().verifying_key()]),
     }
 }
 
@@ -492,10 +509,25 @@ fn credential(envelope: &CommandEnvelope, sig: &Sig) -> Credential {
         Sig::Key(s) => (*s).clone(),
         Sig::Unsigned => return Credential::Unsigned,
     };
-    let body = avro::encode_command(envelope);
+    let json_only = matches!(
+        envelope.command.command_type(),
+        CommandType::SetRollbackPolicy
+            | CommandType::Observe
+            | CommandType::CanarySetShare
+            | CommandType::CanaryComplete
+            | CommandType::CanaryAbort
+    );
+    let (payload_type, body) = if json_only {
+        (
+            mpr::domain::trust::COMMAND_JSON_TYPE,
+            mpr::domain::bundle::canonical_json(envelope),
+        )
+    } else {
+        (COMMAND_AVRO_TYPE, avro::encode_command(envelope))
+    };
     Credential::Signed {
-        signature: signer.sign(COMMAND_AVRO_TYPE, &body),
-        payload_type: COMMAND_AVRO_TYPE,
+        signature: signer.sign(payload_type, &body),
+        payload_type,
         body,
     }
 }
@@ -1153,6 +1185,174 @@ fn trust_scenario(w: &mut World) {
         false,
     ));
     expect(&r, R::BundlePromoted, O::Accepted, None);
+
+    autopilot_and_canary(w);
+}
+
+/// The autopilot and canary part of the scenario (MPR2 §9): a canary started, grown,
+/// completed; another aborted; a rollback policy set; signals observed and ignored; a
+/// SEV1 incident rolling the PRIMARY back as `mpr-autopilot`.
+fn autopilot_and_canary(w: &mut World) {
+    use RegistryEventType as R;
+    use mpr::domain::autopilot::{Check, RollbackPolicy, Rule};
+    use mpr::domain::command::{
+        CanaryShare, ForwardedSignal, Observe, ScopeTarget, SetRollbackPolicy,
+    };
+    let (fam, env) = ("canary-scorer", "prod");
+    for v in ["1.0.0", "2.0.0"] {
+        let r = w.submit(publish(PUBLISHER, fam, v));
+        expect(&r, R::BundleRegistered, Outcome::Accepted, None);
+        let r = w.submit(target_cmd(APPROVER, CommandType::Nominate, fam, v));
+        expect(&r, R::BundleNominated, Outcome::Accepted, None);
+        let r = w.submit(target_cmd(APPROVER, CommandType::Approve, fam, v));
+        expect(&r, R::BundleApproved, Outcome::Accepted, None);
+    }
+    let r = w.submit(testkit::promote(DEPLOYER, fam, "1.0.0", env, "*", false));
+    expect(&r, R::BundlePromoted, Outcome::Accepted, None);
+    let scope = ScopeTarget {
+        bundle_id: fam.parse().unwrap(),
+        environment: env.parse().unwrap(),
+        tenant_id: "*".parse().unwrap(),
+    };
+    let canary = |v: &str, share: u32| {
+        let mut e = testkit::promote(DEPLOYER, fam, v, env, "*", false);
+        if let Command::Promote(p) = &mut e.command {
+            p.canary_share_bp = Some(share);
+        }
+        e
+    };
+    let r = w.submit(canary("2.0.0", 500));
+    expect(&r, R::CanaryStarted, Outcome::Accepted, None);
+    let r = w.submit(testkit::envelope(
+        DEPLOYER,
+        Command::CanarySetShare(CanaryShare {
+            scope: scope.clone(),
+            share_bp: 2_000,
+        }),
+    ));
+    expect(&r, R::CanaryShareChanged, Outcome::Accepted, None);
+    let r = w.submit(testkit::envelope(
+        DEPLOYER,
+        Command::CanaryComplete(scope.clone()),
+    ));
+    expect(&r, R::CanaryCompleted, Outcome::Accepted, None);
+    let r = w.submit(testkit::envelope(
+        DEPLOYER,
+        Command::CanaryAbort(scope.clone()),
+    ));
+    expect(
+        &r,
+        R::CommandRejected,
+        Outcome::Rejected,
+        Some(ErrorCode::NoCanary),
+    );
+    let r = w.submit(canary("1.0.0", 100));
+    expect(&r, R::CanaryStarted, Outcome::Accepted, None);
+    let r = w.submit(testkit::envelope(
+        DEPLOYER,
+        Command::CanaryAbort(scope.clone()),
+    ));
+    expect(&r, R::CanaryAborted, Outcome::Accepted, None);
+
+    // A policy: any SEV1 incident about a bound version rolls it back.
+    let r = w.submit(testkit::envelope(
+        DEPLOYER,
+        Command::SetRollbackPolicy(SetRollbackPolicy {
+            scope: scope.clone(),
+            policy: Some(RollbackPolicy {
+                rules: vec![Rule {
+                    rule_id: "sev1".into(),
+                    check: Check::Incident { max_severity: 1 },
+                }],
+                cooldown_ms: 60_000,
+                max_actions: 3,
+                period_ms: 3_600_000,
+                dry_run: false,
+            }),
+        }),
+    ));
+    expect(&r, R::RollbackPolicySet, Outcome::Accepted, None);
+
+    // The observer's key, registered on the catalog log.
+    let observer = Signer::from_seed([0x0b; 32]);
+    let r = w.submit(register_key(
+        ADMIN,
+        KeyOwnerKind::Principal,
+        OBSERVER,
+        &observer,
+    ));
+    expect(&r, R::KeyRegistered, Outcome::Accepted, None);
+    let digest = |v: &str| testkit::bundle(fam, v).digest();
+    let signal = |offset: i64, kind: &str, name: &str, value: f64| {
+        let s = json!({
+            "signal_id": Uuid::from_u128(0x5151_0000 + offset as u128).to_string(),
+            "actor": OBSERVER,
+            "source": "pagerduty",
+            "environment": env,
+            "tenant_id": "*",
+            "bundle_id": fam,
+            "bundle_version": "2.0.0",
+            "bundle_digest": digest("2.0.0"),
+            "kind": kind,
+            "name": name,
+            "value": value,
+            "window_start_utc": "2026-11-20T09:00:00.000Z",
+            "window_end_utc": "2026-11-20T09:01:00.000Z",
+            "observed_at_utc": "2026-11-20T09:01:00.000Z",
+        });
+        assert_valid("Signal", &s, "scenario signal");
+        ForwardedSignal {
+            partition: 0,
+            offset,
+            content_type: codec::CONTENT_TYPE_JSON.into(),
+            payload: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                serde_json::to_vec(&s).unwrap(),
+            ),
+            signature: Some(codec::sign_json_signal(&s, &observer)),
+        }
+    };
+    let observe = |signals: Vec<ForwardedSignal>| {
+        testkit::envelope(
+            mpr::domain::autopilot::AUTOPILOT_ACTOR,
+            Command::Observe(Observe {
+                scope: scope.clone(),
+                signals,
+            }),
+        )
+    };
+    let registry = testkit::registry_signer();
+    // A metric no rule reads: recorded and ignored.
+    let r = w.submit_signed(
+        observe(vec![signal(1, "METRIC", "latency_ms", 12.5)]),
+        Sig::Key(&registry),
+    );
+    expect(&r, R::SignalsObserved, Outcome::Accepted, None);
+    // A SEV1 incident about the PRIMARY: the autopilot rolls it back.
+    let r = w.submit_signed(
+        observe(vec![signal(2, "INCIDENT", "checkout-errors", 1.0)]),
+        Sig::Key(&registry),
+    );
+    expect(&r, R::BundleRolledBack, Outcome::Accepted, None);
+    let e = w.event_of(&r);
+    assert_eq!(
+        e.actor.as_ref().map(|a| a.as_str()),
+        Some(mpr::domain::autopilot::AUTOPILOT_ACTOR)
+    );
+    let trigger = e
+        .autopilot
+        .as_ref()
+        .and_then(|a| a.trigger.as_ref())
+        .expect("the trigger is recorded");
+    assert_eq!(trigger.rule_id, "sev1");
+    // OBSERVE signed by any key but a registry key (here the gateway's) is refused.
+    let r = w.submit(observe(vec![signal(3, "INCIDENT", "x", 1.0)]));
+    expect(
+        &r,
+        R::CommandRejected,
+        Outcome::Rejected,
+        Some(ErrorCode::Unauthenticated),
+    );
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(scenario);
@@ -1218,6 +1418,10 @@ fn registry_events_and_command_results_validate() {
     for e in w.events.iter().chain(&w.catalog_events) {
         let ctx = format!("{:?} seq {} {}", e.log, e.seq, e.event_type.as_str());
         emit_round_trip("RegistryEvent", e, &ctx);
+        if let Some(d) = &e.autopilot {
+            // The `autopilot` string's content is an AutopilotDetail.
+            assert_valid("AutopilotDetail", &serde_json::to_value(d).unwrap(), &ctx);
+        }
         emit_round_trip("CommandResult", &CommandResult::from_event(e), &ctx);
         if e.command_type == Some(CommandType::Promote) {
             emit("PromoteResponse", &CommandResult::from_event(e), &ctx);
@@ -1452,6 +1656,116 @@ fn all_commands() -> Vec<CommandEnvelope> {
         Some("gate key rotation, ticket SEC-7"),
     ));
     out.push(revoke_key(ADMIN, key.key_id()));
+    out.extend(autopilot_commands());
+    out
+}
+
+/// The autopilot and canary commands (JSON only; MPR2 §9), with optional fields set and
+/// unset.
+fn autopilot_commands() -> Vec<CommandEnvelope> {
+    use mpr::domain::autopilot::{Check, Fixed, RollbackPolicy, Rule};
+    use mpr::domain::command::{
+        CanaryShare, ForwardedSignal, Observe, ScopeTarget, SetRollbackPolicy,
+    };
+    let scope = |tenant: &str| ScopeTarget {
+        bundle_id: "fraud-scorer".parse().unwrap(),
+        environment: "prod".parse().unwrap(),
+        tenant_id: tenant.parse().unwrap(),
+    };
+    let mut out = Vec::new();
+    let mut canary = testkit::promote(DEPLOYER, "fraud-scorer", "1.1.0", "prod", "*", false);
+    if let Command::Promote(p) = &mut canary.command {
+        p.canary_share_bp = Some(500);
+    }
+    out.push(canary);
+    let rules = vec![
+        Rule {
+            rule_id: "error-rate".into(),
+            check: Check::Threshold {
+                metric: "error_rate".into(),
+                above: Fixed(50_000),
+                windows: 3,
+            },
+        },
+        Rule {
+            rule_id: "p99-vs-baseline".into(),
+            check: Check::Baseline {
+                metric: "latency_p99_ms".into(),
+                factor: Fixed(1_500_000),
+            },
+        },
+        Rule {
+            rule_id: "sev2".into(),
+            check: Check::Incident { max_severity: 2 },
+        },
+        Rule {
+            rule_id: "canary-errors".into(),
+            check: Check::CanaryWorse {
+                metric: "error_rate".into(),
+                factor: Fixed::ONE,
+                windows: 2,
+            },
+        },
+    ];
+    out.push(testkit::envelope(
+        DEPLOYER,
+        Command::SetRollbackPolicy(SetRollbackPolicy {
+            scope: scope("*"),
+            policy: Some(RollbackPolicy {
+                rules,
+                cooldown_ms: 600_000,
+                max_actions: 2,
+                period_ms: 86_400_000,
+                dry_run: true,
+            }),
+        }),
+    ));
+    out.push(env_with(
+        DEPLOYER,
+        Command::SetRollbackPolicy(SetRollbackPolicy {
+            scope: scope("acme-bank"),
+            policy: None,
+        }),
+        Some("policy retired with the incident review"),
+    ));
+    out.push(testkit::envelope(
+        mpr::domain::autopilot::AUTOPILOT_ACTOR,
+        Command::Observe(Observe {
+            scope: scope("*"),
+            signals: vec![
+                ForwardedSignal {
+                    partition: 3,
+                    offset: 17,
+                    content_type: codec::CONTENT_TYPE_JSON.into(),
+                    payload: "eyJzaWduYWxfaWQiOiAiLi4uIn0=".into(),
+                    signature: Some(r#"{"keyid":"00","sig":"AA=="}"#.into()),
+                },
+                ForwardedSignal {
+                    partition: 3,
+                    offset: 18,
+                    content_type: codec::CONTENT_TYPE_AVRO.into(),
+                    payload: "wwE=".into(),
+                    signature: None,
+                },
+            ],
+        }),
+    ));
+    out.push(testkit::envelope(
+        DEPLOYER,
+        Command::CanarySetShare(CanaryShare {
+            scope: scope("*"),
+            share_bp: 2_000,
+        }),
+    ));
+    out.push(testkit::envelope(
+        DEPLOYER,
+        Command::CanaryComplete(scope("acme-bank")),
+    ));
+    out.push(env_with(
+        DEPLOYER,
+        Command::CanaryAbort(scope("*")),
+        Some("canary p99 regressed"),
+    ));
     out
 }
 
@@ -1483,6 +1797,10 @@ fn command_envelopes_of_every_type_validate() {
             Command::SetCatalog(_) => "CatalogEntry",
             Command::RegisterKey(_) => "RegisterKeyPayload",
             Command::RevokeKey(_) => "RevokeKeyPayload",
+            Command::SetRollbackPolicy(_) => "SetRollbackPolicyPayload",
+            Command::Observe(_) => "ObservePayload",
+            Command::CanarySetShare(_) => "CanarySharePayload",
+            Command::CanaryComplete(_) | Command::CanaryAbort(_) => "ScopeTargetPayload",
             _ => "BundleTarget",
         };
         assert_valid(payload_def, &json["payload"], &ctx);
@@ -2018,12 +2336,14 @@ fn resolve_requests_validate() {
             bundle_id: "fraud-scorer".parse().unwrap(),
             tenant_id: None,
             degrade: false,
+            routing_key: None,
         },
         ResolveQuery {
             environment: "staging".parse().unwrap(),
             bundle_id: "fraud-scorer".parse().unwrap(),
             tenant_id: Some("acme-bank".parse().unwrap()),
             degrade: true,
+            routing_key: Some("account-42".into()),
         },
     ];
     for q in &queries {
@@ -2095,6 +2415,7 @@ fn api_types_validate() {
             bundle_id: family.parse().unwrap(),
             tenant_id: tenant.map(|t| t.parse().unwrap()),
             degrade,
+            routing_key: None,
         };
         emit_round_trip("ResolveActiveRequest", &q, "query");
         let fam = &w.part.families[&q.bundle_id];
@@ -2145,6 +2466,7 @@ fn api_types_validate() {
             view_version: format!("e0:{};c0:{}", w.part.chain.last_seq, w.cat.chain.last_seq),
             resolved_at_utc: rec.changed_at_utc.unwrap(),
             as_of_seq: (rules.len() % 2 == 0).then_some(rec.changed_seq),
+            canary: None,
         };
         emit_round_trip("ResolveActiveResponse", &resp, rule.as_str());
     }
@@ -2219,6 +2541,7 @@ fn example_def(path: &Path) -> &'static str {
     match (dir, name) {
         ("bundles", n) if n.ends_with(".publish.json") => "PublishBundleRequest",
         ("catalog", _) => "CatalogEntry",
+        ("policies", _) => "RollbackPolicy",
         _ => panic!(
             "{}: no $def known for this example; add it to example_def",
             path.display()
@@ -2487,6 +2810,17 @@ fn avro_command_round_trip(env: &CommandEnvelope, ctx: &str) {
 #[test]
 fn avro_command_round_trips_are_lossless() {
     for (i, env) in all_commands().iter().enumerate() {
+        let t = env.command.command_type();
+        if autopilot_commands()
+            .iter()
+            .any(|c| c.command.command_type() == t && t != CommandType::Promote)
+        {
+            // JSON only: the Avro envelope has no body for it, and decoding says so.
+            let err = avro::decode_command(&avro::encode_command(env)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidPayload, "{}", t.as_str());
+            assert!(err.message.contains("JSON"), "{}", err.message);
+            continue;
+        }
         avro_command_round_trip(
             env,
             &format!("command {i} {}", env.command.command_type().as_str()),
@@ -2597,14 +2931,15 @@ fn avro_rejects_foreign_and_truncated_bytes() {
         avro::decode_command(&foreign).unwrap_err().code,
         ErrorCode::UnsupportedSchemaVersion
     );
-    // Cut anywhere before its last four bytes, the frame is refused. Those four bytes are
-    // the null branches of the bodies after `promote` (rollback, catalog, register_key,
-    // revoke_key): apache-avro reads a union at the end of its input as null, so a frame
-    // cut there decodes to the same command. It cannot pass for another command, and a
-    // signature covers the exact bytes (MPR2 §8.1), so such a copy does not verify.
+    // Cut anywhere before its last five bytes, the frame is refused. Those five bytes are
+    // the null branches of promote's last field (canary_share_bp) and of the bodies after
+    // `promote` (rollback, catalog, register_key, revoke_key): apache-avro reads a union
+    // at the end of its input as null, so a frame cut there decodes to the same command.
+    // It cannot pass for another command, and a signature covers the exact bytes (MPR2
+    // §8.1), so such a copy does not verify.
     let header = 10;
-    assert_eq!(&bytes[bytes.len() - 4..], &[0, 0, 0, 0]);
-    for cut in header..bytes.len() - 4 {
+    assert_eq!(&bytes[bytes.len() - 5..], &[0, 0, 0, 0, 0]);
+    for cut in header..bytes.len() - 5 {
         assert_eq!(
             avro::decode_command(&bytes[..cut]).unwrap_err().code,
             ErrorCode::InvalidPayload,
@@ -2612,7 +2947,7 @@ fn avro_rejects_foreign_and_truncated_bytes() {
             bytes.len()
         );
     }
-    for cut in bytes.len() - 4..bytes.len() {
+    for cut in bytes.len() - 5..bytes.len() {
         assert_eq!(avro::decode_command(&bytes[..cut]).unwrap(), env);
     }
     let mut trailing = bytes.clone();

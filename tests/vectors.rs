@@ -135,6 +135,66 @@ enum Step {
         digest: serde_json::Value,
         expect: String,
     },
+    Signals {
+        signals: SignalsStep,
+        expect: ExpectCommand,
+    },
+}
+
+/// A batch of runtime signals, as the signal intake forwards it: one OBSERVE command
+/// from `mpr-autopilot` (signed by the vector's registry key, if any).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalsStep {
+    command_id: uuid::Uuid,
+    bundle_id: BundleId,
+    environment: String,
+    #[serde(default = "any_tenant")]
+    tenant_id: String,
+    items: Vec<SignalItem>,
+}
+
+fn any_tenant() -> String {
+    "*".into()
+}
+
+/// One signal: its `signals` offset, its JSON, and the key that signs it (if any).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalItem {
+    offset: i64,
+    signal: serde_json::Value,
+    #[serde(default)]
+    sign_with: Option<String>,
+}
+
+/// What an OBSERVE's event records (MPR2 §9).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectAutopilot {
+    #[serde(default)]
+    counted: Option<u64>,
+    #[serde(default)]
+    ignored: Option<u64>,
+    #[serde(default)]
+    refused: Option<u64>,
+    #[serde(default)]
+    repeated: Option<u64>,
+    /// The trigger, or null for none.
+    #[serde(default, deserialize_with = "present")]
+    trigger: Option<Option<ExpectTrigger>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectTrigger {
+    rule_id: String,
+    action: mpr::domain::autopilot::AutoAction,
+    outcome: mpr::domain::autopilot::TriggerOutcome,
+    bundle_version: BundleVersion,
+    /// Signal ids the trigger names (all of them, in order), when given.
+    #[serde(default)]
+    signal_ids: Option<Vec<uuid::Uuid>>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +236,12 @@ struct ExpectCommand {
     /// The event's `key` (KEY_REGISTERED, KEY_REVOKED), or null.
     #[serde(default, deserialize_with = "present")]
     key: Option<Option<ExpectKey>>,
+    /// What an OBSERVE's event records.
+    #[serde(default)]
+    autopilot: Option<ExpectAutopilot>,
+    /// The event's actor.
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 /// A KeyRecord, naming the key by its name in the vector.
@@ -198,6 +264,12 @@ struct ExpectResolve {
     rule: Option<MatchedRule>,
     #[serde(default)]
     error_code: Option<ErrorCode>,
+    /// The slot that answered (CANARY when the routing key's slice is inside the share).
+    #[serde(default)]
+    slot: Option<Slot>,
+    /// The canary the answer reports, or null for none.
+    #[serde(default, deserialize_with = "present")]
+    canary: Option<Option<BundleVersion>>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +511,9 @@ impl Run {
         if expect.signed_by.is_some() || expect.via.is_some() || expect.key.is_some() {
             self.check_trust(&result, expect, ctx);
         }
+        if expect.autopilot.is_some() || expect.actor.is_some() {
+            self.check_autopilot(&result, expect, ctx);
+        }
         for needle in &expect.message_contains {
             let msg = result
                 .error
@@ -450,6 +525,123 @@ impl Run {
                 "{ctx}: message {msg:?} lacks {needle:?}"
             );
         }
+    }
+
+    /// Checks what the event of `result` records of the autopilot.
+    fn check_autopilot(
+        &self,
+        result: &mpr::domain::CommandResult,
+        expect: &ExpectCommand,
+        ctx: &str,
+    ) {
+        let ev = self
+            .events
+            .iter()
+            .find(|e| e.event_id == result.event_id)
+            .unwrap_or_else(|| panic!("{ctx}: the result's event was not recorded"));
+        if let Some(a) = &expect.actor {
+            assert_eq!(
+                ev.actor.as_ref().map(|x| x.as_str()),
+                Some(a.as_str()),
+                "{ctx}: actor"
+            );
+        }
+        let Some(want) = &expect.autopilot else {
+            return;
+        };
+        let d = ev
+            .autopilot
+            .as_ref()
+            .unwrap_or_else(|| panic!("{ctx}: the event records no autopilot detail"));
+        let o = d
+            .observation
+            .as_ref()
+            .unwrap_or_else(|| panic!("{ctx}: the event records no observation"));
+        for (name, want, got) in [
+            ("counted", want.counted, o.counted),
+            ("ignored", want.ignored, o.ignored),
+            ("refused", want.refused, o.refused),
+            ("repeated", want.repeated, o.repeated),
+        ] {
+            if let Some(w) = want {
+                assert_eq!(got, w, "{ctx}: {name} (observation {o:?})");
+            }
+        }
+        if let Some(t) = &want.trigger {
+            match (t, &d.trigger) {
+                (None, None) => {}
+                (None, Some(got)) => panic!("{ctx}: expected no trigger, got {got:?}"),
+                (Some(w), None) => panic!("{ctx}: expected trigger {}, got none", w.rule_id),
+                (Some(w), Some(got)) => {
+                    assert_eq!(got.rule_id, w.rule_id, "{ctx}: trigger rule_id");
+                    assert_eq!(got.action, w.action, "{ctx}: trigger action");
+                    assert_eq!(got.outcome, w.outcome, "{ctx}: trigger outcome ({got:?})");
+                    assert_eq!(
+                        got.bundle_version, w.bundle_version,
+                        "{ctx}: trigger version"
+                    );
+                    if let Some(ids) = &w.signal_ids {
+                        assert_eq!(&got.signal_ids, ids, "{ctx}: trigger signal_ids");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds the OBSERVE command of a signals step: bytes and `mpr-signature` header.
+    fn observe(&self, step: &SignalsStep, ctx: &str) -> (Vec<u8>, Option<String>) {
+        use base64::Engine;
+        let items: Vec<serde_json::Value> = step
+            .items
+            .iter()
+            .map(|it| {
+                let mut signal = it.signal.clone();
+                // "$DIGEST": the registered digest of the version the signal names.
+                if signal["bundle_digest"] == "$DIGEST" {
+                    let v: BundleVersion = signal["bundle_version"]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("{ctx}: signal without a bundle_version"));
+                    let rec = self
+                        .part
+                        .bundle(&step.bundle_id, &v)
+                        .unwrap_or_else(|| panic!("{ctx}: $DIGEST of unregistered {v}"));
+                    signal["bundle_digest"] = serde_json::json!(rec.bundle_digest);
+                }
+                let bytes = serde_json::to_vec(&signal).unwrap();
+                let sig = it
+                    .sign_with
+                    .as_ref()
+                    .map(|n| codec::sign_json_signal(&signal, self.key(n, ctx)));
+                let mut f = serde_json::json!({
+                    "partition": 0,
+                    "offset": it.offset,
+                    "content_type": codec::CONTENT_TYPE_JSON,
+                    "payload": base64::engine::general_purpose::STANDARD.encode(bytes),
+                });
+                if let Some(sig) = sig {
+                    f["signature"] = serde_json::json!(sig);
+                }
+                f
+            })
+            .collect();
+        let cmd = serde_json::json!({
+            "command_id": step.command_id,
+            "actor": mpr::domain::autopilot::AUTOPILOT_ACTOR,
+            "submitted_at_utc": "2026-11-20T09:00:00.000Z",
+            "command_type": "OBSERVE",
+            "payload": {
+                "bundle_id": step.bundle_id,
+                "environment": step.environment,
+                "tenant_id": step.tenant_id,
+                "signals": items,
+            },
+        });
+        let header = self
+            .registry
+            .as_ref()
+            .map(|r| codec::sign_json_command(&cmd, r));
+        (serde_json::to_vec(&cmd).unwrap(), header)
     }
 
     /// Checks what the event of `result` records about trust.
@@ -497,8 +689,30 @@ impl Run {
                 .cloned())
         })
         .unwrap();
+        let got = got.map(|(rule, tenant, slot, v)| {
+            if slot != Slot::Primary {
+                return (rule, slot, v, None);
+            }
+            let key = mpr::domain::event::ScopeRef {
+                environment: q.environment.clone(),
+                tenant_id: tenant.clone(),
+                slot: Slot::Canary,
+            };
+            match mpr::domain::resolve::pick_canary(q, &tenant, fam.and_then(|f| f.slots.get(&key)))
+            {
+                Some((c, _, true)) => (rule, Slot::Canary, c.clone(), Some(c)),
+                Some((c, _, false)) => (rule, slot, v, Some(c)),
+                None => (rule, slot, v, None),
+            }
+        });
         match got {
-            Ok((rule, _, _, v)) => {
+            Ok((rule, slot, v, canary)) => {
+                if let Some(want) = expect.slot {
+                    assert_eq!(slot, want, "{ctx}: answering slot");
+                }
+                if let Some(want) = &expect.canary {
+                    assert_eq!(&canary, want, "{ctx}: canary reported");
+                }
                 assert_eq!(
                     expect.error_code, None,
                     "{ctx}: expected an error, resolved {v} by {rule:?}"
@@ -563,6 +777,7 @@ fn run_vector(path: &Path) -> usize {
                 other => panic!("{}: unknown trust mode {other}", v.name),
             },
             gateway: KeySet::of(t.gateway.iter().map(|n| named(n).verifying_key())),
+            registry: KeySet::of(t.registry.iter().map(|n| named(n).verifying_key())),
         };
         registry = t.registry.as_ref().map(named);
     }
@@ -610,6 +825,10 @@ fn run_vector(path: &Path) -> usize {
                 if let Some(n) = expect.active_bindings {
                     assert_eq!(rec.active_bindings, n, "{ctx}: active_bindings");
                 }
+            }
+            Step::Signals { signals, expect } => {
+                let (bytes, header) = run.observe(signals, &ctx);
+                run.command(i, &bytes, header.as_deref(), &ctx, expect);
             }
             Step::Digest { digest, expect } => {
                 let b: mpr::domain::ModelBundle = serde_json::from_value(digest.clone()).unwrap();

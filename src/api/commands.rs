@@ -25,6 +25,7 @@ use super::error::{ApiError, status_of};
 use super::extract::{Json as JsonBody, OptionalJson, Path};
 use super::types::{PublishBundleRequest, PublishBundleResponse, PublishStatus};
 use crate::config::KafkaConfig;
+use crate::domain::autopilot::Signal;
 use crate::domain::bundle::limits::MAX_COMMAND_BYTES;
 use crate::domain::event::{CommandResult, Outcome};
 use crate::domain::trust::{SIGNATURE_HEADER, Signer};
@@ -38,6 +39,20 @@ pub trait CommandSink: Send + Sync {
         &'a self,
         env: &'a CommandEnvelope,
     ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>>;
+
+    /// Makes a runtime signal durable on the `signals` log.
+    fn submit_signal<'a>(
+        &'a self,
+        signal: &'a Signal,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        let _ = signal;
+        Box::pin(async {
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "this registry has no signals log",
+            ))
+        })
+    }
 }
 
 /// Produces commands to Kafka, Avro-encoded, keyed by bundle_id, each signed by the API
@@ -45,6 +60,7 @@ pub trait CommandSink: Send + Sync {
 pub struct KafkaSink {
     producer: FutureProducer,
     topic: String,
+    signals: String,
     gateway: Signer,
 }
 
@@ -54,25 +70,73 @@ impl KafkaSink {
         Ok(Self {
             producer: producer_config(cfg).create()?,
             topic: Topics::new(&cfg.topic_prefix).commands,
+            signals: Topics::new(&cfg.topic_prefix).signals,
             gateway,
         })
     }
 }
 
 impl CommandSink for KafkaSink {
+    fn submit_signal<'a>(
+        &'a self,
+        signal: &'a Signal,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
+        Box::pin(async move {
+            let v = serde_json::to_value(signal).map_err(ApiError::internal)?;
+            let sig = crate::codec::sign_json_signal(&v, &self.gateway);
+            let bytes = serde_json::to_vec(&v).map_err(ApiError::internal)?;
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: SIGNATURE_HEADER,
+                    value: Some(&sig),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(crate::codec::CONTENT_TYPE_JSON),
+                });
+            let rec = FutureRecord::to(&self.signals)
+                .key(signal.bundle_id.as_str())
+                .payload(&bytes)
+                .headers(headers);
+            self.producer
+                .send(rec, Duration::from_secs(10))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| {
+                    ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("could not write the signal to the log: {e}"),
+                    )
+                })
+        })
+    }
+
     fn submit<'a>(
         &'a self,
         env: &'a CommandEnvelope,
     ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'a>> {
         Box::pin(async move {
-            let (bytes, signature) = crate::codec::sign_avro_command(env, &self.gateway);
             let key = env.command.partition_key().to_owned();
+            let json = env.command.json_only();
+            let (bytes, signature) = if json {
+                let v = serde_json::to_value(env).map_err(ApiError::internal)?;
+                let sig = crate::codec::sign_json_command(&v, &self.gateway);
+                (serde_json::to_vec(&v).map_err(ApiError::internal)?, sig)
+            } else {
+                crate::codec::sign_avro_command(env, &self.gateway)
+            };
             // Avro single-object encoding identifies itself; the one header is the
-            // signature (the broker stores each header as a row of its own).
-            let headers = OwnedHeaders::new().insert(Header {
+            // signature (the broker stores each header as a row of its own). JSON says so.
+            let mut headers = OwnedHeaders::new().insert(Header {
                 key: SIGNATURE_HEADER,
                 value: Some(&signature),
             });
+            if json {
+                headers = headers.insert(Header {
+                    key: "content-type",
+                    value: Some(crate::codec::CONTENT_TYPE_JSON),
+                });
+            }
             let rec = FutureRecord::to(&self.topic)
                 .key(&key)
                 .payload(&bytes)
@@ -112,6 +176,99 @@ pub fn router() -> Router<AppState> {
         .route("/v1/promotions", post(post_promote))
         .route("/v1/rollbacks", post(post_rollback))
         .route("/v1/catalog/{environment}", put(put_catalog))
+        .route("/v1/policies/{bundle_id}/{environment}", put(put_policy))
+        .route(
+            "/v1/canaries/{bundle_id}/{environment}/{action}",
+            post(post_canary),
+        )
+        .route("/v1/signals", post(post_signal))
+}
+
+async fn put_policy(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path((bundle_id, environment)): Path<(String, String)>,
+    JsonBody(mut body): JsonBody<WithMeta>,
+) -> Response {
+    body.payload.insert("bundle_id".into(), json!(bundle_id));
+    body.payload
+        .insert("environment".into(), json!(environment));
+    body.payload.entry("policy").or_insert(Value::Null);
+    post_typed(s, h, "SET_ROLLBACK_POLICY", body).await
+}
+
+async fn post_canary(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    Path((bundle_id, environment, action)): Path<(String, String, String)>,
+    OptionalJson(mut body): OptionalJson<WithMeta>,
+) -> Response {
+    let command_type = match action.as_str() {
+        "share" => "CANARY_SET_SHARE",
+        "complete" => "CANARY_COMPLETE",
+        "abort" => "CANARY_ABORT",
+        other => {
+            return ApiError::new(
+                ErrorCode::InvalidPayload,
+                format!("unknown canary action {other:?}; expected share, complete or abort"),
+            )
+            .into_response();
+        }
+    };
+    body.payload.insert("bundle_id".into(), json!(bundle_id));
+    body.payload
+        .insert("environment".into(), json!(environment));
+    post_typed(s, h, command_type, body).await
+}
+
+/// `POST /v1/signals`: one runtime signal, sent for the token's actor (who needs the
+/// `observer` role in its environment), signed by the API gateway and written to
+/// `signals`. 202: the autopilot counts it when the intake forwards it.
+async fn post_signal(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Value>) -> Response {
+    let inner = async {
+        let p = s.principal(&h)?;
+        let mut v = body.0;
+        if let Some(o) = v.as_object_mut() {
+            o.entry("actor").or_insert(json!(p.actor));
+            o.entry("signal_id").or_insert(json!(uuid::Uuid::new_v4()));
+        }
+        let signal: Signal = serde_json::from_value(v).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidPayload,
+                format!("signal does not match the contract: {e}"),
+            )
+        })?;
+        if signal.actor != p.actor {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "actor is set from the token ({}); the body may not name another",
+                    p.actor
+                ),
+            ));
+        }
+        signal.validate().map_err(ApiError::from)?;
+        if !s.grants.allows(
+            &p.actor,
+            crate::domain::Role::Observer,
+            Some(&signal.environment),
+        ) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "actor {} lacks role observer in environment {}",
+                    p.actor, signal.environment
+                ),
+            ));
+        }
+        s.sink.submit_signal(&signal).await?;
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"signal_id": signal.signal_id, "status": "ACCEPTED"})),
+        )
+            .into_response())
+    };
+    inner.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Optional fields every typed route accepts.
@@ -127,6 +284,12 @@ async fn submit_and_wait(
     s: &AppState,
     env: CommandEnvelope,
 ) -> Result<(Option<CommandResult>, CommandEnvelope), ApiError> {
+    if matches!(env.command, crate::domain::Command::Observe(_)) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "OBSERVE comes from the registry's signal intake only; send signals to POST /v1/signals or the signals topic",
+        ));
+    }
     s.grants
         .authorize(&env.actor, &env.command)
         .map_err(ApiError::from)?;
@@ -150,7 +313,11 @@ async fn submit_and_wait(
 /// such a record, without a result when it cannot read the command_id, so a command the
 /// API produced could otherwise stay unanswered.
 pub fn check_encodable(env: &CommandEnvelope) -> Result<(), ApiError> {
-    let bytes = crate::codec::avro::encode_command(env);
+    let bytes = if env.command.json_only() {
+        serde_json::to_vec(env).map_err(ApiError::internal)?
+    } else {
+        crate::codec::avro::encode_command(env)
+    };
     if bytes.len() > MAX_COMMAND_BYTES {
         return Err(ApiError::new(
             ErrorCode::InvalidPayload,
@@ -162,7 +329,11 @@ pub fn check_encodable(env: &CommandEnvelope) -> Result<(), ApiError> {
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         .with_details(json!({"size_bytes": bytes.len(), "limit_bytes": MAX_COMMAND_BYTES})));
     }
-    crate::codec::decode_command(&bytes, None).map_err(|e| {
+    let ct = env
+        .command
+        .json_only()
+        .then_some(crate::codec::CONTENT_TYPE_JSON);
+    crate::codec::decode_command(&bytes, ct).map_err(|e| {
         ApiError::new(
             e.code,
             format!("the command would not decode from the log: {}", e.message),
@@ -317,7 +488,7 @@ async fn post_lifecycle(
 }
 
 /// Body of promote and rollback routes: the command payload plus optional meta.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct WithMeta {
     #[serde(default)]
     command_id: Option<uuid::Uuid>,

@@ -19,7 +19,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::IllegalTransition
         | ErrorCode::Incompatible
         | ErrorCode::GateMissing
-        | ErrorCode::NothingToRollBack => StatusCode::CONFLICT,
+        | ErrorCode::NothingToRollBack
+        | ErrorCode::ReapprovalRequired
+        | ErrorCode::NoCanary => StatusCode::CONFLICT,
         ErrorCode::UnknownBundle | ErrorCode::UnknownKey | ErrorCode::NoActiveBundle => {
             StatusCode::NOT_FOUND
         }

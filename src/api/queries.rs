@@ -65,6 +65,9 @@ struct PageParams {
     tenant_id: Option<String>,
     #[serde(default)]
     slot: Option<Slot>,
+    /// Only events that record an automated decision (a rule that fired).
+    #[serde(default)]
+    automated: Option<bool>,
 }
 
 impl PageParams {
@@ -154,6 +157,8 @@ async fn get_scope(
                 "changed_event_id": rec.changed_event_id,
                 "changed_at_utc": rec.changed_at_utc,
                 "activation_stack": rec.stack,
+                "canary": rec.canary,
+                "autopilot": rec.autopilot,
             })
         })
         .collect();
@@ -210,12 +215,14 @@ async fn list_events(
         .transpose()?;
     let tenant = p.tenant_id.as_deref().map(parse::<TenantId>).transpose()?;
     let (cursor, limit, event_type) = (p.cursor.clone(), p.limit(), p.event_type);
+    let automated = p.automated.unwrap_or(false);
     let page = s
         .read(move |v| {
             let access = ReadAccess::new(&caller.roles, enforce);
             let keep = |e: &crate::domain::RegistryEvent| {
                 access.may_read_event(&caller.actor, e)
                     && event_type.is_none_or(|t| e.event_type == t)
+                    && (!automated || e.autopilot.as_ref().is_some_and(|d| d.trigger.is_some()))
                     && env
                         .as_ref()
                         .is_none_or(|en| e.scope.as_ref().is_some_and(|sc| &sc.environment == en))

@@ -108,6 +108,8 @@ pub struct ResolveParams {
     as_of_seq: Option<u64>,
     #[serde(default)]
     as_of: Option<String>,
+    #[serde(default)]
+    routing_key: Option<String>,
 }
 
 fn bad(msg: String) -> ApiError {
@@ -132,7 +134,14 @@ impl ResolveParams {
                 .transpose()
                 .map_err(|r| bad(r.message))?,
             degrade: self.degrade.unwrap_or(false),
+            routing_key: self.routing_key.clone(),
         };
+        if q.routing_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 256)
+        {
+            return Err(bad("routing_key must be 1-256 bytes".into()));
+        }
         let at = match (self.as_of_seq, &self.as_of) {
             (Some(_), Some(_)) => return Err(bad("give as_of_seq or as_of, not both".into())),
             (Some(s), None) => ResolveAt::Seq(s),
@@ -316,6 +325,7 @@ fn render(
         view_version: String::new(),
         resolved_at_utc: found.activation.observed_at_utc,
         as_of_seq,
+        canary: found.canary.clone(),
     };
     let content = serde_json::to_vec(&body).map_err(ApiError::internal)?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", &sha256_hex(&content)[..32]))

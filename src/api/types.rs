@@ -148,4 +148,8 @@ pub struct ResolveActiveResponse {
     /// Set when the caller asked for a past state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of_seq: Option<u64>,
+    /// The matched scope's canary, when one runs: its version, share, and whether this
+    /// answer is it (only with a `routing_key` inside its slice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::view::CanaryAnswer>,
 }

@@ -127,6 +127,29 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         count: usize,
     },
+    /// Runtime signals (MPR2 §9). `families` scopes in prod, each with 1.1.0 ACTIVE over
+    /// 1.0.0 and a THRESHOLD policy on `error_rate`. First a burst of `burst` harmless
+    /// signals as fast as the producer goes: signals/s from the first produce until the
+    /// view has applied every one (`mpr_signals_applied`). Then `rate` harmless signals/s
+    /// for `seconds`, and once a second one triggering signal for the next family: the time
+    /// from its produce to resolve answering the rolled-back 1.0.0.
+    Signals {
+        /// Scopes (one trigger each at most).
+        #[arg(long, default_value_t = 40)]
+        families: usize,
+        /// Signals in the burst.
+        #[arg(long, default_value_t = 100_000)]
+        burst: usize,
+        /// Background signals per second during the trigger phase.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds of the trigger phase.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Family name prefix (use a fresh one per run).
+        #[arg(long, default_value = "sig")]
+        family_prefix: String,
+    },
     /// Seeds the realistic resolve view.
     SeedResolve {
         /// Families.
@@ -322,6 +345,121 @@ fn rss_kib() -> i64 {
         .unwrap_or(0)
 }
 
+/// Produces a JSON command (the autopilot commands travel as JSON only), signed like
+/// [`send`] signs Avro ones.
+async fn send_json(p: &FutureProducer, topic: &str, env: &CommandEnvelope) {
+    let value = serde_json::to_value(env).expect("commands serialize");
+    let bytes = serde_json::to_vec(&value).expect("JSON");
+    let mut headers = OwnedHeaders::new().insert(Header {
+        key: "content-type",
+        value: Some(mpr::codec::CONTENT_TYPE_JSON),
+    });
+    let sig = SIGNER
+        .get()
+        .and_then(Option::as_ref)
+        .map(|s| mpr::codec::sign_json_command(&value, s));
+    if let Some(sig) = &sig {
+        headers = headers.insert(Header {
+            key: SIGNATURE_HEADER,
+            value: Some(sig),
+        });
+    }
+    let rec = FutureRecord::to(topic)
+        .key(env.command.partition_key())
+        .payload(&bytes)
+        .headers(headers);
+    p.send(rec, Duration::from_secs(30))
+        .await
+        .expect("delivered");
+}
+
+/// A signal record: its key (the bundle_id), its JSON, and the gateway's signature for
+/// the observer `observability` (config/local.toml), as `POST /v1/signals` signs it.
+fn signal_record(
+    family: &str,
+    version: &str,
+    digest: &str,
+    value: f64,
+    window: i64,
+) -> (String, Vec<u8>, Option<String>) {
+    let start = 1_800_000_000_000 + window * 60_000;
+    let ts = |ms: i64| mpr::domain::Timestamp::from_millis(ms).to_string();
+    let v = json!({
+        "signal_id": uuid::Uuid::new_v4(),
+        "actor": "observability",
+        "source": "mpr-bench",
+        "environment": "prod",
+        "bundle_id": family,
+        "bundle_version": version,
+        "bundle_digest": digest,
+        "kind": "METRIC",
+        "name": "error_rate",
+        "value": value,
+        "window_start_utc": ts(start),
+        "window_end_utc": ts(start + 60_000),
+        "observed_at_utc": ts(start + 60_000),
+    });
+    let sig = SIGNER
+        .get()
+        .and_then(Option::as_ref)
+        .map(|s| mpr::codec::sign_json_signal(&v, s));
+    (
+        family.to_owned(),
+        serde_json::to_vec(&v).expect("JSON"),
+        sig,
+    )
+}
+
+fn send_signal(
+    p: &FutureProducer,
+    topic: &str,
+    (key, bytes, sig): &(String, Vec<u8>, Option<String>),
+) -> Option<rdkafka::producer::DeliveryFuture> {
+    let mut headers = OwnedHeaders::new().insert(Header {
+        key: "content-type",
+        value: Some(mpr::codec::CONTENT_TYPE_JSON),
+    });
+    if let Some(sig) = sig {
+        headers = headers.insert(Header {
+            key: SIGNATURE_HEADER,
+            value: Some(sig),
+        });
+    }
+    let rec = FutureRecord::to(topic)
+        .key(key)
+        .payload(bytes)
+        .headers(headers);
+    p.send_result(rec).ok()
+}
+
+/// A counter of the registry's `/metrics`, or 0.
+fn metric(url: &str, name: &str) -> f64 {
+    let Ok(r) = ureq::get(&format!("{url}/metrics")).call() else {
+        return 0.0;
+    };
+    r.into_string()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The version resolve answers for `family` in prod.
+fn resolved(agent: &ureq::Agent, url: &str, token: &str, family: &str) -> Option<String> {
+    let v: serde_json::Value = agent
+        .get(&format!(
+            "{url}/v1/resolve?environment=prod&bundle_id={family}"
+        ))
+        .set("Authorization", &format!("Bearer {token}"))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()?;
+    v["active_bundle_ref"]["bundle_version"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -475,6 +613,187 @@ async fn main() {
                 json!({"bench": "latency", "rate": rate, "achieved_send_rate": offered, "sampled": lat.len(),
                        "warmup": warmup, "warmup_visible_s": warm_s,
                        "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": lat.last()})
+            );
+        }
+        Cmd::Signals {
+            families,
+            burst,
+            rate,
+            seconds,
+            family_prefix,
+        } => {
+            use mpr::domain::autopilot::{Check, Fixed, RollbackPolicy, Rule};
+            use mpr::domain::command::{ScopeTarget, SetRollbackPolicy};
+            let fams: Vec<String> = (0..families)
+                .map(|f| format!("{family_prefix}-{f:04}"))
+                .collect();
+            let mut setup = catalogs();
+            for fam in &fams {
+                for v in ["1.0.0", "1.1.0"] {
+                    setup.push(testkit::publish_signed("model-factory", fam, v));
+                    setup.push(testkit::envelope(
+                        "alice",
+                        Command::Nominate(testkit::target(fam, v)),
+                    ));
+                    setup.push(testkit::envelope(
+                        "alice",
+                        Command::Approve(testkit::target(fam, v)),
+                    ));
+                    setup.push(testkit::promote("bob", fam, v, "prod", "*", false));
+                }
+            }
+            send_all(&p, &topic, &setup).await;
+            for fam in &fams {
+                let policy = testkit::envelope(
+                    "bob",
+                    Command::SetRollbackPolicy(SetRollbackPolicy {
+                        scope: ScopeTarget {
+                            bundle_id: fam.parse().unwrap(),
+                            environment: "prod".parse().unwrap(),
+                            tenant_id: mpr::domain::TenantId::any(),
+                        },
+                        policy: Some(RollbackPolicy {
+                            rules: vec![Rule {
+                                rule_id: "error-rate".into(),
+                                check: Check::Threshold {
+                                    metric: "error_rate".into(),
+                                    above: Fixed(500_000),
+                                    windows: 1,
+                                },
+                            }],
+                            cooldown_ms: 0,
+                            max_actions: 0,
+                            period_ms: 0,
+                            dry_run: false,
+                        }),
+                    }),
+                );
+                send_json(&p, &topic, &policy).await;
+            }
+            let url = a.url.clone();
+            let total = (setup.len() + fams.len()) as u64;
+            let ok = tokio::task::spawn_blocking(move || {
+                wait_applied(&url, base + total, Duration::from_secs(600))
+            })
+            .await
+            .unwrap();
+            assert!(ok, "the set-up did not become visible");
+            let digests: Vec<String> = fams
+                .iter()
+                .map(|f| testkit::bundle(f, "1.1.0").digest())
+                .collect();
+            let sig_topic = format!("{}signals", a.prefix);
+
+            // The burst: harmless values, 32 windows round robin, every family.
+            let applied0 = metric(&a.url, "mpr_signals_applied_total");
+            let records: Vec<_> = (0..burst)
+                .map(|i| {
+                    let f = i % families;
+                    signal_record(
+                        &fams[f],
+                        "1.1.0",
+                        &digests[f],
+                        0.01,
+                        (i / families % 32) as i64,
+                    )
+                })
+                .collect();
+            let started = Instant::now();
+            let mut futs = Vec::with_capacity(burst);
+            for r in &records {
+                loop {
+                    if let Some(f) = send_signal(&p, &sig_topic, r) {
+                        futs.push(f);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            for f in futs {
+                f.await.expect("delivery").expect("delivered");
+            }
+            let produced = started.elapsed().as_secs_f64();
+            let url = a.url.clone();
+            let complete = tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(600) {
+                    if metric(&url, "mpr_signals_applied_total") >= applied0 + burst as f64 {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                false
+            })
+            .await
+            .unwrap();
+            let burst_s = started.elapsed().as_secs_f64();
+
+            // The trigger phase: `rate` harmless signals/s, one trigger a second.
+            let (url, token) = (a.url.clone(), a.token.clone());
+            let (tx, rx) = std::sync::mpsc::channel::<(String, Instant)>();
+            let poller = std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(5))
+                    .build();
+                let mut lat = Vec::new();
+                let mut missed = 0;
+                for (fam, t) in rx {
+                    loop {
+                        if resolved(&agent, &url, &token, &fam).as_deref() == Some("1.0.0") {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            break;
+                        }
+                        if t.elapsed() > Duration::from_secs(30) {
+                            missed += 1;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                (lat, missed)
+            });
+            let n = (rate * seconds) as usize;
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let every = rate.max(1) as usize;
+            let mut triggers = 0usize;
+            let started = Instant::now();
+            for i in 0..n {
+                let due = started + interval * i as u32;
+                let now = Instant::now();
+                if due > now {
+                    tokio::time::sleep(due - now).await;
+                }
+                let f = i % families;
+                if i % every == every / 2 && triggers < families {
+                    let r = signal_record(&fams[triggers], "1.1.0", &digests[triggers], 0.9, 40);
+                    let _ = send_signal(&p, &sig_topic, &r);
+                    let _ = tx.send((fams[triggers].clone(), due));
+                    triggers += 1;
+                    continue;
+                }
+                let r = signal_record(
+                    &fams[f],
+                    "1.1.0",
+                    &digests[f],
+                    0.01,
+                    33 + (i / families % 5) as i64,
+                );
+                while send_signal(&p, &sig_topic, &r).is_none() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            let offered = n as f64 / started.elapsed().as_secs_f64();
+            drop(tx);
+            let (mut lat, missed) = poller.join().unwrap();
+            lat.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                json!({"bench": "signals", "families": families, "burst": burst,
+                       "burst_produce_s": produced, "burst_visible_s": burst_s, "burst_complete": complete,
+                       "signals_per_second": burst as f64 / burst_s,
+                       "rate": rate, "achieved_rate": offered, "triggers": lat.len(), "missed": missed,
+                       "trigger_to_resolve_p50_ms": pct(&lat, 0.5), "trigger_to_resolve_p99_ms": pct(&lat, 0.99),
+                       "trigger_to_resolve_max_ms": lat.last()})
             );
         }
         Cmd::Promote { n, deployer_token } => {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{CatalogCmd, Cli, Cmd, EXIT_REJECTED, EXIT_UNAVAILABLE, KeyCmd};
+use super::{
+    CanaryCmd, CatalogCmd, Cli, Cmd, EXIT_REJECTED, EXIT_UNAVAILABLE, KeyCmd, PolicyCmd, SignalCmd,
+};
 
 /// A failed client call.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +300,213 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             let body = json!({"command_type": command_type, "payload": payload, "reason": reason});
             print_result(&c.command("POST", "/v1/commands", &body)?, j);
         }
+        Cmd::Signal {
+            action:
+                SignalCmd::Send {
+                    file,
+                    bundle,
+                    env,
+                    tenant,
+                    kind,
+                    name,
+                    value,
+                    window_start,
+                    window_end,
+                    source,
+                },
+        } => {
+            let body = match (file, bundle) {
+                (Some(f), _) => read_json(f)?,
+                (None, Some(b)) => {
+                    let (id, ver) = split_target(b)?;
+                    let rec = c.get(&format!("/v1/bundles/{}/versions/{}", enc(id), enc(ver)))?;
+                    let now = crate::domain::Timestamp::from_millis(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64),
+                    );
+                    let start = window_start.clone().unwrap_or_else(|| {
+                        crate::domain::Timestamp::from_millis(now.millis() - 60_000).to_string()
+                    });
+                    json!({"bundle_id": id, "bundle_version": ver,
+                        "bundle_digest": rec["bundle_digest"], "environment": env,
+                        "tenant_id": tenant, "kind": kind.to_uppercase(), "name": name,
+                        "value": value, "source": source, "window_start_utc": start,
+                        "window_end_utc": window_end.clone().unwrap_or_else(|| now.to_string()),
+                        "observed_at_utc": now.to_string()})
+                }
+                (None, None) => {
+                    return Err(ClientError::Other(
+                        "give --file, or --bundle ID@VER with --name".into(),
+                    ));
+                }
+            };
+            // 202 once the signal is on `signals`: there is no command result to wait for.
+            let (_, v) = c.call("POST", "/v1/signals", Some(&body))?;
+            if j {
+                outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                outln!("signal {} {}", s(&v["signal_id"]), s(&v["status"]));
+            }
+        }
+        Cmd::Policy {
+            action:
+                PolicyCmd::Set {
+                    bundle_id,
+                    env,
+                    tenant,
+                    file,
+                    clear,
+                    reason,
+                },
+        } => {
+            let policy = match (file, clear) {
+                (_, true) => Value::Null,
+                (Some(f), false) => read_json(f)?,
+                (None, false) => return Err(ClientError::Other("give --file or --clear".into())),
+            };
+            let body = json!({"tenant_id": tenant, "policy": policy, "reason": reason});
+            print_result(
+                &c.command(
+                    "PUT",
+                    &format!("/v1/policies/{}/{}", enc(bundle_id), enc(env)),
+                    &body,
+                )?,
+                j,
+            );
+        }
+        Cmd::Policy {
+            action:
+                PolicyCmd::Show {
+                    bundle_id,
+                    env,
+                    tenant,
+                },
+        } => {
+            let scope = c.get(&format!(
+                "/v1/scopes/{}/{}/{}",
+                enc(env),
+                enc(tenant),
+                enc(bundle_id)
+            ))?;
+            let decisions = c.get(&format!(
+                "/v1/events?bundle_id={}&environment={}&tenant_id={}&automated=true",
+                enc(bundle_id),
+                enc(env),
+                enc(tenant)
+            ))?;
+            if j {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"scope": scope, "decisions": decisions["items"]})
+                    )
+                    .unwrap_or_default()
+                );
+            } else {
+                for b in scope["bindings"].as_array().into_iter().flatten() {
+                    outln!("{} {}", s(&b["slot"]), s(&b["bundle_version"]));
+                    if !b["canary"].is_null() {
+                        outln!("  canary share {} bp", s(&b["canary"]["share_bp"]));
+                    }
+                    if !b["autopilot"].is_null() {
+                        outln!(
+                            "  policy {}",
+                            serde_json::to_string(&b["autopilot"]["policy"]).unwrap_or_default()
+                        );
+                        for ser in b["autopilot"]["series"].as_array().into_iter().flatten() {
+                            let ws: Vec<String> = ser["windows"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|w| {
+                                    format!(
+                                        "{}:{}/{}",
+                                        s(&w["window_start_utc"]),
+                                        s(&w["sum"]),
+                                        s(&w["count"])
+                                    )
+                                })
+                                .collect();
+                            outln!(
+                                "  {}@{} {}",
+                                s(&ser["metric"]),
+                                s(&ser["bundle_version"]),
+                                ws.join(" ")
+                            );
+                        }
+                    }
+                }
+                for e in decisions["items"].as_array().into_iter().flatten() {
+                    let d: Value = e["autopilot"]
+                        .as_str()
+                        .and_then(|t| serde_json::from_str(t).ok())
+                        .unwrap_or_default();
+                    let t = &d["trigger"];
+                    outln!(
+                        "seq {} {} {} rule {} {}: {}",
+                        s(&e["seq"]),
+                        s(&e["observed_at_utc"]),
+                        s(&e["event_type"]),
+                        s(&t["rule_id"]),
+                        s(&t["outcome"]),
+                        s(&t["evidence"])
+                    );
+                }
+            }
+        }
+        Cmd::Canary { action } => {
+            let bp = |p: f64| (p * 100.0).round() as i64;
+            let (path, body) = match action {
+                CanaryCmd::Start {
+                    bundle,
+                    env,
+                    tenant,
+                    percent,
+                    reason,
+                } => {
+                    let (id, ver) = split_target(bundle)?;
+                    (
+                        "/v1/promotions".to_owned(),
+                        json!({"bundle_id": id, "bundle_version": ver, "environment": env,
+                            "tenant_id": tenant, "canary_share_bp": bp(*percent), "reason": reason}),
+                    )
+                }
+                CanaryCmd::Set {
+                    bundle_id,
+                    env,
+                    tenant,
+                    percent,
+                    reason,
+                } => (
+                    format!("/v1/canaries/{}/{}/share", enc(bundle_id), enc(env)),
+                    json!({"tenant_id": tenant, "share_bp": bp(*percent), "reason": reason}),
+                ),
+                CanaryCmd::Complete {
+                    bundle_id,
+                    env,
+                    tenant,
+                    reason,
+                }
+                | CanaryCmd::Abort {
+                    bundle_id,
+                    env,
+                    tenant,
+                    reason,
+                } => {
+                    let verb = if matches!(action, CanaryCmd::Complete { .. }) {
+                        "complete"
+                    } else {
+                        "abort"
+                    };
+                    (
+                        format!("/v1/canaries/{}/{}/{verb}", enc(bundle_id), enc(env)),
+                        json!({"tenant_id": tenant, "reason": reason}),
+                    )
+                }
+            };
+            print_result(&c.command("POST", &path, &body)?, j);
+        }
         Cmd::Catalog {
             action: CatalogCmd::Set { file },
         } => {
@@ -358,6 +567,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             degrade,
             as_of_seq,
             as_of,
+            routing_key,
         } => {
             let mut q = format!(
                 "/v1/resolve?environment={}&bundle_id={}&degrade={degrade}",
@@ -372,6 +582,9 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             }
             if let Some(t) = as_of {
                 q.push_str(&format!("&as_of={}", enc(t)));
+            }
+            if let Some(k) = routing_key {
+                q.push_str(&format!("&routing_key={}", enc(k)));
             }
             let v = c.get(&q)?;
             if j {
@@ -405,6 +618,22 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     ],
                     vec!["view_version".into(), s(&v["view_version"])],
                 ];
+                let mut rows = rows;
+                if let Some(k) = v.get("canary") {
+                    rows.push(vec![
+                        "canary".into(),
+                        format!(
+                            "{} at {} bp ({})",
+                            s(&k["bundle_version"]),
+                            s(&k["share_bp"]),
+                            if k["served"] == true {
+                                "this answer"
+                            } else {
+                                "not this key"
+                            }
+                        ),
+                    ]);
+                }
                 outln!("{}", table(&rows));
             }
         }
@@ -440,13 +669,20 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 outln!("{}", table(&rows));
             }
         }
-        Cmd::Events { bundle_id, follow } => {
+        Cmd::Events {
+            bundle_id,
+            follow,
+            automated,
+        } => {
             let mut cursor: Option<String> = None;
             let mut header = !j;
             loop {
                 let mut q = "/v1/events?limit=500".to_owned();
                 if let Some(b) = bundle_id {
                     q.push_str(&format!("&bundle_id={}", enc(b)));
+                }
+                if *automated {
+                    q.push_str("&automated=true");
                 }
                 if let Some(cur) = &cursor {
                     q.push_str(&format!("&cursor={cur}"));

@@ -164,6 +164,10 @@ pub enum Cmd {
         /// As of this RFC 3339 time.
         #[arg(long = "as-of")]
         as_of: Option<String>,
+        /// A request, user or account id: answered the scope's canary when the key's
+        /// stable slice is inside the canary's share.
+        #[arg(long = "routing-key")]
+        routing_key: Option<String>,
     },
     /// Activation history of a scope slot.
     History {
@@ -182,6 +186,9 @@ pub enum Cmd {
         /// Keep polling for new events.
         #[arg(long)]
         follow: bool,
+        /// Only events that record an automated decision (a rule that fired).
+        #[arg(long)]
+        automated: bool,
     },
     /// Registered bundles.
     Bundles {
@@ -209,6 +216,21 @@ pub enum Cmd {
         key: PathBuf,
         /// The command envelope, JSON.
         file: PathBuf,
+    },
+    /// Runtime signals (observer).
+    Signal {
+        #[command(subcommand)]
+        action: SignalCmd,
+    },
+    /// A scope's rollback policy (deployer).
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCmd,
+    },
+    /// A scope's canary (deployer).
+    Canary {
+        #[command(subcommand)]
+        action: CanaryCmd,
     },
     /// Sign a gate receipt (JSON) with a gate's private key; prints the receipt with its
     /// `signature` (offline).
@@ -245,6 +267,152 @@ pub enum KeyCmd {
         /// The key id.
         key_id: String,
         /// Why (recorded in the event).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// `signal` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SignalCmd {
+    /// Send one signal (`POST /v1/signals`), from a Signal JSON file, or built from flags.
+    Send {
+        /// A Signal JSON file (its `actor` defaults to the token's).
+        #[arg(long, conflicts_with_all = ["bundle", "name"])]
+        file: Option<PathBuf>,
+        /// `bundle_id@version` the signal concerns (its digest is looked up).
+        #[arg(long, requires = "name")]
+        bundle: Option<String>,
+        /// Environment.
+        #[arg(long = "env", default_value = "prod")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+        /// METRIC or INCIDENT.
+        #[arg(long, default_value = "METRIC")]
+        kind: String,
+        /// Metric name or incident class.
+        #[arg(long)]
+        name: Option<String>,
+        /// The metric's value over the window, or the incident's severity (1 = SEV1).
+        #[arg(long, default_value_t = 0.0)]
+        value: f64,
+        /// Window start, RFC 3339.
+        #[arg(long = "window-start")]
+        window_start: Option<String>,
+        /// Window end, RFC 3339.
+        #[arg(long = "window-end")]
+        window_end: Option<String>,
+        /// The system it comes from.
+        #[arg(long, default_value = "mpr-cli")]
+        source: String,
+    },
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// SET_ROLLBACK_POLICY from a RollbackPolicy JSON file (`--clear` removes it).
+    Set {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+        /// The policy file.
+        #[arg(long, required_unless_present = "clear")]
+        file: Option<PathBuf>,
+        /// Clear the policy.
+        #[arg(long)]
+        clear: bool,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// A scope's policy, kept windows, guard-rail state, canary and automated decisions.
+    Show {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+    },
+}
+
+/// `canary` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CanaryCmd {
+    /// Bind ID@VER as the scope's CANARY with a share, next to its PRIMARY.
+    Start {
+        /// `bundle_id@version`.
+        bundle: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+        /// Share of routing keys, in percent (0.01-99.99).
+        #[arg(long)]
+        percent: f64,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Change the canary's share.
+    Set {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+        /// Share of routing keys, in percent.
+        #[arg(long)]
+        percent: f64,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// The canary becomes the PRIMARY.
+    Complete {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Remove the canary.
+    Abort {
+        /// Family.
+        #[arg(long = "bundle-id")]
+        bundle_id: String,
+        /// Environment.
+        #[arg(long = "env")]
+        env: String,
+        /// Tenant (default `*`).
+        #[arg(long = "tenant", default_value = "*")]
+        tenant: String,
+        /// Why.
         #[arg(long)]
         reason: Option<String>,
     },

@@ -166,6 +166,20 @@ fn inline_named_types(schema: &serde_json::Value) -> serde_json::Value {
 
 static COMMANDS: LazyLock<Codec> = LazyLock::new(|| Codec::new(COMMAND_SCHEMA_JSON));
 static EVENTS: LazyLock<Codec> = LazyLock::new(|| Codec::new(EVENT_SCHEMA_JSON));
+static SIGNALS: LazyLock<Codec> = LazyLock::new(|| Codec::new(SIGNAL_SCHEMA_JSON));
+
+/// The signal schema text.
+pub const SIGNAL_SCHEMA_JSON: &str = include_str!("../../schemas/signal.avsc");
+
+/// Encodes a signal (single-object encoding).
+pub fn encode_signal(s: &crate::domain::autopilot::Signal) -> Vec<u8> {
+    SIGNALS.encode(s)
+}
+
+/// Decodes a signal.
+pub fn decode_signal(bytes: &[u8]) -> Result<crate::domain::autopilot::Signal, DecodeError> {
+    SIGNALS.decode(bytes, "signal")
+}
 
 /// Whether `bytes` start with the single-object encoding marker `C3 01`.
 pub fn is_framed(bytes: &[u8]) -> bool {
@@ -218,6 +232,12 @@ impl From<&CommandEnvelope> for AvroEnvelope {
             Command::SetCatalog(c) => a.catalog = Some(c.clone()),
             Command::RegisterKey(k) => a.register_key = Some(k.clone()),
             Command::RevokeKey(k) => a.revoke_key = Some(k.clone()),
+            // JSON only (MPR2 §9): no Avro body field; decoding says so.
+            Command::SetRollbackPolicy(_)
+            | Command::Observe(_)
+            | Command::CanarySetShare(_)
+            | Command::CanaryComplete(_)
+            | Command::CanaryAbort(_) => {}
         }
         a
     }
@@ -243,7 +263,15 @@ impl AvroEnvelope {
             self.register_key.is_some(),
             self.revoke_key.is_some(),
         ];
-        if set.iter().filter(|s| **s).count() != 1 {
+        let json_only = matches!(
+            self.command_type,
+            CommandType::SetRollbackPolicy
+                | CommandType::Observe
+                | CommandType::CanarySetShare
+                | CommandType::CanaryComplete
+                | CommandType::CanaryAbort
+        );
+        if !json_only && set.iter().filter(|s| **s).count() != 1 {
             return Err(DecodeError {
                 code: ErrorCode::InvalidPayload,
                 message: "exactly one command body field must be set".into(),
@@ -274,6 +302,20 @@ impl AvroEnvelope {
             }
             CommandType::RevokeKey => {
                 Command::RevokeKey(self.revoke_key.ok_or_else(|| missing("revoke_key"))?)
+            }
+            t @ (CommandType::SetRollbackPolicy
+            | CommandType::Observe
+            | CommandType::CanarySetShare
+            | CommandType::CanaryComplete
+            | CommandType::CanaryAbort) => {
+                return Err(DecodeError {
+                    code: ErrorCode::InvalidPayload,
+                    message: format!(
+                        "command_type {} travels as JSON (content-type application/json)",
+                        t.as_str()
+                    ),
+                    command_id: Some(id),
+                });
             }
         };
         Ok(CommandEnvelope {

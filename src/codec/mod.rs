@@ -7,9 +7,13 @@ pub mod avro;
 
 use uuid::Uuid;
 
+use crate::domain::autopilot::Signal;
 use crate::domain::bundle::canonical_json;
 use crate::domain::bundle::limits::MAX_COMMAND_BYTES;
-use crate::domain::trust::{COMMAND_AVRO_TYPE, COMMAND_JSON_TYPE, Credential, Signature, Signer};
+use crate::domain::trust::{
+    COMMAND_AVRO_TYPE, COMMAND_JSON_TYPE, Credential, SIGNAL_AVRO_TYPE, SIGNAL_JSON_TYPE,
+    Signature, Signer,
+};
 use crate::domain::{CommandEnvelope, ErrorCode, RegistryEvent, Rejection};
 
 /// MIME type that marks a JSON command.
@@ -142,6 +146,79 @@ pub fn decode_command_json(bytes: &[u8]) -> Result<CommandEnvelope, DecodeError>
         }
     })
 }
+
+/// Decodes one signal from `signals` (Avro single-object encoding, or JSON when the
+/// content type says so or the bytes are not framed) and the credential its
+/// `mpr-signature` header gives over its canonical bytes (the Avro datum as sent, or the
+/// RFC 8785 form of the JSON).
+pub fn decode_signal(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    signature_header: Option<&str>,
+) -> Result<(Signal, Credential), DecodeError> {
+    if bytes.len() > MAX_SIGNAL_BYTES {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidPayload,
+            format!(
+                "signal is {} bytes; the limit is {MAX_SIGNAL_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let json = is_json(bytes, content_type);
+    let signal = if json {
+        serde_json::from_slice::<Signal>(bytes).map_err(|e| {
+            DecodeError::new(
+                ErrorCode::InvalidPayload,
+                format!("signal JSON does not match the contract: {e}"),
+            )
+        })?
+    } else {
+        avro::decode_signal(bytes)?
+    };
+    signal
+        .validate()
+        .map_err(|r| DecodeError::new(r.code, r.message))?;
+    let credential = match signature_header {
+        None => Credential::Unsigned,
+        Some(h) => match serde_json::from_str::<Signature>(h) {
+            Err(e) => Credential::Malformed(e.to_string()),
+            Ok(signature) if json => Credential::Signed {
+                signature,
+                payload_type: SIGNAL_JSON_TYPE,
+                body: canonical_json(
+                    &serde_json::from_slice::<serde_json::Value>(bytes)
+                        .expect("parsed as a signal above"),
+                ),
+            },
+            Ok(signature) => Credential::Signed {
+                signature,
+                payload_type: SIGNAL_AVRO_TYPE,
+                body: bytes.to_vec(),
+            },
+        },
+    };
+    Ok((signal, credential))
+}
+
+/// Signs a JSON signal: the `mpr-signature` header value.
+pub fn sign_json_signal(signal: &serde_json::Value, signer: &Signer) -> String {
+    let sig = signer.sign(SIGNAL_JSON_TYPE, &canonical_json(signal));
+    serde_json::to_string(&sig).expect("signatures serialize")
+}
+
+/// Encodes and signs an Avro signal: the bytes and the `mpr-signature` header value.
+pub fn sign_avro_signal(s: &Signal, signer: &Signer) -> (Vec<u8>, String) {
+    let bytes = avro::encode_signal(s);
+    let sig = signer.sign(SIGNAL_AVRO_TYPE, &bytes);
+    (
+        bytes,
+        serde_json::to_string(&sig).expect("signatures serialize"),
+    )
+}
+
+/// Largest signal record accepted.
+pub const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 
 /// Encodes an event for the `events`/`catalog` topics.
 pub fn encode_event(e: &RegistryEvent) -> Vec<u8> {

@@ -30,17 +30,20 @@ pub enum Role {
     Deployer,
     /// May do everything, including retire and catalog changes.
     Admin,
+    /// May send runtime signals; may issue no command.
+    Observer,
 }
 
 impl Role {
     /// Every role, in the order the docs list them.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Reader,
         Role::Auditor,
         Role::Publisher,
         Role::Approver,
         Role::Deployer,
         Role::Admin,
+        Role::Observer,
     ];
 
     /// Stable name.
@@ -52,6 +55,7 @@ impl Role {
             Role::Approver => "approver",
             Role::Deployer => "deployer",
             Role::Admin => "admin",
+            Role::Observer => "observer",
         }
     }
 
@@ -344,6 +348,15 @@ pub fn required_role(command: &Command) -> (Role, Option<&Environment>) {
         Command::Retire(_) => (Role::Admin, None),
         Command::SetCatalog(c) => (Role::Admin, Some(&c.environment)),
         Command::RegisterKey(_) | Command::RevokeKey(_) => (Role::Admin, None),
+        Command::SetRollbackPolicy(p) => (Role::Deployer, Some(&p.scope.environment)),
+        Command::CanarySetShare(c) => (Role::Deployer, Some(&c.scope.environment)),
+        Command::CanaryComplete(t) | Command::CanaryAbort(t) => {
+            (Role::Deployer, Some(&t.environment))
+        }
+        // Only the registry's own intake sends OBSERVE; authentication pins its actor to
+        // `mpr-autopilot` and its key to a registry key, and the signals inside are
+        // checked for the observer role one by one.
+        Command::Observe(o) => (Role::Observer, Some(&o.scope.environment)),
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::autopilot::RollbackPolicy;
 use super::bundle::{GateReceipt, ModelBundle, check_str};
 use super::catalog::CatalogEntry;
 use super::error::Rejection;
@@ -63,6 +64,81 @@ pub enum Command {
     RegisterKey(RegisterKey),
     /// Revoke a registered key for good (admin).
     RevokeKey(RevokeKey),
+    /// Set or clear a scope's rollback policy (deployer).
+    SetRollbackPolicy(SetRollbackPolicy),
+    /// A batch of runtime signals for one scope, forwarded from `signals` by the
+    /// registry's own signal intake (actor `mpr-autopilot`, registry-signed only).
+    Observe(Observe),
+    /// Change a canary's share (deployer).
+    CanarySetShare(CanaryShare),
+    /// Make the canary the PRIMARY (deployer).
+    CanaryComplete(ScopeTarget),
+    /// Remove the canary (deployer).
+    CanaryAbort(ScopeTarget),
+}
+
+/// Names one scope of a family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeTarget {
+    /// Family.
+    pub bundle_id: BundleId,
+    /// Environment of the scope.
+    pub environment: Environment,
+    /// Tenant of the scope, `*` by default.
+    #[serde(default = "TenantId::any")]
+    pub tenant_id: TenantId,
+}
+
+/// Body of SET_ROLLBACK_POLICY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRollbackPolicy {
+    /// The scope.
+    #[serde(flatten)]
+    pub scope: ScopeTarget,
+    /// The policy; `null` clears it.
+    pub policy: Option<RollbackPolicy>,
+}
+
+/// Body of CANARY_SET_SHARE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryShare {
+    /// The scope.
+    #[serde(flatten)]
+    pub scope: ScopeTarget,
+    /// Share of routing keys answered the canary, in basis points (1-9,999).
+    pub share_bp: u32,
+}
+
+/// One signal as OBSERVE forwards it: its coordinates on `signals`, its bytes as sent
+/// (base64) and their signature, so the processor authenticates it like a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedSignal {
+    /// Partition on `signals`.
+    pub partition: i32,
+    /// Offset on `signals`.
+    pub offset: i64,
+    /// `application/json` or Avro.
+    pub content_type: String,
+    /// The record value as sent, base64.
+    pub payload: String,
+    /// The `mpr-signature` header as sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Body of OBSERVE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observe {
+    /// The scope every signal names.
+    #[serde(flatten)]
+    pub scope: ScopeTarget,
+    /// The signals, in `signals` offset order.
+    pub signals: Vec<ForwardedSignal>,
 }
 
 /// Body of REGISTER_KEY.
@@ -121,6 +197,10 @@ pub struct Promote {
     /// Bind the degrade slot instead of the primary one.
     #[serde(default)]
     pub degrade: bool,
+    /// Bind as the scope's CANARY with this share of routing keys, in basis points
+    /// (1-9,999), next to the PRIMARY.
+    #[serde(default)]
+    pub canary_share_bp: Option<u32>,
 }
 
 /// Body of ROLLBACK.
@@ -163,6 +243,16 @@ pub enum CommandType {
     RegisterKey,
     /// REVOKE_KEY
     RevokeKey,
+    /// SET_ROLLBACK_POLICY
+    SetRollbackPolicy,
+    /// OBSERVE
+    Observe,
+    /// CANARY_SET_SHARE
+    CanarySetShare,
+    /// CANARY_COMPLETE
+    CanaryComplete,
+    /// CANARY_ABORT
+    CanaryAbort,
 }
 
 impl CommandType {
@@ -179,6 +269,11 @@ impl CommandType {
             CommandType::SetCatalog => "SET_CATALOG",
             CommandType::RegisterKey => "REGISTER_KEY",
             CommandType::RevokeKey => "REVOKE_KEY",
+            CommandType::SetRollbackPolicy => "SET_ROLLBACK_POLICY",
+            CommandType::Observe => "OBSERVE",
+            CommandType::CanarySetShare => "CANARY_SET_SHARE",
+            CommandType::CanaryComplete => "CANARY_COMPLETE",
+            CommandType::CanaryAbort => "CANARY_ABORT",
         }
     }
 }
@@ -208,6 +303,11 @@ impl Command {
             Command::SetCatalog(_) => CommandType::SetCatalog,
             Command::RegisterKey(_) => CommandType::RegisterKey,
             Command::RevokeKey(_) => CommandType::RevokeKey,
+            Command::SetRollbackPolicy(_) => CommandType::SetRollbackPolicy,
+            Command::Observe(_) => CommandType::Observe,
+            Command::CanarySetShare(_) => CommandType::CanarySetShare,
+            Command::CanaryComplete(_) => CommandType::CanaryComplete,
+            Command::CanaryAbort(_) => CommandType::CanaryAbort,
         }
     }
 
@@ -222,8 +322,24 @@ impl Command {
             | Command::Retire(t) => Some(&t.bundle_id),
             Command::Promote(p) => Some(&p.bundle_id),
             Command::Rollback(r) => Some(&r.bundle_id),
+            Command::SetRollbackPolicy(p) => Some(&p.scope.bundle_id),
+            Command::Observe(o) => Some(&o.scope.bundle_id),
+            Command::CanarySetShare(c) => Some(&c.scope.bundle_id),
+            Command::CanaryComplete(t) | Command::CanaryAbort(t) => Some(&t.bundle_id),
             Command::SetCatalog(_) | Command::RegisterKey(_) | Command::RevokeKey(_) => None,
         }
+    }
+
+    /// Whether it travels as JSON only (the Avro envelope has no body field for it).
+    pub fn json_only(&self) -> bool {
+        matches!(
+            self,
+            Command::SetRollbackPolicy(_)
+                | Command::Observe(_)
+                | Command::CanarySetShare(_)
+                | Command::CanaryComplete(_)
+                | Command::CanaryAbort(_)
+        )
     }
 
     /// The Kafka key: the bundle_id, or [`CATALOG_KEY`].

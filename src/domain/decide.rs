@@ -9,7 +9,16 @@ use uuid::Uuid;
 use super::auth::Grants;
 use super::bundle::check_str;
 use super::catalog::Catalog;
-use super::command::{BundleTarget, Command, Promote, PublishBundle, Rollback};
+use std::collections::BTreeMap;
+
+use super::auth::Role;
+use super::autopilot::{
+    AUTOPILOT_ACTOR, AutoAction, AutopilotDetail, Bound, Checked, Signal, Trigger, TriggerOutcome,
+};
+use super::command::{
+    BundleTarget, CanaryShare, Command, ForwardedSignal, Observe, Promote, PublishBundle, Rollback,
+    ScopeTarget, SetRollbackPolicy,
+};
 use super::error::{ErrorCode, Rejection};
 use super::event::{
     BindingChange, CommandResult, CommandSource, ErrorInfo, LifecycleState, LogId, Outcome,
@@ -144,10 +153,13 @@ impl<R: StateRead> Decider<'_, R> {
         catalog: &Catalog,
         grants: &Grants,
         input: &CommandInput,
-        e: RegistryEvent,
+        mut e: RegistryEvent,
     ) -> Result<RegistryEvent, Stop<R::Error>> {
         let env = &input.envelope;
         env.validate()?;
+        if let Command::Observe(o) = &env.command {
+            return self.observe(catalog, grants, input, o, e);
+        }
         grants.authorize(&env.actor, &env.command)?;
         match &env.command {
             Command::Publish(p) => self.publish(catalog, grants, p, e),
@@ -174,6 +186,20 @@ impl<R: StateRead> Decider<'_, R> {
                         ),
                     )
                     .into());
+                }
+                if rec.needs_reapproval
+                    && matches!(rec.state, LifecycleState::Approved | LifecycleState::Active)
+                {
+                    // A fresh approval after an automated rollback (MPR2 §9.4).
+                    let mut e = e;
+                    e.bundle_digest = Some(rec.bundle_digest.clone());
+                    let mut e = accept(e, RegistryEventType::BundleApproved, rec.state, rec.state);
+                    e.state_changes.push(StateChange {
+                        bundle_version: t.bundle_version.clone(),
+                        from: rec.state,
+                        to: rec.state,
+                    });
+                    return Ok(e);
                 }
                 self.step(
                     t,
@@ -221,6 +247,45 @@ impl<R: StateRead> Decider<'_, R> {
             }
             Command::Promote(p) => self.promote(catalog, p, e),
             Command::Rollback(r) => self.rollback(r, e),
+            Command::SetRollbackPolicy(p) => {
+                if let Some(policy) = &p.policy {
+                    policy.validate()?;
+                }
+                e.event_type = RegistryEventType::RollbackPolicySet;
+                e.outcome = Outcome::Accepted;
+                e.autopilot = Some(AutopilotDetail {
+                    policy: p.policy.clone(),
+                    ..AutopilotDetail::default()
+                });
+                Ok(e)
+            }
+            Command::CanarySetShare(c) => {
+                check_share(c.share_bp)?;
+                let slot = self.canary_of(&c.scope)?;
+                e.bundle_version = slot.bound().cloned();
+                if slot
+                    .canary
+                    .as_ref()
+                    .is_some_and(|x| x.share_bp == c.share_bp)
+                {
+                    e.event_type = RegistryEventType::CommandNoop;
+                    e.outcome = Outcome::Noop;
+                    return Ok(e);
+                }
+                e.event_type = RegistryEventType::CanaryShareChanged;
+                e.outcome = Outcome::Accepted;
+                e.autopilot = Some(AutopilotDetail {
+                    canary_share_bp: Some(c.share_bp),
+                    ..AutopilotDetail::default()
+                });
+                Ok(e)
+            }
+            Command::CanaryComplete(t) => self.canary_complete(t, e),
+            Command::CanaryAbort(t) => {
+                let slot = self.canary_of(t)?;
+                self.canary_abort(&t.bundle_id, &slot, e)
+            }
+            Command::Observe(_) => unreachable!("OBSERVE is decided before authorization"),
             Command::SetCatalog(_) | Command::RegisterKey(_) | Command::RevokeKey(_) => {
                 Err(Rejection::new(
                     ErrorCode::InvalidPayload,
@@ -323,6 +388,66 @@ impl<R: StateRead> Decider<'_, R> {
         if current == Some(&p.bundle_version) {
             return Ok(noop(e, Outcome::Noop, rec.state));
         }
+        let primary_key = ScopeRef {
+            slot: Slot::Primary,
+            ..slot_key.clone()
+        };
+        let primary = if slot_key.slot == Slot::Primary {
+            slot.clone()
+        } else {
+            self.slot(&p.bundle_id, &primary_key)?
+        };
+        if let Some(blocked) = primary
+            .as_ref()
+            .and_then(|s| s.autopilot.as_ref())
+            .and_then(|a| a.blocked.get(&p.bundle_version))
+            && rec.reapproved_seq <= *blocked
+        {
+            return Err(Rejection::new(
+                ErrorCode::ReapprovalRequired,
+                format!(
+                    "the autopilot took {}@{} out of {}/{} (seq {blocked}); approve it again before promoting it there",
+                    p.bundle_id, p.bundle_version, p.environment, p.tenant_id
+                ),
+            )
+            .into());
+        }
+        if let Some(share) = p.canary_share_bp {
+            check_share(share)?;
+            if p.degrade {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidPayload,
+                    "a canary is bound next to the PRIMARY; degrade and canary_share_bp exclude each other",
+                )
+                .into());
+            }
+            if let Some(c) = current {
+                return Err(Rejection::new(
+                    ErrorCode::NoCanary,
+                    format!(
+                        "{}/{}/{} already has canary {c}; complete or abort it first",
+                        p.environment, p.tenant_id, p.bundle_id
+                    ),
+                )
+                .into());
+            }
+            match primary.as_ref().and_then(SlotRecord::bound) {
+                None => {
+                    return Err(Rejection::new(
+                        ErrorCode::NoActiveBundle,
+                        format!(
+                            "{}/{}/{} has no PRIMARY for a canary to run next to",
+                            p.environment, p.tenant_id, p.bundle_id
+                        ),
+                    )
+                    .into());
+                }
+                Some(v) if v == &p.bundle_version => {
+                    return Ok(noop(e, Outcome::Noop, rec.state));
+                }
+                Some(_) => {}
+            }
+        }
         e.catalog_version = Some(catalog.version);
         required_gates(catalog, p, &rec)?;
         e.warnings = catalog
@@ -330,10 +455,20 @@ impl<R: StateRead> Decider<'_, R> {
             .into_result(&p.environment)?;
         let mut e = accept(
             e,
-            RegistryEventType::BundlePromoted,
+            if p.canary_share_bp.is_some() {
+                RegistryEventType::CanaryStarted
+            } else {
+                RegistryEventType::BundlePromoted
+            },
             rec.state,
             LifecycleState::Active,
         );
+        if let Some(share) = p.canary_share_bp {
+            e.autopilot = Some(AutopilotDetail {
+                canary_share_bp: Some(share),
+                ..AutopilotDetail::default()
+            });
+        }
         if let Some(prev) = current {
             self.release(&mut e, &p.bundle_id, prev)?;
         }
@@ -343,6 +478,7 @@ impl<R: StateRead> Decider<'_, R> {
             bundle_version: p.bundle_version.clone(),
             bundle_digest: rec.bundle_digest.clone(),
             previous_version: current.cloned(),
+            cleared: false,
         });
         Ok(e)
     }
@@ -366,41 +502,56 @@ impl<R: StateRead> Decider<'_, R> {
         Ok(())
     }
 
-    fn rollback(
+    fn rollback(&self, r: &Rollback, e: RegistryEvent) -> Result<RegistryEvent, Stop<R::Error>> {
+        let slot_key = e.scope.clone().expect("rollback drafts carry a scope");
+        let slot = self.slot(&r.bundle_id, &slot_key)?.unwrap_or_default();
+        self.rollback_slot(&r.bundle_id, &slot_key, &slot, e)
+    }
+
+    /// Where a rollback of `slot` lands: the entries it pops and the version it restores.
+    /// Walks down the stack below the current binding, skipping versions since retired or
+    /// rejected (and repeats of the current one).
+    fn restorable(
         &self,
-        r: &Rollback,
+        id: &BundleId,
+        slot: &SlotRecord,
+    ) -> Result<Option<Restorable>, Stop<R::Error>> {
+        let Some(current) = slot.bound() else {
+            return Ok(None);
+        };
+        for (pop, v) in (1u32..).zip(slot.stack.iter().rev().skip(1)) {
+            if v != current
+                && let Some(b) = self.bundle(id, v)?
+                && matches!(b.state, LifecycleState::Approved | LifecycleState::Active)
+            {
+                return Ok(Some((pop, v.clone(), b)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn rollback_slot(
+        &self,
+        id: &BundleId,
+        slot_key: &ScopeRef,
+        slot: &SlotRecord,
         mut e: RegistryEvent,
     ) -> Result<RegistryEvent, Stop<R::Error>> {
-        let slot_key = e.scope.clone().expect("rollback drafts carry a scope");
         let nothing = || {
             Stop::Reject(Rejection::new(
                 ErrorCode::NothingToRollBack,
                 format!(
                     "scope {}/{}/{} slot {} has no earlier usable activation",
-                    r.environment,
-                    r.tenant_id,
-                    r.bundle_id,
+                    slot_key.environment,
+                    slot_key.tenant_id,
+                    id,
                     slot_key.slot.as_str()
                 ),
             ))
         };
-        let slot = self.slot(&r.bundle_id, &slot_key)?.ok_or_else(nothing)?;
         let current = slot.bound().ok_or_else(nothing)?;
-        // Walk down the stack below the current binding, skipping versions since retired
-        // or rejected (and repeats of the current one).
-        let mut pop = 1u32;
-        let mut target = None;
-        for v in slot.stack.iter().rev().skip(1) {
-            if v != current
-                && let Some(b) = self.bundle(&r.bundle_id, v)?
-                && matches!(b.state, LifecycleState::Approved | LifecycleState::Active)
-            {
-                target = Some((v, b));
-                break;
-            }
-            pop += 1;
-        }
-        let (target, rec) = target.ok_or_else(nothing)?;
+        let (pop, target, rec) = self.restorable(id, slot)?.ok_or_else(nothing)?;
+        let target = &target;
         e.bundle_version = Some(target.clone());
         e.bundle_digest = Some(rec.bundle_digest.clone());
         let mut e = accept(
@@ -409,16 +560,275 @@ impl<R: StateRead> Decider<'_, R> {
             rec.state,
             LifecycleState::Active,
         );
-        self.release(&mut e, &r.bundle_id, current)?;
+        self.release(&mut e, id, current)?;
         e.binding = Some(BindingChange {
             pop,
             push: false,
             bundle_version: target.clone(),
             bundle_digest: rec.bundle_digest.clone(),
             previous_version: Some(current.clone()),
+            cleared: false,
         });
         Ok(e)
     }
+
+    /// The CANARY slot of a scope; NO_CANARY when none is bound.
+    fn canary_of(&self, t: &ScopeTarget) -> Result<SlotRecord, Stop<R::Error>> {
+        let key = ScopeRef {
+            environment: t.environment.clone(),
+            tenant_id: t.tenant_id.clone(),
+            slot: Slot::Canary,
+        };
+        match self.slot(&t.bundle_id, &key)? {
+            Some(s) if s.bound().is_some() => Ok(s),
+            _ => Err(Rejection::new(
+                ErrorCode::NoCanary,
+                format!(
+                    "{}/{}/{} has no canary",
+                    t.environment, t.tenant_id, t.bundle_id
+                ),
+            )
+            .into()),
+        }
+    }
+
+    fn canary_complete(
+        &self,
+        t: &ScopeTarget,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        let canary = self.canary_of(t)?;
+        let v = canary.bound().expect("canary_of checks").clone();
+        let rec = self
+            .bundle(&t.bundle_id, &v)?
+            .expect("a bound version is registered");
+        let primary_key = ScopeRef {
+            environment: t.environment.clone(),
+            tenant_id: t.tenant_id.clone(),
+            slot: Slot::Primary,
+        };
+        let primary = self.slot(&t.bundle_id, &primary_key)?.unwrap_or_default();
+        let current = primary.bound().cloned();
+        e.scope = Some(primary_key);
+        e.bundle_version = Some(v.clone());
+        e.bundle_digest = Some(rec.bundle_digest.clone());
+        let mut e = accept(
+            e,
+            RegistryEventType::CanaryCompleted,
+            rec.state,
+            LifecycleState::Active,
+        );
+        if let Some(prev) = &current {
+            self.release(&mut e, &t.bundle_id, prev)?;
+        }
+        e.binding = Some(BindingChange {
+            pop: 0,
+            push: true,
+            bundle_version: v,
+            bundle_digest: rec.bundle_digest,
+            previous_version: current,
+            cleared: false,
+        });
+        Ok(e)
+    }
+
+    /// Removes the canary bound in `slot` (by a deployer, or by the autopilot).
+    fn canary_abort(
+        &self,
+        id: &BundleId,
+        slot: &SlotRecord,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        let v = slot.bound().expect("a bound canary").clone();
+        let rec = self.bundle(id, &v)?.expect("a bound version is registered");
+        if let Some(s) = &mut e.scope {
+            s.slot = Slot::Canary;
+        }
+        e.bundle_version = Some(v.clone());
+        e.bundle_digest = Some(rec.bundle_digest.clone());
+        let to = if rec.active_bindings <= 1 {
+            LifecycleState::Approved
+        } else {
+            LifecycleState::Active
+        };
+        let mut e = accept(e, RegistryEventType::CanaryAborted, rec.state, to);
+        e.binding = Some(BindingChange {
+            pop: slot.stack.len() as u32,
+            push: false,
+            bundle_version: v.clone(),
+            bundle_digest: rec.bundle_digest,
+            previous_version: Some(v),
+            cleared: true,
+        });
+        Ok(e)
+    }
+
+    /// OBSERVE: authenticates each forwarded signal, folds the batch into the scope's
+    /// windows, evaluates its policy and, when a rule fires and the guard rails allow,
+    /// rolls the PRIMARY back or aborts the CANARY as `mpr-autopilot` (MPR2 §9).
+    fn observe(
+        &self,
+        catalog: &Catalog,
+        grants: &Grants,
+        input: &CommandInput,
+        o: &Observe,
+        mut e: RegistryEvent,
+    ) -> Result<RegistryEvent, Stop<R::Error>> {
+        if input.envelope.actor.as_str() != AUTOPILOT_ACTOR {
+            return Err(Rejection::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "OBSERVE is sent by the registry's signal intake ({AUTOPILOT_ACTOR}) only; send signals to the signals topic"
+                ),
+            )
+            .into());
+        }
+        let id = &o.scope.bundle_id;
+        let key = |slot| ScopeRef {
+            environment: o.scope.environment.clone(),
+            tenant_id: o.scope.tenant_id.clone(),
+            slot,
+        };
+        let primary = self.slot(id, &key(Slot::Primary))?.unwrap_or_default();
+        let canary = self.slot(id, &key(Slot::Canary))?.unwrap_or_default();
+        let previous = self.restorable(id, &primary)?.map(|(_, v, _)| v);
+        let bound = Bound {
+            primary: primary.bound(),
+            previous: previous.as_ref(),
+            canary: canary.bound(),
+        };
+        let mut digests: BTreeMap<BundleVersion, Option<String>> = BTreeMap::new();
+        let mut batch = Vec::with_capacity(o.signals.len());
+        for f in &o.signals {
+            let checked = match check_signal(catalog, grants, o, f) {
+                Ok(s) => {
+                    let digest = match digests.get(&s.bundle_version) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = self.bundle(id, &s.bundle_version)?.map(|b| b.bundle_digest);
+                            digests.insert(s.bundle_version.clone(), d.clone());
+                            d
+                        }
+                    };
+                    match digest {
+                        Some(d) if d != s.bundle_digest => Err((
+                            s.signal_id,
+                            Rejection::new(
+                                ErrorCode::InvalidPayload,
+                                format!(
+                                    "the signal names {}@{} with digest {}, registered as {d}",
+                                    id, s.bundle_version, s.bundle_digest
+                                ),
+                            ),
+                        )),
+                        _ => Ok(s),
+                    }
+                }
+                Err(x) => Err(x),
+            };
+            batch.push(Checked {
+                partition: f.partition,
+                offset: f.offset,
+                signal: checked,
+            });
+        }
+        let auto = primary.autopilot.clone().unwrap_or_default();
+        let (obs, fired) = auto.observe(bound, &batch);
+        e.scope = Some(key(Slot::Primary));
+        e.event_type = RegistryEventType::SignalsObserved;
+        e.outcome = Outcome::Accepted;
+        let mut detail = AutopilotDetail {
+            observation: Some(obs.clone()),
+            ..AutopilotDetail::default()
+        };
+        if let Some(f) = fired {
+            let after = auto.with(&obs);
+            let mut trigger = Trigger {
+                policy_seq: auto.policy_seq,
+                rule_id: f.rule_id.clone(),
+                action: f.action,
+                bundle_version: f.bundle_version.clone(),
+                outcome: after.guard(&f, e.observed_at_utc.millis()),
+                signal_ids: f.signal_ids.clone(),
+                evidence: f.evidence.clone(),
+            };
+            if trigger.outcome == TriggerOutcome::Acted {
+                let acted = match f.action {
+                    AutoAction::Rollback => {
+                        self.rollback_slot(id, &key(Slot::Primary), &primary, e.clone())
+                    }
+                    AutoAction::CanaryAbort => self.canary_abort(id, &canary, e.clone()),
+                };
+                match acted {
+                    Ok(ev) => e = ev,
+                    Err(Stop::Reject(_)) => trigger.outcome = TriggerOutcome::NothingToRollBack,
+                    Err(Stop::Store(s)) => return Err(Stop::Store(s)),
+                }
+            }
+            detail.trigger = Some(trigger);
+        }
+        e.autopilot = Some(detail);
+        Ok(e)
+    }
+}
+
+/// A canary share in basis points must be 1-9,999.
+fn check_share(share_bp: u32) -> Result<(), Rejection> {
+    if (1..=9_999).contains(&share_bp) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            ErrorCode::InvalidPayload,
+            format!("share_bp must be 1-9999 (basis points of routing keys); got {share_bp}"),
+        ))
+    }
+}
+
+/// Decodes and authenticates one forwarded signal: its bytes, its scope (it must name the
+/// OBSERVE's), its signature (like a command's) and its actor's `observer` role.
+fn check_signal(
+    catalog: &Catalog,
+    grants: &Grants,
+    o: &Observe,
+    f: &ForwardedSignal,
+) -> Result<Signal, (Uuid, Rejection)> {
+    use base64::Engine;
+    let nil = |r: Rejection| (Uuid::nil(), r);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&f.payload)
+        .map_err(|e| {
+            nil(Rejection::new(
+                ErrorCode::InvalidPayload,
+                format!("payload is not base64: {e}"),
+            ))
+        })?;
+    let (s, credential) = crate::codec::decode_signal(
+        &bytes,
+        Some(f.content_type.as_str()),
+        f.signature.as_deref(),
+    )
+    .map_err(|d| nil(d.rejection()))?;
+    let fail = |r: Rejection| (s.signal_id, r);
+    if s.bundle_id != o.scope.bundle_id
+        || s.environment != o.scope.environment
+        || s.tenant_id != o.scope.tenant_id
+    {
+        return Err(fail(Rejection::new(
+            ErrorCode::InvalidPayload,
+            "the signal's scope is not the OBSERVE's",
+        )));
+    }
+    trust::authenticate(&grants.trust, &catalog.trust, &s.actor, &credential).map_err(fail)?;
+    if !grants.allows(&s.actor, Role::Observer, Some(&s.environment)) {
+        return Err(fail(Rejection::new(
+            ErrorCode::Forbidden,
+            format!(
+                "actor {} lacks role observer in environment {}",
+                s.actor, s.environment
+            ),
+        )));
+    }
+    Ok(s)
 }
 
 /// GATE_MISSING unless the bundle's receipt is a verified PASS of every gate the target
@@ -494,6 +904,7 @@ pub(super) fn draft(
         signed_by: None,
         via: None,
         key: None,
+        autopilot: None,
         prev_hash: String::new(),
         hash: String::new(),
         signature: None,
@@ -520,7 +931,27 @@ pub(super) fn draft_for(input: &CommandInput) -> RegistryEvent {
             e.scope = Some(ScopeRef {
                 environment: p.environment.clone(),
                 tenant_id: p.tenant_id.clone(),
-                slot: Slot::from_degrade(p.degrade),
+                slot: if p.canary_share_bp.is_some() && !p.degrade {
+                    Slot::Canary
+                } else {
+                    Slot::from_degrade(p.degrade)
+                },
+            });
+        }
+        Command::SetRollbackPolicy(SetRollbackPolicy { scope: t, .. })
+        | Command::Observe(Observe { scope: t, .. })
+        | Command::CanaryComplete(t) => {
+            e.scope = Some(ScopeRef {
+                environment: t.environment.clone(),
+                tenant_id: t.tenant_id.clone(),
+                slot: Slot::Primary,
+            });
+        }
+        Command::CanarySetShare(CanaryShare { scope: t, .. }) | Command::CanaryAbort(t) => {
+            e.scope = Some(ScopeRef {
+                environment: t.environment.clone(),
+                tenant_id: t.tenant_id.clone(),
+                slot: Slot::Canary,
             });
         }
         Command::Rollback(r) => {
@@ -538,6 +969,10 @@ pub(super) fn draft_for(input: &CommandInput) -> RegistryEvent {
     }
     e
 }
+
+/// Where a rollback lands: the stack entries it pops, the version it restores, and that
+/// version's record.
+type Restorable = (u32, BundleVersion, BundleRecord);
 
 pub(super) fn reject(mut e: RegistryEvent, r: Rejection) -> RegistryEvent {
     e.event_type = RegistryEventType::CommandRejected;

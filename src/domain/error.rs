@@ -47,11 +47,16 @@ pub enum ErrorCode {
     Timeout,
     /// An unexpected internal failure.
     Internal,
+    /// An automated rollback took this version out of the scope: it needs a fresh
+    /// approval before it may be promoted there again.
+    ReapprovalRequired,
+    /// The scope has no canary (share, complete, abort), or already has one.
+    NoCanary,
 }
 
 impl ErrorCode {
     /// All codes, in declaration order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidPayload,
         ErrorCode::UnsupportedSchemaVersion,
         ErrorCode::ImmutableConflict,
@@ -71,6 +76,8 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::ReapprovalRequired,
+        ErrorCode::NoCanary,
     ];
 
     /// The stable wire name, e.g. `GATE_NOT_PASS`.
@@ -95,6 +102,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::ReapprovalRequired => "REAPPROVAL_REQUIRED",
+            ErrorCode::NoCanary => "NO_CANARY",
         }
     }
 

@@ -78,6 +78,19 @@ pub enum RegistryEventType {
     CommandNoop,
     /// The command was refused; nothing changed.
     CommandRejected,
+    /// A scope's rollback policy was set or cleared.
+    RollbackPolicySet,
+    /// A batch of runtime signals was counted (and any rule that fired was suppressed
+    /// or only recorded, in dry run).
+    SignalsObserved,
+    /// A version was bound as a scope's CANARY.
+    CanaryStarted,
+    /// A canary's share changed.
+    CanaryShareChanged,
+    /// The canary became the PRIMARY.
+    CanaryCompleted,
+    /// The canary was removed (by a deployer or by the autopilot).
+    CanaryAborted,
 }
 
 impl RegistryEventType {
@@ -96,6 +109,12 @@ impl RegistryEventType {
             RegistryEventType::KeyRevoked => "KEY_REVOKED",
             RegistryEventType::CommandNoop => "COMMAND_NOOP",
             RegistryEventType::CommandRejected => "COMMAND_REJECTED",
+            RegistryEventType::RollbackPolicySet => "ROLLBACK_POLICY_SET",
+            RegistryEventType::SignalsObserved => "SIGNALS_OBSERVED",
+            RegistryEventType::CanaryStarted => "CANARY_STARTED",
+            RegistryEventType::CanaryShareChanged => "CANARY_SHARE_CHANGED",
+            RegistryEventType::CanaryCompleted => "CANARY_COMPLETED",
+            RegistryEventType::CanaryAborted => "CANARY_ABORTED",
         }
     }
 }
@@ -168,6 +187,9 @@ pub struct BindingChange {
     pub bundle_digest: String,
     /// The version bound before, if any.
     pub previous_version: Option<BundleVersion>,
+    /// The slot is left empty (a canary removed); `bundle_version` is the version removed.
+    #[serde(default)]
+    pub cleared: bool,
 }
 
 /// A typed error as events, results and HTTP carry it.
@@ -255,6 +277,11 @@ pub struct RegistryEvent {
     pub via: Option<String>,
     /// The key registered or revoked (KEY_REGISTERED, KEY_REVOKED).
     pub key: Option<KeyRecord>,
+    /// Autopilot and canary detail: the policy set, the signals counted and the windows
+    /// as they now stand, the automated action and its evidence, the canary's share.
+    /// Carried as a JSON string (`AutopilotDetail` in the JSON Schema).
+    #[serde(with = "super::autopilot::detail_json")]
+    pub autopilot: Option<super::autopilot::AutopilotDetail>,
     /// Hash of the previous event in this log partition.
     pub prev_hash: String,
     /// SHA-256 over this event's canonical JSON without `hash` and `signature`.

@@ -200,6 +200,8 @@ pub enum Slot {
     Primary,
     /// The bundle served when the caller asks for degrade mode.
     Degrade,
+    /// A version served to a share of routing keys next to the PRIMARY.
+    Canary,
 }
 
 impl Slot {
@@ -208,6 +210,7 @@ impl Slot {
         match self {
             Slot::Primary => "PRIMARY",
             Slot::Degrade => "DEGRADE",
+            Slot::Canary => "CANARY",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! and imports no tokio, rdkafka, rocksdb or axum; time arrives as an argument.
 
 pub mod auth;
+pub mod autopilot;
 pub mod bundle;
 pub mod catalog;
 pub mod checkpoint;

@@ -43,6 +43,10 @@ pub struct ResolveQuery {
     pub tenant_id: Option<TenantId>,
     /// Whether degrade mode is requested.
     pub degrade: bool,
+    /// A request, user or account id: when the matched scope runs a canary, the key's
+    /// stable slice decides whether it is answered the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_key: Option<String>,
 }
 
 /// The candidate slots for `q`, in rule order: `(rule, tenant, slot)`.
@@ -78,6 +82,23 @@ pub fn resolve<B, E>(
     Ok(Err(no_active_bundle(q)))
 }
 
+/// The canary of a scope whose PRIMARY answered `q`, from its CANARY slot record: the
+/// canary's version and share, and whether `q`'s routing key falls inside its slice. The
+/// one home of that rule: the view and the conformance runner both call it.
+pub fn pick_canary(
+    q: &ResolveQuery,
+    tenant: &TenantId,
+    canary_slot: Option<&super::state::SlotRecord>,
+) -> Option<(super::ids::BundleVersion, u32, bool)> {
+    let rec = canary_slot?;
+    let (v, info) = (rec.bound()?, rec.canary.as_ref()?);
+    let served = q.routing_key.as_deref().is_some_and(|k| {
+        super::autopilot::canary_slice(&q.environment, tenant, &q.bundle_id, &info.activation, k)
+            < info.share_bp
+    });
+    Some((v.clone(), info.share_bp, served))
+}
+
 /// The NO_ACTIVE_BUNDLE answer to `q`: when no candidate slot binds a bundle, and also
 /// when the caller may not see the scope, so the two cannot be told apart.
 pub fn no_active_bundle(q: &ResolveQuery) -> Rejection {
@@ -104,6 +125,7 @@ mod tests {
             bundle_id: "fraud".parse().unwrap(),
             tenant_id: Some("acme".parse().unwrap()),
             degrade: true,
+            routing_key: None,
         };
         let rules: Vec<_> = candidates(&q).into_iter().map(|c| c.0).collect();
         assert_eq!(

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::autopilot::{Autopilot, MAX_SERIES_VERSIONS, TriggerOutcome};
 use super::bundle::{GateReceipt, ModelBundle};
 use super::catalog::Catalog;
 use super::command::CommandEnvelope;
@@ -38,6 +39,16 @@ pub struct BundleRecord {
     pub active_bindings: u32,
     /// Seq of the last event that changed this record; applying an older one is a no-op.
     pub last_seq: u64,
+    /// An automated rollback took it out of a scope: it needs a fresh approval.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_reapproval: bool,
+    /// Seq of its latest re-approval (after an automated rollback).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reapproved_seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The binding of one scope slot plus its activation stack (for rollback).
@@ -51,6 +62,21 @@ pub struct SlotRecord {
     pub changed_event_id: Option<Uuid>,
     /// When it last changed.
     pub changed_at_utc: Option<Timestamp>,
+    /// CANARY slot: the canary's share and activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryInfo>,
+    /// PRIMARY slot: the scope's autopilot (policy, kept windows, guard-rail counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autopilot: Option<Autopilot>,
+}
+
+/// A canary's share and the activation its routing slices hash with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryInfo {
+    /// Share of routing keys answered the canary, in basis points.
+    pub share_bp: u32,
+    /// The CANARY_STARTED event: slices are stable for as long as this canary lives.
+    pub activation: Uuid,
 }
 
 impl SlotRecord {
@@ -68,6 +94,20 @@ impl SlotRecord {
         self.stack.truncate(keep);
         if change.push {
             self.stack.push(change.bundle_version.clone());
+        }
+        if change.cleared {
+            self.stack.clear();
+            self.canary = None;
+        }
+        if event.event_type == RegistryEventType::CanaryStarted {
+            self.canary = Some(CanaryInfo {
+                share_bp: event
+                    .autopilot
+                    .as_ref()
+                    .and_then(|d| d.canary_share_bp)
+                    .unwrap_or_default(),
+                activation: event.event_id,
+            });
         }
         self.changed_seq = event.seq;
         self.changed_event_id = Some(event.event_id);
@@ -100,6 +140,8 @@ impl BundleRecord {
             registered_seq: e.seq,
             active_bindings: 0,
             last_seq: e.seq,
+            needs_reapproval: false,
+            reapproved_seq: 0,
         })
     }
 
@@ -114,8 +156,26 @@ impl BundleRecord {
         for sc in e.state_changes.iter().filter(|sc| &sc.bundle_version == v) {
             self.state = sc.to;
         }
+        if e.event_type == RegistryEventType::BundleApproved
+            && e.state_changes
+                .iter()
+                .any(|sc| &sc.bundle_version == v && sc.from == sc.to)
+        {
+            self.needs_reapproval = false;
+            self.reapproved_seq = e.seq;
+        }
+        if let Some(t) = e.autopilot.as_ref().and_then(|d| d.trigger.as_ref())
+            && &t.bundle_version == v
+            && t.outcome == TriggerOutcome::Acted
+        {
+            self.needs_reapproval = true;
+        }
         if let Some(b) = &e.binding {
-            if &b.bundle_version == v {
+            // A completed canary moves from the CANARY slot to the PRIMARY: no new binding.
+            if &b.bundle_version == v
+                && !b.cleared
+                && e.event_type != RegistryEventType::CanaryCompleted
+            {
                 self.active_bindings += 1;
             }
             if b.previous_version.as_ref() == Some(v) {
@@ -338,8 +398,13 @@ impl PartitionState {
                 }
             }
         }
-        if let (Some(b), Some(scope)) = (&e.binding, &e.scope) {
-            family.slots.entry(scope.clone()).or_default().apply(b, e);
+        let slots = &family.slots;
+        let changed = slot_changes(e, |k| {
+            Ok::<_, std::convert::Infallible>(slots.get(k).cloned())
+        })
+        .unwrap_or_else(|never| match never {});
+        for (k, rec) in changed {
+            family.slots.insert(k, rec);
         }
         Ok(Applied::Applied)
     }
@@ -400,4 +465,98 @@ impl Default for CatalogState {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The slot records an accepted event changes, each as it stands after the event, read
+/// through `get` (memory or a store): the binding of its scope slot, a canary's share,
+/// the CANARY slot a completed canary leaves, and the PRIMARY slot's autopilot (policy,
+/// windows, guard-rail counters). The one home of slot replay: the in-memory state, the
+/// state store and the view all use it, so they hold the same records.
+pub fn slot_changes<E>(
+    e: &RegistryEvent,
+    mut get: impl FnMut(&ScopeRef) -> Result<Option<SlotRecord>, E>,
+) -> Result<Vec<(ScopeRef, SlotRecord)>, E> {
+    use super::ids::Slot;
+    let mut out: Vec<(ScopeRef, SlotRecord)> = Vec::new();
+    let Some(scope) = &e.scope else {
+        return Ok(out);
+    };
+    let with = |slot: Slot| ScopeRef {
+        slot,
+        ..scope.clone()
+    };
+    let mut fetch = |out: &mut Vec<(ScopeRef, SlotRecord)>, k: ScopeRef| -> Result<usize, E> {
+        if let Some(i) = out.iter().position(|(x, _)| *x == k) {
+            return Ok(i);
+        }
+        let rec = get(&k)?.unwrap_or_default();
+        out.push((k, rec));
+        Ok(out.len() - 1)
+    };
+    if let Some(b) = &e.binding {
+        let i = fetch(&mut out, scope.clone())?;
+        out[i].1.apply(b, e);
+    }
+    let detail = e.autopilot.as_ref();
+    match e.event_type {
+        RegistryEventType::CanaryShareChanged => {
+            let i = fetch(&mut out, with(Slot::Canary))?;
+            let slot = &mut out[i].1;
+            if let (Some(c), Some(share)) =
+                (&mut slot.canary, detail.and_then(|d| d.canary_share_bp))
+            {
+                c.share_bp = share;
+            }
+            slot.changed_seq = slot.changed_seq.max(e.seq);
+        }
+        RegistryEventType::CanaryCompleted => {
+            let i = fetch(&mut out, with(Slot::Canary))?;
+            let slot = &mut out[i].1;
+            slot.stack.clear();
+            slot.canary = None;
+            slot.changed_seq = slot.changed_seq.max(e.seq);
+            slot.changed_event_id = Some(e.event_id);
+            slot.changed_at_utc = Some(e.observed_at_utc);
+        }
+        _ => {}
+    }
+    if let Some(d) = detail
+        && (e.event_type == RegistryEventType::RollbackPolicySet
+            || d.observation.is_some()
+            || d.trigger.is_some())
+    {
+        let i = fetch(&mut out, with(Slot::Primary))?;
+        let j = fetch(&mut out, with(Slot::Canary))?;
+        let canary = out[j].1.bound().cloned();
+        let primary = &mut out[i].1;
+        // The series of the newest distinct versions of the PRIMARY's stack (the bound one
+        // and those a rollback may restore, even past one retired since) and the canary's.
+        let mut keep: Vec<BundleVersion> = Vec::with_capacity(MAX_SERIES_VERSIONS + 1);
+        for v in primary.stack.iter().rev() {
+            if keep.len() == MAX_SERIES_VERSIONS {
+                break;
+            }
+            if !keep.contains(v) {
+                keep.push(v.clone());
+            }
+        }
+        keep.extend(canary);
+        let a = primary.autopilot.get_or_insert_with(Autopilot::default);
+        if e.event_type == RegistryEventType::RollbackPolicySet {
+            a.policy = d.policy.clone();
+            a.policy_seq = e.seq;
+        }
+        if let Some(o) = &d.observation {
+            let keep: Vec<&BundleVersion> = keep.iter().collect();
+            a.apply_observation(o, Some(&keep));
+        }
+        if let Some(t) = &d.trigger {
+            a.apply_trigger(t, e.observed_at_utc.millis(), e.seq);
+        }
+        // The canary slot was only read to know what to keep.
+        if out[j].1 == SlotRecord::default() {
+            out.remove(j);
+        }
+    }
+    Ok(out)
 }

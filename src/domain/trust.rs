@@ -29,6 +29,10 @@ pub const COMMAND_JSON_TYPE: &str = "application/vnd.mpr.command.v1+json";
 pub const RECEIPT_TYPE: &str = "application/vnd.in-toto+json";
 /// DSSE payload type of an event signature: the event's `hash` (64 ASCII hex characters),
 /// which covers every other field.
+pub const SIGNAL_AVRO_TYPE: &str = "application/vnd.mpr.signal.v1+avro";
+/// DSSE payload type of a JSON signal (its RFC 8785 form).
+pub const SIGNAL_JSON_TYPE: &str = "application/vnd.mpr.signal.v1+json";
+/// DSSE payload type of an event hash.
 pub const EVENT_TYPE: &str = "application/vnd.mpr.event.v1+sha256";
 /// Label of the MAC key of `state` records, derived from the registry key (MPR2 §8.5).
 pub const STATE_MAC_LABEL: &[u8] = b"mpr/state-record-mac/v1";
@@ -239,6 +243,9 @@ pub struct TrustRoots {
     pub require_signatures: bool,
     /// Keys of the API gateway, which signs for the token's actor.
     pub gateway: KeySet,
+    /// Registry keys: the only keys that may sign for the system actor `mpr-autopilot`
+    /// (the OBSERVE commands the registry's signal intake forwards).
+    pub registry: KeySet,
 }
 
 /// Who a registered key belongs to.
@@ -397,6 +404,20 @@ pub fn authenticate(
             body,
         } => (signature, *payload_type, body),
     };
+    let system = actor.as_str() == crate::domain::autopilot::AUTOPILOT_ACTOR;
+    if system || roots.registry.contains(&signature.keyid) {
+        if !system || !roots.registry.verifies(signature, payload_type, body) {
+            return Err(unauthenticated(format!(
+                "only a registry key signs for {}, and only for it (key {})",
+                crate::domain::autopilot::AUTOPILOT_ACTOR,
+                signature.keyid
+            )));
+        }
+        return Ok(Authenticated {
+            key_id: Some(signature.keyid.clone()),
+            via: None,
+        });
+    }
     if roots.gateway.contains(&signature.keyid) {
         if !roots.gateway.verifies(signature, payload_type, body) {
             return Err(unauthenticated(format!(
@@ -605,6 +626,7 @@ mod tests {
         let roots = TrustRoots {
             require_signatures: true,
             gateway: KeySet::of([gateway.verifying_key()]),
+            registry: KeySet::default(),
         };
         let a: Actor = "alice".parse().unwrap();
         let body = b"command bytes";

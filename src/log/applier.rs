@@ -466,6 +466,11 @@ fn apply_decoded(
                 metrics.view_applied_events.inc();
                 let visible = (now - e.observed_at_utc.millis()).max(0) as f64 / 1000.0;
                 metrics.view_visible_seconds.observe(visible);
+                if let Some(o) = e.autopilot.as_ref().and_then(|d| d.observation.as_ref()) {
+                    metrics
+                        .signals_applied
+                        .inc_by(o.counted + o.ignored + o.refused + o.repeated);
+                }
             }
             Applied::Forked => {
                 metrics.forks_skipped.inc();

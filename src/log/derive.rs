@@ -46,6 +46,12 @@ pub fn cloud_event_type(t: RegistryEventType) -> &'static str {
         RegistryEventType::KeyRevoked => "mpr.key.revoked",
         RegistryEventType::CommandNoop => "mpr.command.noop",
         RegistryEventType::CommandRejected => "mpr.command.rejected",
+        RegistryEventType::RollbackPolicySet => "mpr.autopilot.policy_set",
+        RegistryEventType::SignalsObserved => "mpr.autopilot.signals_observed",
+        RegistryEventType::CanaryStarted => "mpr.canary.started",
+        RegistryEventType::CanaryShareChanged => "mpr.canary.share_changed",
+        RegistryEventType::CanaryCompleted => "mpr.canary.completed",
+        RegistryEventType::CanaryAborted => "mpr.canary.aborted",
     }
 }
 
@@ -60,7 +66,7 @@ pub fn cloud_event(topics: &Topics, e: &RegistryEvent) -> serde_json::Value {
         (Some(id), None) => id.to_string(),
         _ => "catalog".to_owned(),
     };
-    json!({
+    let mut ce = json!({
         "specversion": "1.0",
         "id": e.event_id,
         "source": format!("/mpr/{log}/{}", e.partition),
@@ -69,7 +75,16 @@ pub fn cloud_event(topics: &Topics, e: &RegistryEvent) -> serde_json::Value {
         "time": e.observed_at_utc,
         "datacontenttype": "application/json",
         "data": e,
-    })
+    });
+    // Extension attributes (CloudEvents names: lowercase letters and digits) so that
+    // Governance sees, without parsing `data`, that the autopilot acted and why.
+    if let Some(t) = e.autopilot.as_ref().and_then(|d| d.trigger.as_ref()) {
+        ce["mprautomated"] = json!(true);
+        // CloudEvents extension attributes are simple values: the trigger travels as its
+        // JSON text (an AutopilotDetail.trigger).
+        ce["mprtrigger"] = json!(serde_json::to_string(t).expect("triggers serialize"));
+    }
+    ce
 }
 
 fn key_of(e: &RegistryEvent) -> Vec<u8> {
@@ -156,7 +171,12 @@ fn derived(topics: &Topics, mac: &StateMac, e: &RegistryEvent, writes: &[Write])
     });
     if matches!(
         e.event_type,
-        RegistryEventType::BundlePromoted | RegistryEventType::BundleRolledBack
+        RegistryEventType::BundlePromoted
+            | RegistryEventType::BundleRolledBack
+            | RegistryEventType::CanaryStarted
+            | RegistryEventType::CanaryShareChanged
+            | RegistryEventType::CanaryCompleted
+            | RegistryEventType::CanaryAborted
     ) {
         out.push(OutRecord {
             topic: topics.bundle_promoted.clone(),

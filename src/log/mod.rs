@@ -9,6 +9,7 @@ pub mod derive;
 pub mod driver;
 pub mod processor;
 pub mod reader;
+pub mod signals;
 pub mod topics;
 pub mod verify;
 
@@ -80,6 +81,8 @@ pub struct Topics {
     pub bundle_promoted: String,
     /// Undecodable input.
     pub dlq: String,
+    /// Runtime signals in (keyed by bundle_id, as `commands`).
+    pub signals: String,
 }
 
 impl Topics {
@@ -95,6 +98,7 @@ impl Topics {
             lifecycle: t("lifecycle"),
             bundle_promoted: t("bundle_promoted"),
             dlq: t("dlq"),
+            signals: t("signals"),
         }
     }
 }

@@ -81,6 +81,12 @@ pub fn plan(cfg: &KafkaConfig) -> Vec<TopicSpec> {
             partitions: n,
             configs: delete(),
         },
+        // Co-partitioned with `commands`: a family's signals land in its partition number.
+        TopicSpec {
+            name: t.signals,
+            partitions: n,
+            configs: delete(),
+        },
     ]
 }
 

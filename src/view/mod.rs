@@ -24,7 +24,7 @@ use crate::domain::event::{LogId, ScopeRef};
 use crate::domain::state::{Applied, BundleRecord, Chain, GapError, SlotRecord, chain_check};
 use crate::domain::{BundleId, BundleVersion, CommandResult, ErrorCode, RegistryEvent, StateRead};
 pub use plan::{AppliedPosition, Change, HistoryEntry, Table, Write};
-pub use query::{Page, ResolveAt, Resolved};
+pub use query::{CanaryAnswer, Page, ResolveAt, Resolved};
 
 /// View failures.
 #[derive(Debug, thiserror::Error)]
@@ -322,7 +322,7 @@ impl View {
                         overlay.bundles.insert(key, rec);
                     }
                     Change::Slot(key, rec) => {
-                        overlay.slots.insert(key, rec);
+                        overlay.slots.insert(key, *rec);
                     }
                 }
             }
@@ -346,7 +346,7 @@ impl View {
         // the last of its per-event writes would have put.
         let Overlay { bundles, slots, .. } = overlay;
         let changed = (bundles.into_iter().map(|(k, r)| Change::Bundle(k, r)))
-            .chain(slots.into_iter().map(|(k, r)| Change::Slot(k, r)));
+            .chain(slots.into_iter().map(|(k, r)| Change::Slot(k, Box::new(r))));
         for w in changed.map(Change::into_write) {
             batch.put_cf(self.cf(w.table), &w.key, &w.value);
         }

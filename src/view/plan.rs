@@ -97,7 +97,7 @@ pub enum Change {
     /// A bundle record at `key` of [`Table::Bundles`].
     Bundle(Vec<u8>, Box<BundleRecord>),
     /// A slot record at `key` of [`Table::Slots`].
-    Slot(Vec<u8>, SlotRecord),
+    Slot(Vec<u8>, Box<SlotRecord>),
 }
 
 impl Change {
@@ -325,10 +325,10 @@ fn plan_family<S: StateRead>(
             w.push(Change::Bundle(bundle_key(id, v), Box::new(rec)));
         }
     }
+    for (k, rec) in crate::domain::state::slot_changes(e, |k| snap.slot(id, k))? {
+        w.push(Change::Slot(slot_key(id, &k), Box::new(rec)));
+    }
     if let (Some(b), Some(scope)) = (&e.binding, &e.scope) {
-        let mut slot = snap.slot(id, scope)?.unwrap_or_default();
-        slot.apply(b, e);
-        w.push(Change::Slot(slot_key(id, scope), slot));
         let mut hk = history_prefix(id, scope);
         hk.extend_from_slice(&e.partition.to_be_bytes());
         hk.extend_from_slice(&e.seq.to_be_bytes());

@@ -41,6 +41,19 @@ pub struct Resolved {
     pub record: BundleRecord,
     /// The change that bound it.
     pub activation: HistoryEntry,
+    /// The canary of the matched scope, when one runs (resolve of now only).
+    pub canary: Option<CanaryAnswer>,
+}
+
+/// A scope's canary as resolve reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CanaryAnswer {
+    /// The canary's version.
+    pub bundle_version: BundleVersion,
+    /// Its share, in basis points.
+    pub share_bp: u32,
+    /// Whether this answer is the canary (the routing key's slice is inside the share).
+    pub served: bool,
 }
 
 /// One page of a listing.
@@ -229,7 +242,8 @@ impl Reader<'_> {
             );
             return match it.next().transpose()? {
                 Some((k, v)) if k.starts_with(&prefix) => {
-                    Ok(Some(Self::decode(Table::History, &v)?))
+                    let h: HistoryEntry = Self::decode(Table::History, &v)?;
+                    Ok(bound_by(h))
                 }
                 _ => Ok(None),
             };
@@ -240,7 +254,7 @@ impl Reader<'_> {
             ResolveAt::Seq(s) => h.seq <= s,
             ResolveAt::Time(t) => h.observed_at_utc <= t,
         });
-        Ok(hit)
+        Ok(hit.and_then(bound_by))
     }
 
     /// Resolves `q` at `at` by the fixed rule order. `Ok(Err(_))` is NO_ACTIVE_BUNDLE.
@@ -267,13 +281,54 @@ impl Reader<'_> {
                 table: "bundles",
                 detail: format!("bound version {} missing", activation.bundle_version),
             })?;
-        Ok(Ok(Resolved {
+        let mut resolved = Resolved {
             rule,
             tenant_id,
             slot,
             record,
             activation,
-        }))
+            canary: None,
+        };
+        if at == ResolveAt::Now && slot == Slot::Primary {
+            self.with_canary(q, &mut resolved)?;
+        }
+        Ok(Ok(resolved))
+    }
+
+    /// Adds the canary of the matched scope, and answers it when the routing key's slice
+    /// falls inside its share.
+    fn with_canary(&self, q: &ResolveQuery, r: &mut Resolved) -> Result<(), ViewError> {
+        let scope = ScopeRef {
+            environment: q.environment.clone(),
+            tenant_id: r.tenant_id.clone(),
+            slot: Slot::Canary,
+        };
+        let Some(rec) =
+            self.get_json::<SlotRecord>(Table::Slots, &plan::slot_key(&q.bundle_id, &scope))?
+        else {
+            return Ok(());
+        };
+        let Some((v, share_bp, served)) =
+            crate::domain::resolve::pick_canary(q, &r.tenant_id, Some(&rec))
+        else {
+            return Ok(());
+        };
+        if served
+            && let (Some(record), Some(activation)) = (
+                self.bundle(&q.bundle_id, &v)?,
+                self.binding_at(&q.bundle_id, &scope, ResolveAt::Now)?,
+            )
+        {
+            r.record = record;
+            r.activation = activation;
+            r.slot = Slot::Canary;
+        }
+        r.canary = Some(CanaryAnswer {
+            bundle_version: v,
+            share_bp,
+            served: r.slot == Slot::Canary,
+        });
+        Ok(())
     }
 
     /// One bundle version.
@@ -481,4 +536,9 @@ fn corrupt_key(key: &str) -> ViewError {
         table: "slots",
         detail: format!("bad key {key:?}"),
     }
+}
+
+/// The binding a slot's newest history entry leaves: none after a canary was removed.
+fn bound_by(h: HistoryEntry) -> Option<HistoryEntry> {
+    (h.event_type != crate::domain::RegistryEventType::CanaryAborted).then_some(h)
 }

@@ -356,6 +356,7 @@ fn keygen_sign_and_sign_receipt() {
     let roots = trust::TrustRoots {
         require_signatures: true,
         gateway: Default::default(),
+        registry: Default::default(),
     };
     assert_eq!(
         trust::verify_receipt(&roots, &registry, &signed)

@@ -430,6 +430,7 @@ fn mock_cluster_request_errors_and_broker_down() {
         (&topics.lifecycle, 3),
         (&topics.bundle_promoted, 3),
         (&topics.dlq, 3),
+        (&topics.signals, 3),
     ] {
         mock.create_topic(t, n, 1).unwrap();
     }
