@@ -73,3 +73,22 @@ done
 "$MPR" --token $READER policy show --bundle-id fraud-scorer --env prod
 "$MPR" --token $READER events --bundle-id fraud-scorer --automated
 echo "demo: the canary was aborted by mpr-autopilot; every routing key answers 1.0.0"
+
+step "5. 1.1.0 returns only after a fresh approval; then it grows and completes"
+if out=$("$MPR" --token $DEPLOYER canary start fraud-scorer@1.1.0 --env prod --percent 10 2>&1); then
+  echo "demo: an automatically aborted version was promoted again without approval" >&2; exit 1
+fi
+echo "$out" | grep -q REAPPROVAL_REQUIRED || { echo "demo: expected REAPPROVAL_REQUIRED, got: $out" >&2; exit 1; }
+echo "refused without a fresh approval: REAPPROVAL_REQUIRED"
+"$MPR" --token $APPROVER approve fraud-scorer@1.1.0
+"$MPR" --token $DEPLOYER canary start fraud-scorer@1.1.0 --env prod --percent 10
+"$MPR" --token $DEPLOYER canary set --bundle-id fraud-scorer --env prod --percent 50
+"$MPR" --token $DEPLOYER canary complete --bundle-id fraud-scorer --env prod
+for _ in $(seq 1 100); do
+  v=$("$MPR" --token $READER --json resolve --env prod --bundle-id fraud-scorer \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["active_bundle_ref"]["bundle_version"])')
+  [ "$v" = 1.1.0 ] && break
+  sleep 0.2
+done
+[ "$v" = 1.1.0 ] || { echo "demo: after complete, resolve answers $v" >&2; exit 1; }
+echo "demo: 1.1.0 is the PRIMARY after a fresh approval and a completed canary"

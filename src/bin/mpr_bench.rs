@@ -24,7 +24,7 @@ use mpr::domain::{Command, CommandEnvelope};
 use mpr::testkit;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -149,6 +149,20 @@ enum Cmd {
         /// Family name prefix (use a fresh one per run).
         #[arg(long, default_value = "sig")]
         family_prefix: String,
+    },
+    /// A noisy monitor: `rate` signals/s for `seconds`, about `families` families no scope
+    /// binds (each is recorded and ignored, through the whole intake and processor path).
+    /// Run next to `latency` to see what a signal burst costs commands.
+    Flood {
+        /// Signals per second.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        /// Seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Families the signals name.
+        #[arg(long, default_value_t = 50)]
+        families: usize,
     },
     /// Seeds the realistic resolve view.
     SeedResolve {
@@ -766,7 +780,9 @@ async fn main() {
                 let f = i % families;
                 if i % every == every / 2 && triggers < families {
                     let r = signal_record(&fams[triggers], "1.1.0", &digests[triggers], 0.9, 40);
-                    let _ = send_signal(&p, &sig_topic, &r);
+                    while send_signal(&p, &sig_topic, &r).is_none() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     let _ = tx.send((fams[triggers].clone(), due));
                     triggers += 1;
                     continue;
@@ -794,6 +810,39 @@ async fn main() {
                        "rate": rate, "achieved_rate": offered, "triggers": lat.len(), "missed": missed,
                        "trigger_to_resolve_p50_ms": pct(&lat, 0.5), "trigger_to_resolve_p99_ms": pct(&lat, 0.99),
                        "trigger_to_resolve_max_ms": lat.last()})
+            );
+        }
+        Cmd::Flood {
+            rate,
+            seconds,
+            families,
+        } => {
+            let sig_topic = format!("{}signals", a.prefix);
+            let n = (rate * seconds) as usize;
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            let started = Instant::now();
+            let mut sent = 0usize;
+            for i in 0..n {
+                // Sleep in steps of 100 signals: the schedule, not each send, is paced.
+                if i % 100 == 0 {
+                    let due = started + interval * i as u32;
+                    let now = Instant::now();
+                    if due > now {
+                        tokio::time::sleep(due - now).await;
+                    }
+                }
+                let fam = format!("flood-{:04}", i % families);
+                let r = signal_record(&fam, "1.0.0", "unbound", 0.01, (i / families % 32) as i64);
+                while send_signal(&p, &sig_topic, &r).is_none() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                sent += 1;
+            }
+            let _ = p.flush(Duration::from_secs(30));
+            println!(
+                "{}",
+                json!({"bench": "flood", "rate": rate, "sent": sent,
+                       "achieved_rate": sent as f64 / started.elapsed().as_secs_f64()})
             );
         }
         Cmd::Promote { n, deployer_token } => {
