@@ -150,8 +150,13 @@ def events(partition: int) -> list[tuple[int, bytes, dict]]:
 
 
 def event_hash(e: dict) -> str:
-    """SHA-256 over the RFC 8785 form of the event without hash and signature (MPR2 §8.5)."""
+    """SHA-256 over the RFC 8785 form of the event without hash and signature, and without
+    the fields added with the autopilot while at their defaults (MPR2 §8.5)."""
     body = {k: v for k, v in e.items() if k not in ("hash", "signature")}
+    if body.get("autopilot", 0) is None:
+        del body["autopilot"]
+    if isinstance(body.get("binding"), dict) and body["binding"].get("cleared") is False:
+        body["binding"] = {k: v for k, v in body["binding"].items() if k != "cleared"}
     return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
 
 

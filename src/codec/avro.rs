@@ -21,6 +21,13 @@ use crate::domain::{
 pub const COMMAND_SCHEMA_JSON: &str = include_str!("../../schemas/command_envelope.avsc");
 /// The registry event schema text.
 pub const EVENT_SCHEMA_JSON: &str = include_str!("../../schemas/registry_event.avsc");
+/// Earlier schemas still read (`schemas/history/`): records their writers left on the log
+/// (events, and commands of producers not yet upgraded) decode through Avro schema
+/// resolution into the current types, the fields added since taking their defaults.
+const COMMAND_HISTORY: [&str; 1] = [include_str!(
+    "../../schemas/history/command_envelope.v2.avsc"
+)];
+const EVENT_HISTORY: [&str; 1] = [include_str!("../../schemas/history/registry_event.v2.avsc")];
 
 /// One schema, parsed once, with its single-object header and reader.
 ///
@@ -37,20 +44,41 @@ struct Codec {
     header: Vec<u8>,
     datum_schema: Schema,
     reader: GenericSingleObjectReader,
+    /// The current schema, as the reader schema of a resolution.
+    schema: Schema,
+    /// Earlier writer schemas by their single-object header.
+    history: Vec<(Vec<u8>, Schema)>,
 }
 
 impl Codec {
     fn new(text: &str) -> Self {
+        Self::with_history(text, &[])
+    }
+
+    fn with_history(text: &str, history: &[&str]) -> Self {
         let schema = Schema::parse_str(text).expect("bundled Avro schema parses");
         let header = RabinFingerprintHeader::from_schema(&schema).build_header();
         let json: serde_json::Value = serde_json::from_str(text).expect("bundled schema is JSON");
         let datum_schema = Schema::parse(&inline_named_types(&json))
             .expect("bundled Avro schema with named types inlined parses");
-        let reader = GenericSingleObjectReader::new(schema).expect("bundled Avro schema resolves");
+        let reader =
+            GenericSingleObjectReader::new(schema.clone()).expect("bundled Avro schema resolves");
+        let history = history
+            .iter()
+            .map(|t| {
+                let old = Schema::parse_str(t).expect("historical Avro schema parses");
+                (
+                    RabinFingerprintHeader::from_schema(&old).build_header(),
+                    old,
+                )
+            })
+            .collect();
         Self {
             header,
             datum_schema,
             reader,
+            schema,
+            history,
         }
     }
 
@@ -73,7 +101,13 @@ impl Codec {
                 format!("{what} is not Avro single-object encoded"),
             ));
         }
-        if bytes[..self.header.len()] != self.header[..] {
+        let mut body = bytes;
+        let read = if bytes[..self.header.len()] == self.header[..] {
+            self.reader.read_value(&mut body)
+        } else if let Some((h, old)) = self.history.iter().find(|(h, _)| bytes.starts_with(h)) {
+            body = &bytes[h.len()..];
+            apache_avro::from_avro_datum(old, &mut body, Some(&self.schema))
+        } else {
             return Err(DecodeError::new(
                 ErrorCode::UnsupportedSchemaVersion,
                 format!(
@@ -81,9 +115,8 @@ impl Codec {
                     hex::encode(&bytes[2..self.header.len()])
                 ),
             ));
-        }
-        let mut body = bytes;
-        let value = self.reader.read_value(&mut body).map_err(|e| {
+        };
+        let value = read.map_err(|e| {
             DecodeError::new(
                 ErrorCode::InvalidPayload,
                 format!("{what} Avro datum is invalid: {e}"),
@@ -164,8 +197,10 @@ fn inline_named_types(schema: &serde_json::Value) -> serde_json::Value {
     walk(schema, &mut HashMap::new(), &mut 0)
 }
 
-static COMMANDS: LazyLock<Codec> = LazyLock::new(|| Codec::new(COMMAND_SCHEMA_JSON));
-static EVENTS: LazyLock<Codec> = LazyLock::new(|| Codec::new(EVENT_SCHEMA_JSON));
+static COMMANDS: LazyLock<Codec> =
+    LazyLock::new(|| Codec::with_history(COMMAND_SCHEMA_JSON, &COMMAND_HISTORY));
+static EVENTS: LazyLock<Codec> =
+    LazyLock::new(|| Codec::with_history(EVENT_SCHEMA_JSON, &EVENT_HISTORY));
 static SIGNALS: LazyLock<Codec> = LazyLock::new(|| Codec::new(SIGNAL_SCHEMA_JSON));
 
 /// The signal schema text.

@@ -296,12 +296,23 @@ impl RegistryEvent {
         Uuid::new_v5(&EVENT_NS, command_id.as_bytes())
     }
 
-    /// Computes the chain hash over everything but `hash` and `signature`.
+    /// Computes the chain hash over everything but `hash` and `signature`. The fields added
+    /// with the autopilot (`autopilot`, `binding.cleared`) are left out of the hashed form
+    /// while at their defaults, so an event written before them hashes as it did then, and
+    /// a log written by an earlier version still verifies (MPR2 §8.5).
     pub fn compute_hash(&self) -> String {
         let mut v = serde_json::to_value(self).expect("events serialize");
         if let Some(obj) = v.as_object_mut() {
             obj.remove("hash");
             obj.remove("signature");
+            if obj.get("autopilot").is_some_and(serde_json::Value::is_null) {
+                obj.remove("autopilot");
+            }
+            if let Some(b) = obj.get_mut("binding").and_then(|b| b.as_object_mut())
+                && b.get("cleared") == Some(&serde_json::Value::Bool(false))
+            {
+                b.remove("cleared");
+            }
         }
         sha256_hex(&canonical_json(&v))
     }
