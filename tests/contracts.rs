@@ -416,7 +416,11 @@ fn avro_schemas_carry_the_contract_fields_and_symbols() {
         ("RevokeKey", "RevokeKeyPayload"),
     ]
     .into();
-    for file in ["command_envelope.avsc", "registry_event.avsc"] {
+    for file in [
+        "command_envelope.avsc",
+        "registry_event.avsc",
+        "signal.avsc",
+    ] {
         let path = Path::new(ROOT).join("schemas").join(file);
         let avsc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let mut named = BTreeMap::new();
@@ -1322,15 +1326,46 @@ fn autopilot_and_canary(w: &mut World) {
         )
     };
     let registry = testkit::registry_signer();
-    // A metric no rule reads: recorded and ignored.
+    // The same signal as Avro (schemas/signal.avsc), signed over its Avro bytes.
+    let avro_signal = |offset: i64| {
+        let json = signal(offset, "METRIC", "latency_ms", 12.5);
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &json.payload)
+                .unwrap();
+        let s: mpr::domain::autopilot::Signal = serde_json::from_slice(&bytes).unwrap();
+        let (bytes, sig) = codec::sign_avro_signal(&s, &observer);
+        let (back, _) = codec::decode_signal(&bytes, None, Some(&sig)).unwrap();
+        assert_eq!(back, s, "Avro signal round trip");
+        ForwardedSignal {
+            partition: 0,
+            offset,
+            content_type: codec::CONTENT_TYPE_AVRO.into(),
+            payload: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes),
+            signature: Some(sig),
+        }
+    };
+    // A metric no rule reads, once as JSON and once as Avro: recorded and ignored; both
+    // authenticate (none is refused).
     let r = w.submit_signed(
-        observe(vec![signal(1, "METRIC", "latency_ms", 12.5)]),
+        observe(vec![
+            signal(1, "METRIC", "latency_ms", 12.5),
+            avro_signal(2),
+        ]),
         Sig::Key(&registry),
     );
     expect(&r, R::SignalsObserved, Outcome::Accepted, None);
+    let o = w
+        .event_of(&r)
+        .autopilot
+        .as_ref()
+        .unwrap()
+        .observation
+        .clone()
+        .unwrap();
+    assert_eq!((o.ignored, o.refused), (2, 0), "{o:?}");
     // A SEV1 incident about the PRIMARY: the autopilot rolls it back.
     let r = w.submit_signed(
-        observe(vec![signal(2, "INCIDENT", "checkout-errors", 1.0)]),
+        observe(vec![signal(3, "INCIDENT", "checkout-errors", 1.0)]),
         Sig::Key(&registry),
     );
     expect(&r, R::BundleRolledBack, Outcome::Accepted, None);
@@ -1346,7 +1381,7 @@ fn autopilot_and_canary(w: &mut World) {
         .expect("the trigger is recorded");
     assert_eq!(trigger.rule_id, "sev1");
     // OBSERVE signed by any key but a registry key (here the gateway's) is refused.
-    let r = w.submit(observe(vec![signal(3, "INCIDENT", "x", 1.0)]));
+    let r = w.submit(observe(vec![signal(4, "INCIDENT", "x", 1.0)]));
     expect(
         &r,
         R::CommandRejected,
