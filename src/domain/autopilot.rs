@@ -1096,6 +1096,47 @@ mod tests {
         assert_eq!(f2.signal_ids, vec![Uuid::from_u128(1), Uuid::from_u128(2)]);
     }
 
+    /// What a scope keeps is bounded: a burst over 100 windows keeps the windows the rules
+    /// need (here 5), at most 8 ids per window, whatever arrives.
+    #[test]
+    fn kept_windows_and_ids_are_bounded() {
+        let mut a = policy(vec![Rule {
+            rule_id: "err".into(),
+            check: Check::Threshold {
+                metric: "error_rate".into(),
+                above: Fixed::from_f64(5.0).unwrap(),
+                windows: 5,
+            },
+        }]);
+        let b = v("1.0.0");
+        let bound = Bound {
+            primary: Some(&b),
+            previous: None,
+            canary: None,
+        };
+        let burst: Vec<Checked> = (0..2_000u128)
+            .map(|n| sig(n, "1.0.0", "error_rate", 0.01, (n % 100) as i64))
+            .collect();
+        for chunk in burst.chunks(500) {
+            let (o, fired) = a.observe(bound, chunk);
+            assert!(fired.is_none());
+            assert_eq!(o.counted, 500);
+            a = a.with(&o);
+        }
+        let s = a.series(&b, "error_rate").unwrap();
+        assert_eq!(s.windows.len(), 5);
+        assert!(s.windows.iter().all(|w| w.signal_ids.len() <= MAX_IDS));
+        // The newest five windows by start, each with every signal counted.
+        let starts: Vec<i64> = s
+            .windows
+            .iter()
+            .map(|w| w.window_start_utc.millis() / 60_000)
+            .collect();
+        assert_eq!(starts, vec![95, 96, 97, 98, 99]);
+        assert!(s.windows.iter().all(|w| w.count == 20));
+        assert!(a.policy.as_ref().unwrap().windows_needed() <= MAX_WINDOWS);
+    }
+
     #[test]
     fn repeats_unbound_and_unread_metrics_are_not_counted() {
         let a = policy(vec![Rule {
