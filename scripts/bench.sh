@@ -17,13 +17,13 @@ if [ -n "${SMOKE:-}" ]; then
   SKIP_MLFLOW=${SKIP_MLFLOW:-1}; SCALE_BUNDLES=${SCALE_BUNDLES:-3000}; BROKER_RECORDS=${BROKER_RECORDS:-5000}
   TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-3000}
   SIG_FAMILIES=${SIG_FAMILIES:-5}; SIG_BURST=${SIG_BURST:-2000}; SIG_RATE=${SIG_RATE:-200}; SIG_SECONDS=${SIG_SECONDS:-6}
-  FLOOD_RATE=${FLOOD_RATE:-1000}
+  FLOOD_RATE=${FLOOD_RATE:-1000}; SIG_CMD_RATE=${SIG_CMD_RATE:-100}
 else
   RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
   FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
   SCALE_BUNDLES=${SCALE_BUNDLES:-1000000}; TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-1000000}
   SIG_FAMILIES=${SIG_FAMILIES:-40}; SIG_BURST=${SIG_BURST:-100000}; SIG_RATE=${SIG_RATE:-1000}; SIG_SECONDS=${SIG_SECONDS:-40}
-  FLOOD_RATE=${FLOOD_RATE:-10000}
+  FLOOD_RATE=${FLOOD_RATE:-10000}; SIG_CMD_RATE=${SIG_CMD_RATE:-300}
 fi
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/raw"
@@ -146,22 +146,23 @@ done
 # Runtime signals (MPR2 §9): a burst's ingest rate (first produce until the view applied
 # every signal's OBSERVE), and the time from a triggering signal's produce to resolve
 # answering the rolled-back bundle, with SIG_RATE signals/s around it. Then command latency
-# (the latency stage's load) on a fresh stack, alone and next to a FLOOD_RATE signals/s flood
-# about unbound families: what a noisy monitor costs commands.
+# at SIG_CMD_RATE commands/s (below the pipeline's capacity, so that the figure is latency,
+# not a queue) on a fresh stack, alone and next to a FLOOD_RATE signals/s flood about unbound
+# families: what a noisy monitor costs commands.
 stage signals && for run in $(seq 1 "$RUNS"); do
   echo "== signals run $run"
   start_stack "sig$run"
   "$BENCH" --gateway-key "$BENCH_GATEWAY_KEY" --brokers "$MPR_BROKERS" --url "$URL" signals --families "$SIG_FAMILIES" \
     --burst "$SIG_BURST" --rate "$SIG_RATE" --seconds "$SIG_SECONDS" --family-prefix "sig$run" | tee "$OUT/raw/signals-$run.json"
   start_stack "quiet$run"
-  "$BENCH" --gateway-key "$BENCH_GATEWAY_KEY" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" \
+  "$BENCH" --gateway-key "$BENCH_GATEWAY_KEY" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$SIG_CMD_RATE" \
     --seconds "$LAT_SECONDS" --family-prefix "quiet$run" | tee "$OUT/raw/latency-quiet-$run.json"
   start_stack "flood$run"
   "$BENCH" --gateway-key "$BENCH_GATEWAY_KEY" --brokers "$MPR_BROKERS" --url "$URL" flood --rate "$FLOOD_RATE" \
     --seconds $((LAT_SECONDS + 15)) >"$OUT/raw/flood-$run.json" &
   FLOOD_PID=$!
   sleep 5
-  "$BENCH" --gateway-key "$BENCH_GATEWAY_KEY" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$RATE" \
+  "$BENCH" --gateway-key "$BENCH_GATEWAY_KEY" --brokers "$MPR_BROKERS" --url "$URL" latency --rate "$SIG_CMD_RATE" \
     --seconds "$LAT_SECONDS" --family-prefix "flood$run" | tee "$OUT/raw/latency-flood-$run.json"
   wait "$FLOOD_PID"; cat "$OUT/raw/flood-$run.json"
   curl -fsS "$URL/metrics" | grep -E '^mpr_signals_(read|applied)_total' | tee "$OUT/raw/flood-metrics-$run.txt" || true

@@ -749,22 +749,38 @@ async fn main() {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(5))
                     .build();
-                let mut lat = Vec::new();
-                let mut missed = 0;
-                for (fam, t) in rx {
+                let (mut lat, mut missed) = (Vec::new(), 0);
+                let mut pending: Vec<(String, Instant)> = Vec::new();
+                let mut closed = false;
+                loop {
                     loop {
-                        if resolved(&agent, &url, &token, &fam).as_deref() == Some("1.0.0") {
-                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                            break;
+                        match rx.try_recv() {
+                            Ok(x) => pending.push(x),
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                                closed = true;
+                                break;
+                            }
                         }
-                        if t.elapsed() > Duration::from_secs(30) {
-                            missed += 1;
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(1));
                     }
+                    // Every pending trigger is checked each round, so one slow trigger
+                    // does not delay the measurement of the next.
+                    pending.retain(|(fam, t)| {
+                        if resolved(&agent, &url, &token, fam).as_deref() == Some("1.0.0") {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            false
+                        } else if t.elapsed() > Duration::from_secs(60) {
+                            missed += 1;
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    if closed && pending.is_empty() {
+                        return (lat, missed);
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
                 }
-                (lat, missed)
             });
             let n = (rate * seconds) as usize;
             let interval = Duration::from_secs_f64(1.0 / rate as f64);

@@ -231,9 +231,26 @@ pub async fn run(
             Timestamp::from_millis(super::now_ms()),
         );
         metrics.signals_read(batch.len() as u64, fwd.dead.len() as u64);
-        for p in fwd.observes.iter().chain(&fwd.dead) {
-            send(&producer, p, &mut shutdown).await?;
+        // One chain per family key, in order (a scope's OBSERVEs must land in the order
+        // of their signals), the chains and the dead letters concurrently: a batch costs
+        // about one produce round trip, not one per scope.
+        let mut chains: BTreeMap<&[u8], Vec<&Produce>> = BTreeMap::new();
+        for p in &fwd.observes {
+            chains.entry(p.key.as_slice()).or_default().push(p);
         }
+        let sends = chains
+            .into_values()
+            .chain(fwd.dead.iter().map(|d| vec![d]))
+            .map(|chain| {
+                let (producer, mut shutdown) = (&producer, shutdown.clone());
+                async move {
+                    for p in chain {
+                        send(producer, p, &mut shutdown).await?;
+                    }
+                    Ok::<(), LogError>(())
+                }
+            });
+        futures::future::try_join_all(sends).await?;
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &fwd.commit {
             tpl.add_partition_offset(&topics.signals, *p, Offset::Offset(*o))?;
