@@ -7,8 +7,10 @@
 //! A signal keeps its bytes and its signature inside OBSERVE, so the processor
 //! authenticates it exactly like a command. Undecodable or oversized signals go to the DLQ
 //! here and never reach a partition. A burst of signals costs one OBSERVE per scope per
-//! batch (at most [`MAX_PER_OBSERVE`] signals each), not one command per signal: that is
-//! how a noisy monitor cannot crowd out commands. Offsets are committed only after every
+//! batch (at most [`MAX_PER_OBSERVE`] signals each; a batch lingers [`LINGER`] so that it
+//! gathers many), not one command per signal, and the intake forwards at most
+//! [`MAX_PER_SECOND`] signals a second: a flood beyond that waits in `signals` rather than
+//! ahead of commands. That is how a noisy monitor cannot crowd out commands. Offsets are committed only after every
 //! OBSERVE and DLQ record of the batch is acknowledged; a signal forwarded twice (after a
 //! crash before the commit) is counted once, because each scope keeps the highest
 //! `signals` offset it has counted.
@@ -44,9 +46,13 @@ pub const MAX_PER_OBSERVE: usize = 500;
 /// processor never refuses an OBSERVE as oversized.
 pub const MAX_OBSERVE_BYTES: usize = 224 * 1024;
 /// Records read into one batch at most.
-pub const MAX_BATCH: usize = 5_000;
+pub const MAX_BATCH: usize = 2_000;
 /// How long a batch waits for more records after its first.
-pub const LINGER: Duration = Duration::from_millis(20);
+pub const LINGER: Duration = Duration::from_millis(250);
+/// Signals forwarded per second at most. Each signal costs the processor a decode and a
+/// signature check on the partitions commands share, so a flood beyond this waits in
+/// `signals` (its consumer lag grows) instead of queueing ahead of commands.
+pub const MAX_PER_SECOND: u64 = 2_000;
 /// Namespace of OBSERVE command ids (UUIDv5 of the batch's coordinates).
 const OBSERVE_NS: Uuid = Uuid::from_u128(0x6d70_7200_7369_676e_616c_735f_6f62_7376);
 
@@ -213,7 +219,8 @@ pub async fn run(
             }
         };
         let mut batch = vec![Record::from_message(&first)];
-        let until = tokio::time::Instant::now() + LINGER;
+        let started = tokio::time::Instant::now();
+        let until = started + LINGER;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(until, consumer.recv()).await {
                 Ok(Ok(m)) => batch.push(Record::from_message(&m)),
@@ -251,6 +258,12 @@ pub async fn run(
                 }
             });
         futures::future::try_join_all(sends).await?;
+        // The pace: a batch of n signals takes at least n / MAX_PER_SECOND.
+        let floor = Duration::from_secs_f64(batch.len() as f64 / MAX_PER_SECOND as f64);
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            () = tokio::time::sleep_until(started + floor) => {}
+        }
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &fwd.commit {
             tpl.add_partition_offset(&topics.signals, *p, Offset::Offset(*o))?;
