@@ -10,10 +10,11 @@
 //! batch (at most [`MAX_PER_OBSERVE`] signals each; a batch lingers [`LINGER`] so that it
 //! gathers many), not one command per signal, and the intake forwards at most
 //! [`MAX_PER_SECOND`] signals a second: a flood beyond that waits in `signals` rather than
-//! ahead of commands. That is how a noisy monitor cannot crowd out commands. Offsets are committed only after every
-//! OBSERVE and DLQ record of the batch is acknowledged; a signal forwarded twice (after a
-//! crash before the commit) is counted once, because each scope keeps the highest
-//! `signals` offset it has counted.
+//! ahead of commands. That bounds what a noisy monitor adds to the commands' partitions;
+//! what a flood still costs on a shared broker is measured in BENCHMARKS.md (session 9).
+//! Offsets are committed only after every OBSERVE and DLQ record of the batch is
+//! acknowledged; a signal forwarded twice (after a crash before the commit) is counted
+//! once, because each scope keeps the highest `signals` offset it has counted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
