@@ -641,7 +641,18 @@ async fn main() {
             let fams: Vec<String> = (0..families)
                 .map(|f| format!("{family_prefix}-{f:04}"))
                 .collect();
-            let mut setup = catalogs();
+            // The gate's key and the catalogs first, visible before any publish is decided:
+            // they are on the catalog log, which no family partition waits for.
+            let platform = catalogs();
+            send_all(&p, &topic, &platform).await;
+            let url = a.url.clone();
+            let n_platform = platform.len() as u64;
+            tokio::task::spawn_blocking(move || {
+                wait_applied(&url, base + n_platform, Duration::from_secs(120))
+            })
+            .await
+            .unwrap();
+            let mut setup = Vec::new();
             for fam in &fams {
                 for v in ["1.0.0", "1.1.0"] {
                     setup.push(testkit::publish_signed("model-factory", fam, v));
@@ -685,13 +696,24 @@ async fn main() {
                 send_json(&p, &topic, &policy).await;
             }
             let url = a.url.clone();
-            let total = (setup.len() + fams.len()) as u64;
+            let total = n_platform + (setup.len() + fams.len()) as u64;
             let ok = tokio::task::spawn_blocking(move || {
                 wait_applied(&url, base + total, Duration::from_secs(600))
             })
             .await
             .unwrap();
             assert!(ok, "the set-up did not become visible");
+            // A family whose set-up failed would count as a missed trigger.
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .build();
+            for fam in &fams {
+                assert_eq!(
+                    resolved(&agent, &a.url, &a.token, fam).as_deref(),
+                    Some("1.1.0"),
+                    "the set-up of {fam} failed"
+                );
+            }
             let digests: Vec<String> = fams
                 .iter()
                 .map(|f| testkit::bundle(f, "1.1.0").digest())
