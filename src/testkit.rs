@@ -233,3 +233,21 @@ pub fn set_catalog(actor: &str, env: &str) -> CommandEnvelope {
         }),
     )
 }
+
+/// A JSON signal as the signal intake forwards it inside OBSERVE: from partition 0 of
+/// `signals` at `offset`, signed by `signer` when given.
+pub fn forwarded_signal(
+    signal: &serde_json::Value,
+    offset: i64,
+    signer: Option<&Signer>,
+) -> crate::domain::command::ForwardedSignal {
+    use base64::Engine;
+    crate::domain::command::ForwardedSignal {
+        partition: 0,
+        offset,
+        content_type: crate::codec::CONTENT_TYPE_JSON.into(),
+        payload: base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(signal).expect("JSON serializes")),
+        signature: signer.map(|k| crate::codec::sign_json_signal(signal, k)),
+    }
+}

@@ -513,14 +513,7 @@ fn credential(envelope: &CommandEnvelope, sig: &Sig) -> Credential {
         Sig::Key(s) => (*s).clone(),
         Sig::Unsigned => return Credential::Unsigned,
     };
-    let json_only = matches!(
-        envelope.command.command_type(),
-        CommandType::SetRollbackPolicy
-            | CommandType::Observe
-            | CommandType::CanarySetShare
-            | CommandType::CanaryComplete
-            | CommandType::CanaryAbort
-    );
+    let json_only = envelope.command.json_only();
     let (payload_type, body) = if json_only {
         (
             mpr::domain::trust::COMMAND_JSON_TYPE,
@@ -1305,16 +1298,7 @@ fn autopilot_and_canary(w: &mut World) {
             "observed_at_utc": "2026-11-20T09:01:00.000Z",
         });
         assert_valid("Signal", &s, "scenario signal");
-        ForwardedSignal {
-            partition: 0,
-            offset,
-            content_type: codec::CONTENT_TYPE_JSON.into(),
-            payload: base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                serde_json::to_vec(&s).unwrap(),
-            ),
-            signature: Some(codec::sign_json_signal(&s, &observer)),
-        }
+        testkit::forwarded_signal(&s, offset, Some(&observer))
     };
     let observe = |signals: Vec<ForwardedSignal>| {
         testkit::envelope(
@@ -2856,10 +2840,7 @@ fn avro_command_round_trip(env: &CommandEnvelope, ctx: &str) {
 fn avro_command_round_trips_are_lossless() {
     for (i, env) in all_commands().iter().enumerate() {
         let t = env.command.command_type();
-        if autopilot_commands()
-            .iter()
-            .any(|c| c.command.command_type() == t && t != CommandType::Promote)
-        {
+        if env.command.json_only() {
             // JSON only: the Avro envelope has no body for it, and decoding says so.
             let err = avro::decode_command(&avro::encode_command(env)).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidPayload, "{}", t.as_str());

@@ -761,16 +761,7 @@ mod autopilot {
             "window_end_utc": ts(start + 60_000),
             "observed_at_utc": ts(start + 60_000),
         });
-        ForwardedSignal {
-            partition: 0,
-            offset,
-            content_type: codec::CONTENT_TYPE_JSON.into(),
-            payload: base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                serde_json::to_vec(&s).unwrap(),
-            ),
-            signature: None,
-        }
+        testkit::forwarded_signal(&s, offset, None)
     }
 
     /// A processor: decides `inputs` in order from `part`, as the partition's owner does.

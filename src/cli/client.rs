@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{
-    CanaryCmd, CatalogCmd, Cli, Cmd, EXIT_REJECTED, EXIT_UNAVAILABLE, KeyCmd, PolicyCmd, SignalCmd,
+    CanaryCmd, CatalogCmd, Cli, Cmd, EXIT_REJECTED, EXIT_UNAVAILABLE, FamilyScopeArgs, KeyCmd,
+    PolicyCmd, SignalCmd,
 };
 
 /// A failed client call.
@@ -352,9 +353,12 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
         Cmd::Policy {
             action:
                 PolicyCmd::Set {
-                    bundle_id,
-                    env,
-                    tenant,
+                    scope:
+                        FamilyScopeArgs {
+                            bundle_id,
+                            env,
+                            tenant,
+                        },
                     file,
                     clear,
                     reason,
@@ -378,9 +382,12 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
         Cmd::Policy {
             action:
                 PolicyCmd::Show {
-                    bundle_id,
-                    env,
-                    tenant,
+                    scope:
+                        FamilyScopeArgs {
+                            bundle_id,
+                            env,
+                            tenant,
+                        },
                 },
         } => {
             let scope = c.get(&format!(
@@ -473,9 +480,12 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     )
                 }
                 CanaryCmd::Set {
-                    bundle_id,
-                    env,
-                    tenant,
+                    scope:
+                        FamilyScopeArgs {
+                            bundle_id,
+                            env,
+                            tenant,
+                        },
                     percent,
                     reason,
                 } => (
@@ -483,15 +493,21 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                     json!({"tenant_id": tenant, "share_bp": bp(*percent), "reason": reason}),
                 ),
                 CanaryCmd::Complete {
-                    bundle_id,
-                    env,
-                    tenant,
+                    scope:
+                        FamilyScopeArgs {
+                            bundle_id,
+                            env,
+                            tenant,
+                        },
                     reason,
                 }
                 | CanaryCmd::Abort {
-                    bundle_id,
-                    env,
-                    tenant,
+                    scope:
+                        FamilyScopeArgs {
+                            bundle_id,
+                            env,
+                            tenant,
+                        },
                     reason,
                 } => {
                     let verb = if matches!(action, CanaryCmd::Complete { .. }) {

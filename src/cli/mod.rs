@@ -75,6 +75,20 @@ pub struct ScopeArgs {
     pub degrade: bool,
 }
 
+/// One scope of one family (the policy and canary commands).
+#[derive(Debug, Clone, Args)]
+pub struct FamilyScopeArgs {
+    /// Family.
+    #[arg(long = "bundle-id")]
+    pub bundle_id: String,
+    /// Environment.
+    #[arg(long = "env")]
+    pub env: String,
+    /// Tenant (default `*`).
+    #[arg(long = "tenant", default_value = "*")]
+    pub tenant: String,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
@@ -315,15 +329,8 @@ pub enum SignalCmd {
 pub enum PolicyCmd {
     /// SET_ROLLBACK_POLICY from a RollbackPolicy JSON file (`--clear` removes it).
     Set {
-        /// Family.
-        #[arg(long = "bundle-id")]
-        bundle_id: String,
-        /// Environment.
-        #[arg(long = "env")]
-        env: String,
-        /// Tenant (default `*`).
-        #[arg(long = "tenant", default_value = "*")]
-        tenant: String,
+        #[command(flatten)]
+        scope: FamilyScopeArgs,
         /// The policy file.
         #[arg(long, required_unless_present = "clear")]
         file: Option<PathBuf>,
@@ -336,15 +343,8 @@ pub enum PolicyCmd {
     },
     /// A scope's policy, kept windows, guard-rail state, canary and automated decisions.
     Show {
-        /// Family.
-        #[arg(long = "bundle-id")]
-        bundle_id: String,
-        /// Environment.
-        #[arg(long = "env")]
-        env: String,
-        /// Tenant (default `*`).
-        #[arg(long = "tenant", default_value = "*")]
-        tenant: String,
+        #[command(flatten)]
+        scope: FamilyScopeArgs,
     },
 }
 
@@ -370,15 +370,8 @@ pub enum CanaryCmd {
     },
     /// Change the canary's share.
     Set {
-        /// Family.
-        #[arg(long = "bundle-id")]
-        bundle_id: String,
-        /// Environment.
-        #[arg(long = "env")]
-        env: String,
-        /// Tenant (default `*`).
-        #[arg(long = "tenant", default_value = "*")]
-        tenant: String,
+        #[command(flatten)]
+        scope: FamilyScopeArgs,
         /// Share of routing keys, in percent.
         #[arg(long)]
         percent: f64,
@@ -388,30 +381,16 @@ pub enum CanaryCmd {
     },
     /// The canary becomes the PRIMARY.
     Complete {
-        /// Family.
-        #[arg(long = "bundle-id")]
-        bundle_id: String,
-        /// Environment.
-        #[arg(long = "env")]
-        env: String,
-        /// Tenant (default `*`).
-        #[arg(long = "tenant", default_value = "*")]
-        tenant: String,
+        #[command(flatten)]
+        scope: FamilyScopeArgs,
         /// Why.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Remove the canary.
     Abort {
-        /// Family.
-        #[arg(long = "bundle-id")]
-        bundle_id: String,
-        /// Environment.
-        #[arg(long = "env")]
-        env: String,
-        /// Tenant (default `*`).
-        #[arg(long = "tenant", default_value = "*")]
-        tenant: String,
+        #[command(flatten)]
+        scope: FamilyScopeArgs,
         /// Why.
         #[arg(long)]
         reason: Option<String>,

@@ -16,24 +16,6 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-fn send(method: &str, url: &str, token: &str, body: &Value) -> (u16, Value) {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    match req.send_json(body.clone()) {
-        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
-}
-
-fn accepted(method: &str, url: &str, token: &str, body: &Value) -> Value {
-    let (s, v) = send(method, url, token, body);
-    assert!(
-        (200..300).contains(&s) && v["outcome"] != "REJECTED",
-        "{method} {url}: {s} {v}"
-    );
-    v
-}
-
 fn signal(version: &str, digest: &str, value: f64, window: u32) -> Value {
     json!({
         "signal_id": uuid::Uuid::new_v4(),

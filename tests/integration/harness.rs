@@ -518,3 +518,23 @@ pub fn wait_result(url: &str, command_id: uuid::Uuid) -> Value {
         (s == 200).then_some(v)
     })
 }
+
+/// HTTP POST or PUT of `body` with a token; returns (status, JSON body).
+pub fn send(method: &str, url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
+    match req.send_json(body.clone()) {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+/// Sends and requires an accepted command.
+pub fn accepted(method: &str, url: &str, token: &str, body: &Value) -> Value {
+    let (s, v) = send(method, url, token, body);
+    assert!(
+        (200..300).contains(&s) && v["outcome"] != "REJECTED",
+        "{method} {url}: {s} {v}"
+    );
+    v
+}

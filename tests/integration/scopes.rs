@@ -4,29 +4,9 @@
 
 use mpr::config::Principal;
 use mpr::domain::bundle::sha256_hex;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::*;
-
-/// HTTP POST or PUT of `body` with a token; returns (status, JSON body).
-fn send(method: &str, url: &str, token: &str, body: &Value) -> (u16, Value) {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    match req.send_json(body.clone()) {
-        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
-}
-
-/// Sends and requires an accepted command.
-fn accepted(method: &str, url: &str, token: &str, body: &Value) -> Value {
-    let (s, v) = send(method, url, token, body);
-    assert!(
-        (200..300).contains(&s) && v["outcome"] != "REJECTED",
-        "{method} {url}: {s} {v}"
-    );
-    v
-}
 
 #[test]
 fn a_dev_reader_cannot_resolve_or_see_prod() {
