@@ -18,12 +18,14 @@ if [ -n "${SMOKE:-}" ]; then
   TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-3000}
   SIG_FAMILIES=${SIG_FAMILIES:-5}; SIG_BURST=${SIG_BURST:-2000}; SIG_RATE=${SIG_RATE:-200}; SIG_SECONDS=${SIG_SECONDS:-6}
   FLOOD_RATE=${FLOOD_RATE:-1000}; SIG_CMD_RATE=${SIG_CMD_RATE:-100}
+  CONSOLE_VERSIONS=${CONSOLE_VERSIONS:-1000}; CONSOLE_REQUESTS=${CONSOLE_REQUESTS:-50}
 else
   RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
   FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
   SCALE_BUNDLES=${SCALE_BUNDLES:-1000000}; TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-1000000}
   SIG_FAMILIES=${SIG_FAMILIES:-40}; SIG_BURST=${SIG_BURST:-100000}; SIG_RATE=${SIG_RATE:-1000}; SIG_SECONDS=${SIG_SECONDS:-40}
   FLOOD_RATE=${FLOOD_RATE:-10000}; SIG_CMD_RATE=${SIG_CMD_RATE:-300}
+  CONSOLE_VERSIONS=${CONSOLE_VERSIONS:-10000}; CONSOLE_REQUESTS=${CONSOLE_REQUESTS:-1000}
 fi
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/raw"
@@ -91,7 +93,7 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/tansu.pid"; }
 
-STAGES=${STAGES:-broker commands latency signals scale takeover resolve mlflow}
+STAGES=${STAGES:-broker commands latency signals console scale takeover resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 # The broker's own ceiling with a stock client, on a fresh broker (evidence for the
@@ -166,6 +168,13 @@ stage signals && for run in $(seq 1 "$RUNS"); do
     --seconds "$LAT_SECONDS" --family-prefix "flood$run" | tee "$OUT/raw/latency-flood-$run.json"
   wait "$FLOOD_PID"; cat "$OUT/raw/flood-$run.json"
   curl -fsS "$URL/metrics" | grep -E '^mpr_signals_(read|applied)_total' | tee "$OUT/raw/flood-metrics-$run.txt" || true
+done
+
+# The console's pages over an in-process view of CONSOLE_VERSIONS bundle versions, through
+# the registry's own router on a loopback socket (no broker): p50/p99 per page.
+stage console && for run in $(seq 1 "$RUNS"); do
+  echo "== console run $run"
+  "$BENCH" console --versions "$CONSOLE_VERSIONS" --requests "$CONSOLE_REQUESTS" | tee "$OUT/raw/console-$run.json"
 done
 
 # Footprint and cold rebuilds at scale: SCALE_BUNDLES publish commands (one bundle and one
@@ -258,6 +267,15 @@ resolve_load() { # $1 = label; saturation, then the fixed open-loop rate, RUNS t
 KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 start_stack resolve
 "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/resolve-warmup.json"
 resolve_load resolve
+# The machine's HTTP ceiling, loaded the same way in the same run: a trivial axum handler
+# with a 900-byte body (mpr_bench trivial). bench_summary.py records resolve_rps over it.
+TRIVIAL_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$BENCH" trivial --listen "127.0.0.1:$TRIVIAL_PORT" & TRIVIAL_PID=$!
+sleep 1
+for run in $(seq 1 "$RUNS"); do
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 "http://127.0.0.1:$TRIVIAL_PORT/trivial" >"$OUT/raw/trivial-saturation-$run.json"
+done
+kill "$TRIVIAL_PID"; wait "$TRIVIAL_PID" 2>/dev/null || true
 # Without it: every request reads RocksDB and renders JSON.
 KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_MIB=0 start_stack resolve
 resolve_load resolve-nocache

@@ -16,6 +16,18 @@ def load(pattern):
     return rows
 
 
+def load_lines(pattern):
+    """JSON lines: every object of every file."""
+    rows = []
+    for f in sorted(glob.glob(os.path.join(raw, pattern))):
+        for line in open(f):
+            try:
+                rows.append(json.loads(line))
+            except Exception:
+                pass
+    return rows
+
+
 def oha(pattern):
     rows = []
     for d in load(pattern):
@@ -74,9 +86,22 @@ summary = {
     "resolve_nocache_fixed_rate_p99_ms": med(oha("resolve-nocache-rate-*.json"), "p99_ms"),
     "resolve_nocache_fixed_rate_p999_ms": med(oha("resolve-nocache-rate-*.json"), "p999_ms"),
     "resolve_warmup_rps": med(oha("resolve-warmup.json"), "rps"),
+    "trivial_handler_rps": med(oha("trivial-saturation-*.json"), "rps"),
     "promote_p50_ms": med(load("promote-*.json"), "p50_ms"),
     "promote_p99_ms": med(load("promote-*.json"), "p99_ms"),
 }
+# Resolve against the machine's HTTP ceiling (a trivial handler, same load, same run).
+if summary["resolve_rps"] and summary["trivial_handler_rps"]:
+    summary["resolve_to_trivial_ratio"] = round(
+        summary["resolve_rps"]["median"] / summary["trivial_handler_rps"]["median"], 3)
+
+# The console's pages (mpr_bench console): per page, the medians over runs of p50 and p99.
+for page in ("bundles_first_page", "bundles_state_filter", "bundles_text_search", "bundle_version"):
+    rows = [r for r in load_lines("console-*.json") if r.get("page") == page]
+    summary[f"console_{page}_p50_ms"] = med(rows, "p50_ms")
+    summary[f"console_{page}_p99_ms"] = med(rows, "p99_ms")
+
+
 # Mean seconds per command of the registry's latency histograms (warm-up included, so the
 # first ~30 commands' start-up wait is in the sums).
 def hist_means(name):

@@ -23,3 +23,7 @@ if ! python3 -c 'import confluent_kafka, cryptography, rfc8785, fastavro' >/dev/
   python3 -m pip install -q confluent-kafka cryptography rfc8785 fastavro >/dev/null 2>&1 \
     || { echo "setup: cannot install the Python packages the stock-client checks need" >&2; exit 1; }
 fi
+
+# The console's checks (scripts/console_check.sh): Chromium and chromedriver (Debian),
+# Selenium and openapi-python-client (PyPI).
+./scripts/setup_console.sh

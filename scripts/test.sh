@@ -2,7 +2,9 @@
 # The README's test command. Installs what is missing (scripts/setup.sh), checks
 # formatting, runs every test (unit, conformance vectors, property, contract, and the
 # integration tests against a real tansu broker and real RocksDB), then checks that a
-# stock Kafka client (Python confluent-kafka) can drive the running registry.
+# stock Kafka client (Python confluent-kafka) can drive the running registry, and walks the
+# console in headless Chromium and drives the API with a client generated from its OpenAPI
+# document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -10,4 +12,5 @@ cargo fmt --check
 # Integration tests each start a broker and a registry; on 2 cores they run one at a time.
 cargo test --locked --all-targets -- --test-threads=1
 ./scripts/stock_client_check.sh
+./scripts/console_check.sh
 echo "test.sh: all checks passed"

@@ -151,6 +151,7 @@ pub async fn run(
             events_topic: crate::log::Topics::new(&cfg.kafka.topic_prefix).events,
             catalog_topic: crate::log::Topics::new(&cfg.kafka.topic_prefix).catalog,
         }),
+        console: Arc::new(crate::console::Console::new(keys.registry_accepted.clone())),
         metrics,
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(api::resolve::ResolveCache::new(cfg.http.resolve_cache_mib)),

@@ -18,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod log;
 pub mod metrics;

@@ -51,6 +51,10 @@ pub struct Metrics {
     pub resolve_seconds: Histogram,
     /// Resolve requests by outcome.
     pub resolve_requests: Family<OutcomeLabels, Counter>,
+    /// `resolve_requests{outcome="ok"}`, held apart: the hot path skips the label lookup.
+    pub resolve_ok: Counter,
+    /// `resolve_requests{outcome="not_modified"}`, likewise.
+    pub resolve_not_modified: Counter,
     /// Commands decided, by type, outcome and code.
     pub commands: Family<CommandLabels, Counter>,
     /// Time from a command's log timestamp to its event being durable, seconds.
@@ -110,9 +114,20 @@ impl Metrics {
         let mut registry = Registry::with_prefix("mpr");
         let resolve_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let command_seconds = Histogram::new(exponential_buckets(0.000_5, 2.0, 16));
+        let resolve_requests = Family::<OutcomeLabels, Counter>::default();
+        let outcome = |o: &str| {
+            resolve_requests
+                .get_or_create(&OutcomeLabels {
+                    outcome: o.to_owned(),
+                })
+                .clone()
+        };
+        let (resolve_ok, resolve_not_modified) = (outcome("ok"), outcome("not_modified"));
         let m = Self {
             resolve_seconds,
-            resolve_requests: Family::default(),
+            resolve_ok,
+            resolve_not_modified,
+            resolve_requests,
             commands: Family::default(),
             command_seconds,
             command_receive_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),

@@ -51,6 +51,8 @@ const TOKENS: &[(&str, &str, &[&str])] = &[
     ("audit", "t-audit", &["auditor"]),
 ];
 
+#[path = "api/console.rs"]
+mod console;
 #[path = "api/limits.rs"]
 mod limits;
 #[path = "api/scopes.rs"]
@@ -119,7 +121,9 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
                 let Sim { part, cat, .. } = &*sim;
                 infallible(decide::route(part, &part.chain, cat, &g2, &input))
             };
-            if let Decision::Append(e) = d {
+            if let Decision::Append(mut e) = d {
+                // Signed by the registry, as the real processor signs every event.
+                e.sign(&mpr::testkit::registry_signer());
                 let off = if e.log == LogId::Catalog {
                     sim.cat.apply(&e).unwrap();
                     sim.offsets.1 += 1;
@@ -150,6 +154,7 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
             events_topic: "mpr.events".into(),
             catalog_topic: "mpr.catalog".into(),
         }),
+        console: Arc::new(mpr::console::Console::new(mpr::testkit::registry_keys())),
     };
     Harness {
         router: mpr::api::router(state),
@@ -292,6 +297,169 @@ fn checked_in_openapi_matches_the_code() {
         checked_in == generated,
         "contracts/openapi.json drifted; run `mpr openapi > contracts/openapi.json`"
     );
+}
+
+/// Validates `v` against the contract's `$def` `name`.
+fn assert_matches_def(name: &str, v: &Value) {
+    let contract: Value = serde_json::from_str(mpr::api::openapi::CONTRACT).unwrap();
+    let schema = json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": contract["$defs"], "$ref": format!("#/$defs/{name}")});
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{name}: {errors:?}\n{v}");
+}
+
+/// Every operation of the document is served by the router (it is neither the unknown-route
+/// 404 nor a 405), every body the document names is a component, every command route
+/// declares its request body, and every operation answers an ErrorResponse by default.
+#[tokio::test]
+async fn every_documented_operation_is_a_route_with_its_schemas() {
+    let h = harness_with(true);
+    let doc = mpr::api::openapi::document();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let text = doc.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = r.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "dangling $ref {name}");
+    }
+    let mut count = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            count += 1;
+            let id = op["operationId"].as_str().unwrap();
+            if matches!(method.as_str(), "post" | "put") {
+                // A `$ref`, or for an optional body `oneOf: [null, $ref]`.
+                let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+                let named = schema["$ref"].is_string()
+                    || schema["oneOf"]
+                        .as_array()
+                        .is_some_and(|o| o.iter().any(|s| s["$ref"].is_string()));
+                assert!(named, "{id} has no request body schema");
+            }
+            assert!(
+                op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/ErrorResponse"),
+                "{id}"
+            );
+            let ok = op["responses"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| k.starts_with('2'))
+                .unwrap();
+            assert!(
+                !ok.1["content"].is_null(),
+                "{id}: its success answer has no schema"
+            );
+            let uri = path
+                .replace("{bundle_id}", "fam")
+                .replace("{version}", "1.0.0")
+                .replace("{environment}", "prod")
+                .replace("{tenant_id}", "acme")
+                .replace("{command_id}", "00000000-0000-4000-8000-000000000000")
+                .replace("{action}", "approve");
+            let (s, v, _) = h
+                .call(
+                    &method.to_uppercase(),
+                    &uri,
+                    Some("t-admin"),
+                    Some(json!({})),
+                )
+                .await;
+            let fallback = v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no route"))
+                || s == StatusCode::METHOD_NOT_ALLOWED;
+            assert!(
+                !fallback,
+                "{method} {path} ({id}) is documented but not routed: {s} {v}"
+            );
+        }
+    }
+    assert!(count >= 24, "{count} operations");
+}
+
+/// The answers the document names by contract `$def` match them: the API's own bodies
+/// (pages, bindings, readiness, pending commands, dry runs) against the real routes.
+#[tokio::test]
+async fn every_answer_matches_its_contract_schema() {
+    let h = harness_with(true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    live(&h, "doc-fam", "1.0.0", "*").await;
+    let get = |uri: &'static str, token: &'static str| {
+        let h = &h;
+        async move {
+            let (s, v, _) = h.call("GET", uri, Some(token), None).await;
+            assert!(s.is_success(), "{uri}: {s} {v}");
+            v
+        }
+    };
+    let (_, health, _) = h.call("GET", "/healthz", None, None).await;
+    assert_matches_def("Health", &health);
+    let (_, ready, _) = h.call("GET", "/readyz", None, None).await;
+    assert_matches_def("Readiness", &ready);
+    assert_matches_def(
+        "BundlePage",
+        &get("/v1/bundles?state=ACTIVE", "t-read").await,
+    );
+    assert_matches_def("BundlePage", &get("/v1/bundles/doc-fam", "t-read").await);
+    assert_matches_def(
+        "BundleRecord",
+        &get("/v1/bundles/doc-fam/versions/1.0.0", "t-read").await,
+    );
+    assert_matches_def(
+        "ScopeBindings",
+        &get("/v1/scopes/prod/*/doc-fam", "t-read").await,
+    );
+    assert_matches_def(
+        "HistoryPage",
+        &get("/v1/scopes/prod/*/doc-fam/history", "t-read").await,
+    );
+    assert_matches_def(
+        "EventPage",
+        &get("/v1/events?bundle_id=doc-fam", "t-audit").await,
+    );
+    assert_matches_def("CatalogListing", &get("/v1/catalog", "t-read").await);
+    assert_matches_def(
+        "Checkpoints",
+        &get("/v1/audit/checkpoints", "t-audit").await,
+    );
+    assert_matches_def(
+        "ResolveActiveResponse",
+        &get("/v1/resolve?environment=prod&bundle_id=doc-fam", "t-read").await,
+    );
+    let dry = h
+        .ok("POST", "/v1/promotions/dry-run", "t-dep", json!({"bundle_id": "doc-fam", "bundle_version": "1.0.0", "environment": "prod", "tenant_id": "acme"}))
+        .await;
+    assert_eq!(dry["outcome"], "ACCEPTED", "{dry}");
+    assert_matches_def("DryRunResponse", &dry);
+    let refused = h
+        .ok(
+            "POST",
+            "/v1/promotions/dry-run",
+            "t-dep",
+            json!({"bundle_id": "doc-fam", "bundle_version": "9.9.9", "environment": "prod"}),
+        )
+        .await;
+    assert_eq!(refused["outcome"], "REJECTED");
+    assert_matches_def("DryRunResponse", &refused);
+    // A command whose result the view does not get in time: 202.
+    let pending = harness_with(false);
+    let (s, v, _) = pending
+        .call(
+            "POST",
+            "/v1/promotions",
+            Some("t-dep"),
+            Some(json!({"bundle_id": "doc-fam", "bundle_version": "1.0.0", "environment": "prod"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_matches_def("PendingCommand", &v);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,12 @@
 //! C2SP signed notes (`domain::checkpoint`), so that an auditor can pin the log's state
 //! and later check it with `mpr verify-audit --checkpoint`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -27,14 +28,26 @@ pub struct CheckpointSigner {
 }
 
 /// `GET /v1/audit/checkpoints`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit/checkpoints", get(get_checkpoints))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_checkpoints))
 }
 
 /// One signed checkpoint per `events` partition and one of the `catalog` log, each of the
 /// head this view has applied (only events the registry signed are ever applied). A
 /// checkpoint covers a whole log, so it needs a grant that reads everything (such as
 /// `auditor`); a scoped token gets 403.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoints",
+    operation_id = "get_checkpoints",
+    summary = "Signed checkpoints of the log heads this replica's view has applied",
+    description = "One C2SP signed note per events partition and one of the catalog log (origin mpr/<topic>/<partition>, the head's seq, the base64 head hash), signed by the registry key under the name mpr-registry. Check one later with mpr verify-audit --checkpoint FILE. Needs a grant that reads everything (an unlimited reader, auditor or admin); a scoped token gets 403 FORBIDDEN.",
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::Checkpoints),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_checkpoints(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
     let p = s.principal(&h)?;
     if !s.access(&p).reads_everything() {

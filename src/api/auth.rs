@@ -9,12 +9,17 @@ use axum::http::HeaderMap;
 use super::error::ApiError;
 use crate::config::Principal;
 use crate::domain::ErrorCode;
-use crate::domain::bundle::sha256_hex;
 
 /// Token hash -> principal.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
-    by_hash: HashMap<String, Principal>,
+    /// By the SHA-256 digest of the token (raw bytes: no hex string per request).
+    by_hash: HashMap<[u8; 32], Principal>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl Auth {
@@ -22,9 +27,18 @@ impl Auth {
     pub fn new(principals: &[Principal]) -> Self {
         let by_hash = principals
             .iter()
-            .filter_map(|p| Some((p.token_sha256.clone()?.to_lowercase(), p.clone())))
+            .filter_map(|p| {
+                let hex = p.token_sha256.as_deref()?;
+                let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+                Some((bytes, p.clone()))
+            })
             .collect();
         Self { by_hash }
+    }
+
+    /// The principal a token names, if any (the console's sign-in).
+    pub fn by_token(&self, token: &str) -> Option<Principal> {
+        self.by_hash.get(&digest(token)).cloned()
     }
 
     /// The principal behind `Authorization: Bearer <token>`, or 401.
@@ -45,7 +59,7 @@ impl Auth {
             )
         })?;
         self.by_hash
-            .get(&sha256_hex(token.trim().as_bytes()))
+            .get(&digest(token.trim()))
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "unknown or revoked token"))
     }

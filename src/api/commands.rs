@@ -9,16 +9,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
-use axum::{Json, Router};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, status_of};
@@ -164,31 +165,44 @@ impl CommandSink for KafkaSink {
     }
 }
 
-/// Command routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/commands", post(post_command))
-        .route("/v1/bundles", post(post_publish))
-        .route(
-            "/v1/bundles/{bundle_id}/versions/{version}/{action}",
-            post(post_lifecycle),
-        )
-        .route("/v1/promotions", post(post_promote))
-        .route("/v1/rollbacks", post(post_rollback))
-        .route("/v1/catalog/{environment}", put(put_catalog))
-        .route("/v1/policies/{bundle_id}/{environment}", put(put_policy))
-        .route(
-            "/v1/canaries/{bundle_id}/{environment}/{action}",
-            post(post_canary),
-        )
-        .route("/v1/signals", post(post_signal))
+/// Command routes, each with its OpenAPI operation.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_command))
+        .routes(routes!(post_publish))
+        .routes(routes!(post_lifecycle))
+        .routes(routes!(post_promote))
+        .routes(routes!(post_promote_dry_run))
+        .routes(routes!(post_rollback))
+        .routes(routes!(put_catalog))
+        .routes(routes!(put_policy))
+        .routes(routes!(post_canary))
+        .routes(routes!(post_signal))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/policies/{bundle_id}/{environment}",
+    operation_id = "put_policy",
+    summary = "SET_ROLLBACK_POLICY: set (or, with policy null, clear) a scope's rollback policy",
+    description = "Deployer (in that environment) or admin. The body may name tenant_id (default *), reason and command_id; bundle_id and environment come from the path (MPR2 §9.3).",
+    params(
+        ("bundle_id" = String, Path, description = "Family"),
+        ("environment" = String, Path, description = "Environment"),
+    ),
+    request_body(content = crate::api::commands::SetRollbackPolicyBody, description = "The policy (null clears it), the tenant, and optional command_id and reason", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn put_policy(
     State(s): State<AppState>,
     h: HeaderMap,
     Path((bundle_id, environment)): Path<(String, String)>,
-    JsonBody(mut body): JsonBody<WithMeta>,
+    JsonBody(SetRollbackPolicyBody(mut body)): JsonBody<SetRollbackPolicyBody>,
 ) -> Response {
     body.payload.insert("bundle_id".into(), json!(bundle_id));
     body.payload
@@ -197,11 +211,30 @@ async fn put_policy(
     post_typed(s, h, "SET_ROLLBACK_POLICY", body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/canaries/{bundle_id}/{environment}/{action}",
+    operation_id = "post_canary",
+    summary = "share (CANARY_SET_SHARE, body share_bp), complete (CANARY_COMPLETE) or abort (CANARY_ABORT)",
+    description = "Deployer (in that environment) or admin. A canary is started by POST /v1/promotions with canary_share_bp. NO_CANARY (409) when the scope runs none (MPR2 §9.6).",
+    params(
+        ("bundle_id" = String, Path, description = "Family"),
+        ("environment" = String, Path, description = "Environment"),
+        ("action" = String, Path, description = "share, complete or abort"),
+    ),
+    request_body(content = Option<crate::api::commands::CanaryBody>, description = "Optional except for share (share_bp)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_canary(
     State(s): State<AppState>,
     h: HeaderMap,
     Path((bundle_id, environment, action)): Path<(String, String, String)>,
-    OptionalJson(mut body): OptionalJson<WithMeta>,
+    OptionalJson(CanaryBody(mut body)): OptionalJson<CanaryBody>,
 ) -> Response {
     let command_type = match action.as_str() {
         "share" => "CANARY_SET_SHARE",
@@ -224,6 +257,19 @@ async fn post_canary(
 /// `POST /v1/signals`: one runtime signal, sent for the token's actor (who needs the
 /// `observer` role in its environment), signed by the API gateway and written to
 /// `signals`. 202: the autopilot counts it when the intake forwards it.
+#[utoipa::path(
+    post,
+    path = "/v1/signals",
+    operation_id = "post_signal",
+    summary = "Send one runtime signal for the token's actor (observer role)",
+    description = "The API gateway signs it for the token's actor and writes it to the signals topic; actor defaults to the token's and signal_id to a new UUID. 403 FORBIDDEN without the observer role in the signal's environment. Counted when the signal intake forwards it (MPR2 §9.1).",
+    request_body(content = crate::domain::autopilot::Signal, description = "One runtime signal (actor and signal_id default from the token and a fresh id)", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Success", body = crate::api::openapi::doc::SignalAccepted),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_signal(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Value>) -> Response {
     let inner = async {
         let p = s.principal(&h)?;
@@ -271,9 +317,10 @@ async fn post_signal(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Val
     inner.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Optional fields every typed route accepts.
+/// Optional fields every typed route accepts; the whole optional body of the lifecycle and
+/// canary complete/abort routes (contract `CommandMeta`).
 #[derive(Debug, Default, Deserialize)]
-struct Meta {
+pub struct CommandMeta {
     #[serde(default)]
     command_id: Option<uuid::Uuid>,
     #[serde(default)]
@@ -382,12 +429,41 @@ async fn run(s: &AppState, h: &HeaderMap, body: Value) -> Result<Response, ApiEr
     Ok(answer(r, &env, s))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands",
+    operation_id = "post_command",
+    summary = "Any command; waits for its result or answers 202 with the command_id",
+    description = "Any command type, including the admin key commands REGISTER_KEY and REVOKE_KEY. The API signs the command with its gateway key for the token's actor (MPR2 §8.2); the event records signed_by and via api-gateway. Refused before anything is produced when the encoded command exceeds 262144 bytes (413 INVALID_PAYLOAD) or would not decode from the log (400). After http.command_timeout_ms without a result: 202 with the command_id to poll. Trust refusals: UNAUTHENTICATED 401, UNKNOWN_KEY 404, GATE_MISSING 409, GATE_RECEIPT_UNVERIFIED 422.",
+    request_body(content = crate::domain::CommandEnvelope, description = "Any command envelope; actor comes from the token", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_command(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Value>) -> Response {
     run(&s, &h, body.0)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/bundles",
+    operation_id = "post_publish",
+    summary = "Publish a bundle with its PASS gate receipt",
+    description = "The receipt must be signed by a live key registered for its gate_name (GATE_RECEIPT_UNVERIFIED, 422, otherwise; MPR2 §8.4).",
+    request_body(content = crate::api::types::PublishBundleRequest, description = "The bundle and its PASS gate receipt", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Success", body = crate::api::types::PublishBundleResponse),
+        (status = 200, description = "Already registered with the same digest (DUPLICATE), or the refusal as a result", body = crate::api::types::PublishBundleResponse),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Value>) -> Response {
     let inner = async {
         let p = s.principal(&h)?;
@@ -450,7 +526,7 @@ async fn post_publish(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Va
     inner.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn typed(command_type: &str, payload: Value, meta: Meta) -> Value {
+fn typed(command_type: &str, payload: Value, meta: CommandMeta) -> Value {
     let mut v = json!({"command_type": command_type, "payload": payload});
     if let Some(id) = meta.command_id {
         v["command_id"] = json!(id);
@@ -461,11 +537,29 @@ fn typed(command_type: &str, payload: Value, meta: Meta) -> Value {
     v
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/bundles/{bundle_id}/versions/{version}/{action}",
+    operation_id = "post_lifecycle",
+    summary = "nominate, approve, reject or retire",
+    params(
+        ("bundle_id" = String, Path, description = "Family"),
+        ("version" = String, Path, description = "Bundle version"),
+        ("action" = String, Path, description = "nominate, approve, reject or retire"),
+    ),
+    request_body(content = Option<crate::api::commands::CommandMeta>, description = "Optional: an idempotency key and a reason", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_lifecycle(
     State(s): State<AppState>,
     h: HeaderMap,
     Path((bundle_id, version, action)): Path<(String, String, String)>,
-    OptionalJson(meta): OptionalJson<Meta>,
+    OptionalJson(meta): OptionalJson<CommandMeta>,
 ) -> Response {
     let command_type = match action.as_str() {
         "nominate" => "NOMINATE",
@@ -487,7 +581,7 @@ async fn post_lifecycle(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Body of promote and rollback routes: the command payload plus optional meta.
+/// Body of a typed route: the command payload plus optional meta.
 #[derive(Debug, Default, Deserialize)]
 struct WithMeta {
     #[serde(default)]
@@ -498,8 +592,32 @@ struct WithMeta {
     payload: serde_json::Map<String, Value>,
 }
 
+/// One body type per typed route, each the contract `$def` of its name (MPR3-Q-02): the
+/// route's payload fields plus optional `command_id` and `reason`.
+macro_rules! typed_bodies {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(WithMeta);
+    )*};
+}
+
+typed_bodies! {
+    /// Body of `POST /v1/promotions` and `POST /v1/promotions/dry-run`.
+    PromoteBody;
+    /// Body of `POST /v1/rollbacks`.
+    RollbackBody;
+    /// Body of `PUT /v1/catalog/{environment}`.
+    SetCatalogBody;
+    /// Body of `PUT /v1/policies/{bundle_id}/{environment}`.
+    SetRollbackPolicyBody;
+    /// Body of `POST /v1/canaries/{bundle_id}/{environment}/{action}`.
+    CanaryBody;
+}
+
 async fn post_typed(s: AppState, h: HeaderMap, command_type: &str, body: WithMeta) -> Response {
-    let meta = Meta {
+    let meta = CommandMeta {
         command_id: body.command_id,
         reason: body.reason,
     };
@@ -509,27 +627,193 @@ async fn post_typed(s: AppState, h: HeaderMap, command_type: &str, body: WithMet
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/promotions",
+    operation_id = "post_promote",
+    summary = "Promote an APPROVED bundle into a scope slot",
+    request_body(content = crate::api::commands::PromoteBody, description = "The scope to promote into, and optional command_id and reason", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_promote(
     State(s): State<AppState>,
     h: HeaderMap,
-    JsonBody(body): JsonBody<WithMeta>,
+    JsonBody(PromoteBody(body)): JsonBody<PromoteBody>,
 ) -> Response {
     post_typed(s, h, "PROMOTE", body).await
 }
 
+/// `POST /v1/promotions/dry-run`: decides the promotion as the processor would, against
+/// this replica's view (MPR2 §5.9), and writes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/promotions/dry-run",
+    operation_id = "post_promote_dry_run",
+    summary = "Dry run of a promotion: what PROMOTE would record now, against this replica's view; nothing is written",
+    description = "Decides the PROMOTE with the processor's own rules (role, lifecycle state, catalog compatibility, required gates, re-approval) against this replica's view, and answers what it would record: ACCEPTED with the binding change, NOOP, or REJECTED with the error a real promotion would get (200 in every case). Nothing is produced to the log. The console shows it before every promotion; `mpr promote --dry-run` prints it.",
+    request_body(content = crate::api::commands::PromoteBody, description = "The scope to promote into, and optional command_id and reason", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::api::commands::DryRunResponse),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
+async fn post_promote_dry_run(
+    State(s): State<AppState>,
+    h: HeaderMap,
+    JsonBody(PromoteBody(body)): JsonBody<PromoteBody>,
+) -> Response {
+    let inner = async {
+        let p = s.principal(&h)?;
+        let meta = CommandMeta {
+            command_id: body.command_id,
+            reason: body.reason,
+        };
+        let v = typed("PROMOTE", Value::Object(body.payload), meta);
+        let answer = dry_run(&s, &p, v).await?;
+        Ok::<_, ApiError>(Json(answer).into_response())
+    };
+    inner.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Decides the command `body` for `p` against the view, without the log: what it would
+/// record now. The role check is the processor's own (inside the decision), so a caller
+/// without the role gets the FORBIDDEN it would get for real.
+pub(crate) async fn dry_run(
+    s: &AppState,
+    p: &crate::config::Principal,
+    mut body: Value,
+) -> Result<DryRunResponse, ApiError> {
+    if let Some(o) = body.as_object_mut() {
+        // A dry run is never the command itself: a fresh id, so no earlier result answers.
+        o.insert("command_id".into(), json!(uuid::Uuid::new_v4()));
+    }
+    let env = super::envelope_for(p, body)?;
+    env.validate().map_err(ApiError::from)?;
+    let grants = s.grants.clone();
+    s.read(move |v| {
+        let catalog = v.catalog_state()?.catalog;
+        let view_version = v.version().token();
+        let input = crate::domain::state::CommandInput {
+            observed_at: env.submitted_at_utc,
+            envelope: env,
+            source: crate::domain::event::CommandSource {
+                partition: -1,
+                offset: -1,
+            },
+            credential: Default::default(),
+        };
+        let e = crate::domain::decide::dry_run(v, &catalog, &grants, &input)?;
+        Ok(DryRunResponse {
+            command_type: e.command_type,
+            outcome: e.outcome,
+            error: e.error,
+            to_state: e.to_state,
+            scope: e.scope,
+            binding: e.binding,
+            warnings: e.warnings,
+            view_version,
+        })
+    })
+    .await
+}
+
+/// What a command would record now (`POST /v1/promotions/dry-run`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DryRunResponse {
+    /// The command's type.
+    pub command_type: Option<CommandType>,
+    /// ACCEPTED, NOOP or REJECTED.
+    pub outcome: Outcome,
+    /// The refusal, when REJECTED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::domain::event::ErrorInfo>,
+    /// The bundle's lifecycle state after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_state: Option<crate::domain::LifecycleState>,
+    /// The scope slot it would change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<crate::domain::event::ScopeRef>,
+    /// The binding change it would make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<crate::domain::event::BindingChange>,
+    /// Warnings it would record (a `warn` catalog posture's gaps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// The view state it was decided against.
+    pub view_version: String,
+}
+
+/// Submits `body` as `p`'s command through the API's own path (role check, validation,
+/// the log) and waits for its result: what the console's forms call.
+pub(crate) async fn submit_as(
+    s: &AppState,
+    p: &crate::config::Principal,
+    body: Value,
+) -> Result<(Option<CommandResult>, CommandEnvelope), ApiError> {
+    let env = super::envelope_for(p, body)?;
+    submit_and_wait(s, env).await
+}
+
+/// The JSON of a typed command (`command_type` and `payload`, with an optional reason).
+pub(crate) fn typed_command(command_type: &str, payload: Value, reason: Option<String>) -> Value {
+    typed(
+        command_type,
+        payload,
+        CommandMeta {
+            command_id: None,
+            reason,
+        },
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/rollbacks",
+    operation_id = "post_rollback",
+    summary = "Roll a scope slot back to its previous bundle",
+    request_body(content = crate::api::commands::RollbackBody, description = "The scope to roll back, and optional command_id and reason", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn post_rollback(
     State(s): State<AppState>,
     h: HeaderMap,
-    JsonBody(body): JsonBody<WithMeta>,
+    JsonBody(RollbackBody(body)): JsonBody<RollbackBody>,
 ) -> Response {
     post_typed(s, h, "ROLLBACK", body).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/catalog/{environment}",
+    operation_id = "put_catalog",
+    summary = "Replace one environment's platform catalog entry",
+    params(
+        ("environment" = String, Path, description = "Environment"),
+    ),
+    request_body(content = crate::api::commands::SetCatalogBody, description = "The environment's catalog entry, and optional command_id and reason", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn put_catalog(
     State(s): State<AppState>,
     h: HeaderMap,
     Path(environment): Path<String>,
-    JsonBody(mut body): JsonBody<WithMeta>,
+    JsonBody(SetCatalogBody(mut body)): JsonBody<SetCatalogBody>,
 ) -> Response {
     body.payload
         .insert("environment".into(), json!(environment));

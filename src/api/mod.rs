@@ -5,12 +5,12 @@
 
 pub mod audit;
 pub mod auth;
-mod commands;
+pub(crate) mod commands;
 pub mod error;
 mod extract;
 pub mod openapi;
 mod ops;
-mod queries;
+pub(crate) mod queries;
 pub mod resolve;
 pub mod types;
 
@@ -21,6 +21,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderMap, HeaderValue};
 use tower::limit::GlobalConcurrencyLimitLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{HttpConfig, Principal};
 use crate::domain::auth::ReadAccess;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub trust_mode: crate::config::TrustMode,
     /// Signs the checkpoints of `/v1/audit/checkpoints`.
     pub checkpoints: Arc<audit::CheckpointSigner>,
+    /// The console's sessions and the registry keys its audit page verifies with.
+    pub console: Arc<crate::console::Console>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,7 +79,7 @@ impl AppState {
 
     /// Runs a view read on the blocking pool, off the async workers: RocksDB reads can
     /// wait on the disk.
-    async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&View) -> Result<T, ApiError> + Send + 'static,
@@ -261,7 +264,7 @@ pub fn envelope_for(
     })
 }
 
-/// The whole router. The `/v1` routes run under tower's limits: at most
+/// The whole router. The `/v1` routes and the console (`/ui`) run under tower's limits: at most
 /// `http.max_concurrent_requests` at once (one more is shed at once with 503
 /// `UNAVAILABLE`, retryable: nothing queues), each cut after `http.request_timeout_ms` with
 /// 504 `TIMEOUT`, both as the API's JSON error. The operations routes are not limited, so
@@ -278,18 +281,37 @@ pub fn router(state: AppState) -> Router {
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(max))
         .timeout(Duration::from_millis(timeout_ms));
+    let (limited, operations) = routes();
     Router::new()
-        .merge(resolve::router())
-        .merge(queries::router())
-        .merge(commands::router())
-        .merge(audit::router())
+        .merge(limited.split_for_parts().0)
+        .merge(crate::console::router())
         // Applies to the routes merged so far.
         .layer(limits)
-        .merge(ops::router())
+        .merge(operations.split_for_parts().0)
         // After every route: it applies to the routes the router holds when it is called.
         .method_not_allowed_fallback(extract::wrong_method)
         .fallback(extract::no_route)
         .with_state(state)
+}
+
+/// The API's routes with their OpenAPI operations: those under the `/v1` limits, and the
+/// operations routes. The one list both [`router`] and [`api_doc`] take them from.
+fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let limited = OpenApiRouter::new()
+        .merge(resolve::router())
+        .merge(queries::router())
+        .merge(commands::router())
+        .merge(audit::router());
+    (limited, ops::router())
+}
+
+/// The OpenAPI operations of every API route, as utoipa derived them from the handlers
+/// ([`openapi::document`] completes the document).
+pub fn api_doc() -> utoipa::openapi::OpenApi {
+    let (limited, operations) = routes();
+    let mut doc = limited.split_for_parts().1;
+    doc.merge(operations.split_for_parts().1);
+    doc
 }
 
 /// The answer to a request the limits stopped.

@@ -1,25 +1,36 @@
 //! Operations routes: liveness, readiness, Prometheus metrics, the OpenAPI document.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::ErrorCode;
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(get_health))
-        .route("/readyz", get(get_ready))
-        .route("/metrics", get(get_metrics))
-        .route("/openapi.json", get(get_openapi))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_health))
+        .routes(routes!(get_ready))
+        .routes(routes!(get_metrics))
+        .routes(routes!(get_openapi))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "get_health",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::Health),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+)]
 async fn get_health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -27,6 +38,17 @@ async fn get_health() -> Json<serde_json::Value> {
 /// 200 while the view is kept up to date (MPR3-OPS-11): caught up at start-up, applier
 /// running, and within `http.ready_max_lag_events` / `http.ready_max_age_ms` of the log;
 /// 503 `UNAVAILABLE` naming the reason otherwise, and again whenever the view falls behind.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "get_ready",
+    summary = "Readiness: 200 while the view is kept up to date with the log",
+    description = "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later. The body and the MPR-Trust-Mode header give the trust mode.",
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::Readiness, headers(("MPR-View-Lag" = String, description = "Records of the events and catalog logs not yet applied to this replica's view, at the last lag check (absent before the first)"), ("MPR-View-Age-Ms" = String, description = "Milliseconds since this replica's view last held every record then on the log (absent before it is first known)"), ("MPR-Trust-Mode" = String, description = "signed (every command and receipt must be signed) or unsigned-dev (unsigned ones accepted; local experiments only)"))),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+)]
 async fn get_ready(State(s): State<AppState>) -> Response {
     let mut resp = match s
         .status
@@ -50,6 +72,16 @@ async fn get_ready(State(s): State<AppState>) -> Response {
     resp
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "get_metrics",
+    summary = "Prometheus metrics (text format)",
+    responses(
+        (status = 200, description = "Prometheus metrics, OpenMetrics text", content_type = "application/openmetrics-text", body = String),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+)]
 async fn get_metrics(State(s): State<AppState>) -> Response {
     (
         StatusCode::OK,
@@ -62,6 +94,16 @@ async fn get_metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "get_openapi",
+    summary = "This document",
+    responses(
+        (status = 200, description = "This document", content_type = "application/json", body = Object),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+)]
 async fn get_openapi() -> Json<serde_json::Value> {
     Json(super::openapi::document())
 }

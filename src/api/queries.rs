@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
@@ -22,28 +23,19 @@ use crate::domain::event::ScopeRef;
 use crate::domain::{
     BundleId, BundleVersion, Environment, ErrorCode, RegistryEventType, Slot, TenantId,
 };
-use crate::view::{HistoryEntry, Page};
+use crate::view::{BundleFilter, HistoryEntry, Page};
 
 /// Query routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/bundles", get(list_bundles))
-        .route("/v1/bundles/{bundle_id}", get(list_family))
-        .route(
-            "/v1/bundles/{bundle_id}/versions/{version}",
-            get(get_bundle),
-        )
-        .route(
-            "/v1/scopes/{environment}/{tenant_id}/{bundle_id}",
-            get(get_scope),
-        )
-        .route(
-            "/v1/scopes/{environment}/{tenant_id}/{bundle_id}/history",
-            get(get_scope_history),
-        )
-        .route("/v1/events", get(list_events))
-        .route("/v1/commands/{command_id}", get(get_command_result))
-        .route("/v1/catalog", get(get_catalog))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_bundles))
+        .routes(routes!(list_family))
+        .routes(routes!(get_bundle))
+        .routes(routes!(get_scope))
+        .routes(routes!(get_scope_history))
+        .routes(routes!(list_events))
+        .routes(routes!(get_command_result))
+        .routes(routes!(get_catalog))
 }
 
 const MAX_LIMIT: usize = 1000;
@@ -68,6 +60,18 @@ struct PageParams {
     /// Only events that record an automated decision (a rule that fired).
     #[serde(default)]
     automated: Option<bool>,
+    /// Bundles: one lifecycle state.
+    #[serde(default)]
+    state: Option<crate::domain::LifecycleState>,
+    /// Bundles: MODEL or POLICY.
+    #[serde(default)]
+    kind: Option<crate::domain::bundle::BundleKind>,
+    /// Bundles: only those awaiting approval.
+    #[serde(default)]
+    awaiting_approval: Option<bool>,
+    /// Bundles: text in the id, version or metadata (case-insensitive).
+    #[serde(default)]
+    q: Option<String>,
 }
 
 impl PageParams {
@@ -80,20 +84,80 @@ fn parse<T: std::str::FromStr<Err = crate::domain::Rejection>>(s: &str) -> Resul
     s.parse::<T>().map_err(ApiError::from)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/bundles",
+    operation_id = "list_bundles",
+    summary = "Bundles, filtered by family, lifecycle state, kind, environment where bound, awaiting approval and text",
+    description = "Every filter narrows: bundle_id (one family), state (a LifecycleState), kind (MODEL or POLICY), environment (bound now in a PRIMARY, DEGRADE or CANARY slot of any tenant there), awaiting_approval=true (CANDIDATE, or APPROVED and sent back for a fresh approval by an automated rollback), q (case-insensitive text in the bundle_id, the version, or a metadata key or value). At most 5000 records are read per request, matching or not: a filter that matches little may answer fewer than limit items; at_end tells whether the scan reached the end, and next_cursor continues after the last record read. The console's bundles page uses exactly these filters.",
+    params(
+        ("bundle_id" = Option<String>, Query, description = "One family"),
+        ("state" = Option<String>, Query, description = "A lifecycle state (REGISTERED, CANDIDATE, APPROVED, ACTIVE, RETIRED, REJECTED)"),
+        ("kind" = Option<String>, Query, description = "MODEL or POLICY"),
+        ("environment" = Option<String>, Query, description = "Environment"),
+        ("awaiting_approval" = Option<bool>, Query, description = "Only bundles awaiting approval"),
+        ("q" = Option<String>, Query, description = "Case-insensitive text in the bundle_id, version or metadata"),
+        ("cursor" = Option<String>, Query, description = "Opaque cursor: the next_cursor of the previous page"),
+        ("limit" = Option<u64>, Query, description = "Items per page (1-1000, default 100)"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::BundlePage),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_bundles(
     State(s): State<AppState>,
     h: HeaderMap,
     Query(p): Query<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
     s.principal(&h)?;
-    let family = p.bundle_id.as_deref().map(parse::<BundleId>).transpose()?;
+    let filter = bundle_filter(&p)?;
     let (cursor, limit) = (p.cursor.clone(), p.limit());
     let page = s
-        .read(move |v| Ok(v.bundles(family.as_ref(), cursor.as_deref(), limit)?))
+        .read(move |v| {
+            Ok(v.bundles_where(&filter, cursor.as_deref(), limit, MAX_BUNDLES_SCANNED)?)
+        })
         .await?;
     Ok(Json(json!(page)))
 }
 
+/// The filter of a bundles listing from its query string.
+fn bundle_filter(p: &PageParams) -> Result<BundleFilter, ApiError> {
+    Ok(BundleFilter {
+        family: p.bundle_id.as_deref().map(parse::<BundleId>).transpose()?,
+        state: p.state,
+        kind: p.kind,
+        environment: p
+            .environment
+            .as_deref()
+            .map(parse::<Environment>)
+            .transpose()?,
+        awaiting_approval: p.awaiting_approval.unwrap_or(false),
+        text: p.q.clone().filter(|q| !q.trim().is_empty()),
+    })
+}
+
+/// Most bundle records one filtered `/v1/bundles` request reads, matching or not (as
+/// [`MAX_EVENTS_SCANNED`] for events).
+pub const MAX_BUNDLES_SCANNED: usize = 5_000;
+
+#[utoipa::path(
+    get,
+    path = "/v1/bundles/{bundle_id}",
+    operation_id = "list_family",
+    summary = "The versions of one family",
+    params(
+        ("bundle_id" = String, Path, description = "Family"),
+        ("cursor" = Option<String>, Query, description = "Opaque cursor: the next_cursor of the previous page"),
+        ("limit" = Option<u64>, Query, description = "Items per page (1-1000, default 100)"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::BundlePage),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_family(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -109,6 +173,21 @@ async fn list_family(
     Ok(Json(json!(page)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/bundles/{bundle_id}/versions/{version}",
+    operation_id = "get_bundle",
+    summary = "One bundle version and its lifecycle state",
+    params(
+        ("bundle_id" = String, Path, description = "Family"),
+        ("version" = String, Path, description = "Bundle version"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::state::BundleRecord),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_bundle(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -130,6 +209,23 @@ async fn get_bundle(
     Ok(Json(json!(rec)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/scopes/{environment}/{tenant_id}/{bundle_id}",
+    operation_id = "get_scope",
+    summary = "A scope's bindings (primary and degrade)",
+    description = "Outside the caller's read scope bindings is empty, the same as for a scope with no binding.",
+    params(
+        ("environment" = String, Path, description = "Environment"),
+        ("tenant_id" = String, Path, description = "Tenant, or * (the global scope)"),
+        ("bundle_id" = String, Path, description = "Family"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::ScopeBindings),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_scope(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -169,6 +265,26 @@ async fn get_scope(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/scopes/{environment}/{tenant_id}/{bundle_id}/history",
+    operation_id = "get_scope_history",
+    summary = "A scope slot's activation history",
+    description = "Outside the caller's read scope an empty page, the same as for a scope with no history.",
+    params(
+        ("environment" = String, Path, description = "Environment"),
+        ("tenant_id" = String, Path, description = "Tenant, or * (the global scope)"),
+        ("bundle_id" = String, Path, description = "Family"),
+        ("slot" = Option<String>, Query, description = "PRIMARY (default), DEGRADE or CANARY"),
+        ("cursor" = Option<String>, Query, description = "Opaque cursor: the next_cursor of the previous page"),
+        ("limit" = Option<u64>, Query, description = "Items per page (1-1000, default 100)"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::HistoryPage),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_scope_history(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -200,6 +316,27 @@ async fn get_scope_history(
     Ok(Json(json!(page)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "list_events",
+    summary = "The event log, filtered by bundle, scope and type",
+    description = "At most 10000 events are read per request, matching or not: a filter that matches little may answer fewer than limit items; at_end tells whether the scan reached the end of the log, and next_cursor (always present after the first event) continues after the last event read. Only events inside the caller's read scope are listed: a limited grant sees the events of its scopes and the catalog events of its environments, and the events of commands the caller issued; events tied to no environment (bundle registrations and lifecycle changes) need an unlimited grant or auditor.",
+    params(
+        ("bundle_id" = Option<String>, Query, description = "One family"),
+        ("event_type" = Option<String>, Query, description = "A RegistryEventType"),
+        ("environment" = Option<String>, Query, description = "Environment"),
+        ("tenant_id" = Option<String>, Query, description = "Tenant, or * (the global scope)"),
+        ("automated" = Option<bool>, Query, description = "Only events that record an automated decision"),
+        ("cursor" = Option<String>, Query, description = "Opaque cursor: the next_cursor of the previous page"),
+        ("limit" = Option<u64>, Query, description = "Items per page (1-1000, default 100)"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::EventPage),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_events(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -256,6 +393,22 @@ struct ResultParams {
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/commands/{command_id}",
+    operation_id = "get_command_result",
+    summary = "A command's result",
+    description = "Without wait_ms, no result yet answers 503 UNAVAILABLE (retryable). With wait_ms, waits up to that many ms (at most http.command_timeout_ms) for the result, then answers 504 TIMEOUT (retryable). A result whose event lies outside the caller's read scope, of a command the caller did not issue, is answered as a result that does not exist.",
+    params(
+        ("command_id" = String, Path, description = "The command_id"),
+        ("wait_ms" = Option<u64>, Query, description = "Wait up to this long for the result (at most the command timeout)"),
+    ),
+    responses(
+        (status = 200, description = "Success", body = crate::domain::CommandResult),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_command_result(
     State(s): State<AppState>,
     h: HeaderMap,
@@ -289,6 +442,18 @@ async fn get_command_result(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/catalog",
+    operation_id = "get_catalog",
+    summary = "The platform catalog",
+    description = "Only the entries of environments the caller's grants cover.",
+    responses(
+        (status = 200, description = "Success", body = crate::api::openapi::doc::CatalogListing),
+        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_catalog(State(s): State<AppState>, h: HeaderMap) -> Result<Json<Value>, ApiError> {
     let caller = s.principal(&h)?;
     let (version, mut entries) = s.read(|v| Ok(v.catalog()?)).await?;

@@ -111,6 +111,10 @@ enum Cmd {
         /// Seed the realistic resolve view of this many families instead (for serving).
         #[arg(long)]
         resolve_families: Option<usize>,
+        /// Keep the view's and state store's tables uncompressed (the product uses LZ4):
+        /// to measure what compression saves.
+        #[arg(long)]
+        uncompressed: bool,
     },
     /// In-process, no broker, no view: the processor's in-memory partition state after N
     /// publishes (100 versions per family), as resident memory per bundle.
@@ -163,6 +167,27 @@ enum Cmd {
         /// Families the signals name.
         #[arg(long, default_value_t = 50)]
         families: usize,
+    },
+    /// In-process view, real HTTP: the console's bundles page over `versions` registered
+    /// bundle versions (100 per family), served by the registry's own router on a loopback
+    /// socket, signed in as a reader. Sequential GETs (`requests` each) of the first page,
+    /// a state filter, a text search that matches one family, and a bundle version page:
+    /// p50 and p99 per page.
+    Console {
+        /// Bundle versions in the view.
+        #[arg(long, default_value_t = 10_000)]
+        versions: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+    },
+    /// The machine's HTTP ceiling for resolve: a trivial axum handler answering a fixed
+    /// 900-byte JSON body on `GET /trivial`, served until killed. `scripts/bench.sh` loads
+    /// it exactly as it loads `/v1/resolve`, in the same run, and records the ratio.
+    Trivial {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        listen: String,
     },
     /// Seeds the realistic resolve view.
     SeedResolve {
@@ -489,10 +514,27 @@ async fn main() {
         Signer::from_pem(&pem).expect("gateway key is PKCS#8 PEM")
     });
     SIGNER.set(signer).expect("set once");
+
     let topic = format!("{}commands", a.prefix);
     let p = producer(&a.brokers, a.config.as_deref());
     let base = applied_events(&a.url);
     match a.cmd {
+        Cmd::Trivial { listen } => {
+            let body: &'static str =
+                Box::leak(format!("{{\"pad\":\"{}\"}}", "x".repeat(890)).into_boxed_str());
+            let app = axum::Router::new().route(
+                "/trivial",
+                axum::routing::get(move || async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+            axum::serve(listener, app).await.expect("serve");
+        }
+        Cmd::Console { versions, requests } => console_bench(versions, requests).await,
         Cmd::Commands {
             count,
             family_prefix,
@@ -956,7 +998,9 @@ async fn main() {
             count,
             dir,
             resolve_families,
+            uncompressed,
         } => {
+            mpr::view::store_uncompressed(uncompressed);
             // What the processor does per command (decide against its RocksDB state store,
             // apply the event there, encode it) and what the applier does per event (decode,
             // apply to the view in batches of 1,000), without a broker.
@@ -1024,11 +1068,14 @@ async fn main() {
             view.flush().expect("flush");
             let apply_s = t1.elapsed().as_secs_f64();
             drop(store);
+            let store_bytes = dir_bytes(&store_dir);
             let _ = std::fs::remove_dir_all(&store_dir);
             println!(
                 "{}",
                 json!({"bench": "apply", "events": encoded.len(), "decide_per_s": encoded.len() as f64 / decide_s,
-                       "view_apply_per_s": encoded.len() as f64 / apply_s, "rss_kib": rss_kib()})
+                       "view_apply_per_s": encoded.len() as f64 / apply_s, "rss_kib": rss_kib(),
+                       "compression": if uncompressed { "none" } else { "lz4" },
+                       "view_bytes": dir_bytes(&dir), "state_store_bytes": store_bytes})
             );
         }
         Cmd::Verify { count } => {
@@ -1146,4 +1193,155 @@ async fn main() {
             );
         }
     }
+}
+
+/// The `console` benchmark (see [`Cmd::Console`]).
+async fn console_bench(versions: usize, requests: usize) {
+    use mpr::domain::event::LogId;
+    use mpr::domain::{CatalogState, Decision, PartitionState, decide, state::infallible};
+    use std::sync::Arc;
+    let dir = tempfile_dir("mpr-console-bench");
+    let view = Arc::new(mpr::view::View::open(&dir, 1).expect("view"));
+    let grants = mpr::domain::Grants {
+        enforce: false,
+        ..mpr::domain::Grants::default()
+    };
+    let (mut part, mut cat) = (PartitionState::new(0), CatalogState::new());
+    let mut cmds = catalogs();
+    for i in 0..versions {
+        let (fam, v) = (format!("fam-{:04}", i / 100), format!("1.{}.0", i % 100));
+        cmds.push(testkit::publish_signed("model-factory", &fam, &v));
+    }
+    let mut events = Vec::new();
+    for (i, c) in cmds.into_iter().enumerate() {
+        let input = testkit::input(c, i as i64);
+        if let Decision::Append(e) =
+            infallible(decide::route(&part, &part.chain, &cat, &grants, &input))
+        {
+            if e.log == LogId::Catalog {
+                cat.apply(&e).expect("catalog chain");
+            } else {
+                part.apply(&e).expect("partition chain");
+            }
+            events.push(e);
+        }
+    }
+    let mut offsets = [0i64; 2];
+    for e in &events {
+        let o = &mut offsets[usize::from(e.log == LogId::Catalog)];
+        view.apply(e, *o).expect("apply");
+        *o += 1;
+    }
+    let mut cfg = mpr::config::Config::default();
+    cfg.auth.principals = vec![mpr::config::Principal {
+        actor: "reader".parse().unwrap(),
+        roles: vec!["reader".parse().unwrap()],
+        token_sha256: Some(mpr::domain::bundle::sha256_hex(b"bench-reader")),
+    }];
+    let status = mpr::log::applier::ApplierStatus::new(view.version());
+    status
+        .ready
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let state = mpr::api::AppState {
+        view: view.clone(),
+        status,
+        sink: Arc::new(mpr::api::FnSink(Arc::new(|_: &CommandEnvelope| Ok(())))),
+        auth: Arc::new(mpr::api::auth::Auth::new(&cfg.auth.principals)),
+        grants: Arc::new(cfg.grants_with_roots(Default::default())),
+        metrics: Arc::new(mpr::metrics::Metrics::new()),
+        http: Arc::new(cfg.http.clone()),
+        resolve_cache: Arc::new(mpr::api::resolve::ResolveCache::new(1)),
+        trust_mode: mpr::config::TrustMode::Signed,
+        checkpoints: Arc::new(mpr::api::audit::CheckpointSigner {
+            registry: testkit::registry_signer(),
+            events_topic: "mpr.events".into(),
+            catalog_topic: "mpr.catalog".into(),
+        }),
+        console: Arc::new(mpr::console::Console::new(testkit::registry_keys())),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        axum::serve(listener, mpr::api::router(state))
+            .await
+            .expect("serve");
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
+        let login = agent.get(&format!("{base}/ui/login")).call().expect("login page");
+        let login_cookie = login.header("set-cookie").expect("login cookie");
+        let login_cookie = login_cookie.split(';').next().unwrap().to_owned();
+        let page = login.into_string().expect("body");
+        let at = page.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+        let csrf = page[at..].split('"').next().unwrap().to_owned();
+        let signed_in = agent
+            .post(&format!("{base}/ui/login"))
+            .set("cookie", &login_cookie)
+            .send_form(&[("token", "bench-reader"), ("csrf", &csrf)])
+            .expect("sign in");
+        let session = signed_in
+            .all("set-cookie")
+            .into_iter()
+            .find(|c| c.starts_with("mpr_console="))
+            .expect("session cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut rows = Vec::new();
+        for (name, path) in [
+            ("bundles_first_page", "/ui/bundles".to_owned()),
+            ("bundles_state_filter", "/ui/bundles?state=REGISTERED".to_owned()),
+            ("bundles_text_search", "/ui/bundles?q=fam-0042".to_owned()),
+            ("bundle_version", "/ui/bundles/fam-0042/versions/1.7.0".to_owned()),
+        ] {
+            let mut lat = Vec::with_capacity(requests);
+            let mut bytes = 0;
+            for _ in 0..requests {
+                let t = Instant::now();
+                let r = agent
+                    .get(&format!("{base}{path}"))
+                    .set("cookie", &session)
+                    .call()
+                    .expect("page");
+                assert_eq!(r.status(), 200, "{path}");
+                bytes = r.into_string().expect("body").len();
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat.sort_by(f64::total_cmp);
+            rows.push(json!({"bench": "console", "page": name, "path": path, "versions": versions,
+                "requests": requests, "bytes": bytes, "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99)}));
+        }
+        rows
+    })
+    .await
+    .expect("client");
+    for r in out {
+        println!("{r}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory under the system temp dir.
+fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

@@ -267,10 +267,48 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             bundle,
             scope,
             reason,
+            dry_run,
         } => {
             let (id, ver) = split_target(bundle)?;
             let body = json!({"bundle_id": id, "bundle_version": ver, "environment": scope.env,
                 "tenant_id": scope.tenant, "degrade": scope.degrade, "reason": reason});
+            if *dry_run {
+                let (_, v) = c.call("POST", "/v1/promotions/dry-run", Some(&body))?;
+                if j {
+                    outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                    let code = err["code"].as_str().unwrap_or("INTERNAL").to_owned();
+                    return Err(ClientError::Rejected {
+                        hint: hint_for(&code).to_owned(),
+                        message: format!(
+                            "dry run: the promotion would be refused: {}",
+                            err["message"].as_str().unwrap_or("")
+                        ),
+                        code,
+                    });
+                }
+                if !j {
+                    let rows = vec![
+                        vec!["dry run".into(), format!("would be {}", s(&v["outcome"]))],
+                        vec![
+                            "replaces".into(),
+                            v["binding"]["previous_version"]
+                                .as_str()
+                                .unwrap_or("nothing")
+                                .to_owned(),
+                        ],
+                        vec!["view_version".into(), s(&v["view_version"])],
+                    ];
+                    outln!("{}", table(&rows));
+                    if let Some(w) = v["warnings"].as_array().filter(|w| !w.is_empty()) {
+                        for x in w {
+                            outln!("warning: {}", s(x));
+                        }
+                    }
+                }
+                return Ok(());
+            }
             print_result(&c.command("POST", "/v1/promotions", &body)?, j);
         }
         Cmd::Rollback {

@@ -139,6 +139,11 @@ pub enum Cmd {
         /// Why.
         #[arg(long)]
         reason: Option<String>,
+        /// Only decide it against the registry's view and print what it would record
+        /// (`POST /v1/promotions/dry-run`); nothing is written. A would-be refusal exits
+        /// with 2, like a refusal.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Re-activate the previous bundle of a scope.
     Rollback {

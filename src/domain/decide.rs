@@ -80,6 +80,26 @@ pub fn decide<R: StateRead>(
     Ok(Decision::Append(chain.seal(event)))
 }
 
+/// Decides `input` exactly as [`decide`] would, minus the two steps that belong to a
+/// record on the log: the signature check (the caller has authenticated the actor some
+/// other way, as the API does with its token) and sealing into the chain. The dry run of
+/// a command (MPR2 §5.9): the event it would append, with its outcome, error and binding
+/// changes, and nothing written. It never answers an earlier result of the command_id:
+/// the caller gives a dry run a fresh one.
+pub fn dry_run<R: StateRead>(
+    read: &R,
+    catalog: &Catalog,
+    grants: &Grants,
+    input: &CommandInput,
+) -> Result<RegistryEvent, R::Error> {
+    let e = draft_for(input);
+    match (Decider { read }).decide(catalog, grants, input, e.clone()) {
+        Ok(ev) => Ok(ev),
+        Err(Stop::Reject(r)) => Ok(reject(e, r)),
+        Err(Stop::Store(s)) => Err(s),
+    }
+}
+
 /// Authenticates `input` before anything else is decided (MPR2 §8.2); records in `e` the
 /// presented key id and, when the API gateway signed, `via`.
 fn authenticate(

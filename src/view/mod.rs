@@ -24,7 +24,7 @@ use crate::domain::event::{LogId, ScopeRef};
 use crate::domain::state::{Applied, BundleRecord, Chain, GapError, SlotRecord, chain_check};
 use crate::domain::{BundleId, BundleVersion, CommandResult, ErrorCode, RegistryEvent, StateRead};
 pub use plan::{AppliedPosition, Change, HistoryEntry, Table, Write};
-pub use query::{CanaryAnswer, Page, ResolveAt, Resolved};
+pub use query::{BundleFilter, CanaryAnswer, Page, ResolveAt, Resolved};
 
 /// View failures.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,27 @@ fn slot_of(log: LogId, partition: i32) -> usize {
 const LAYOUT: &[u8] = b"3";
 const LAYOUT_KEY: &[u8] = b"mpr.view.layout";
 
+/// Set by benchmarks only: tables stay uncompressed, to measure what compression saves.
+static UNCOMPRESSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Benchmarks only: the view and state stores opened after this call keep their tables
+/// uncompressed (`on`), or LZ4-compressed as the product does (`!on`).
+#[cfg(feature = "testkit")]
+pub fn store_uncompressed(on: bool) {
+    UNCOMPRESSED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How the view's and the state store's tables are compressed: LZ4, every level. JSON
+/// records and Avro events compress about 3x, which the rebuild's compactions then write
+/// and read less of, at a small CPU cost per block.
+pub(crate) fn compression() -> rocksdb::DBCompressionType {
+    if UNCOMPRESSED.load(std::sync::atomic::Ordering::Relaxed) {
+        rocksdb::DBCompressionType::None
+    } else {
+        rocksdb::DBCompressionType::Lz4
+    }
+}
+
 impl View {
     /// Opens (or creates) the view at `path` for `partitions` events partitions.
     pub fn open(path: &Path, partitions: i32) -> Result<Self, ViewError> {
@@ -176,6 +197,7 @@ impl View {
             let mut o = Options::default();
             o.set_write_buffer_size(16 << 20);
             o.set_block_based_table_factory(&table);
+            o.set_compression_type(compression());
             ColumnFamilyDescriptor::new(t.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;

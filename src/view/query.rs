@@ -11,8 +11,14 @@ use super::{Reader, View, ViewError};
 use crate::domain::catalog::CatalogEntry;
 use crate::domain::event::{CommandResult, LogId, ScopeRef};
 use crate::domain::resolve::{MatchedRule, ResolveQuery, resolve};
-use crate::domain::state::{BundleRecord, SlotRecord};
-use crate::domain::{BundleId, BundleVersion, RegistryEvent, Rejection, Slot, TenantId, Timestamp};
+use crate::domain::state::{BundleRecord, CatalogState, SlotRecord};
+use std::collections::BTreeSet;
+
+use crate::domain::bundle::BundleKind;
+use crate::domain::{
+    BundleId, BundleVersion, Environment, LifecycleState, RegistryEvent, Rejection, Slot, TenantId,
+    Timestamp,
+};
 
 /// A raw key and value read from a table.
 type KeyValue = (Box<[u8]>, Box<[u8]>);
@@ -70,6 +76,46 @@ pub struct Page<T> {
     pub at_end: Option<bool>,
 }
 
+/// Which bundles a listing keeps (`GET /v1/bundles` and the console's bundles page).
+/// Every field narrows; the default keeps everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleFilter {
+    /// One family.
+    pub family: Option<BundleId>,
+    /// One lifecycle state.
+    pub state: Option<LifecycleState>,
+    /// MODEL or POLICY.
+    pub kind: Option<BundleKind>,
+    /// Bound now (PRIMARY, DEGRADE or CANARY of any tenant) in this environment.
+    pub environment: Option<Environment>,
+    /// Awaiting approval: nominated (CANDIDATE), or sent back for a fresh approval by an
+    /// automated rollback.
+    pub awaiting_approval: bool,
+    /// Case-insensitive text found in the bundle_id, the version, or a metadata key or
+    /// value.
+    pub text: Option<String>,
+}
+
+impl BundleFilter {
+    /// Whether `rec` passes every field but `environment` (which needs the slots).
+    pub fn matches(&self, rec: &BundleRecord) -> bool {
+        let b = &rec.bundle;
+        self.family.as_ref().is_none_or(|f| &b.bundle_id == f)
+            && self.state.is_none_or(|s| rec.state == s)
+            && self.kind.is_none_or(|k| b.kind == k)
+            && (!self.awaiting_approval
+                || rec.state == LifecycleState::Candidate
+                || (rec.needs_reapproval && rec.state == LifecycleState::Approved))
+            && self.text.as_deref().is_none_or(|t| {
+                let t = t.to_lowercase();
+                let has = |s: &str| s.to_lowercase().contains(&t);
+                has(b.bundle_id.as_str())
+                    || has(&b.bundle_version.to_string())
+                    || b.metadata.iter().any(|(k, v)| has(k) || has(v))
+            })
+    }
+}
+
 /// Shorthands that read the latest state of the view.
 impl View {
     /// See [`Reader::resolve`].
@@ -98,6 +144,23 @@ impl View {
         limit: usize,
     ) -> Result<Page<BundleRecord>, ViewError> {
         self.reader().bundles(family, cursor, limit)
+    }
+
+    /// See [`Reader::catalog_state`].
+    pub fn catalog_state(&self) -> Result<CatalogState, ViewError> {
+        self.reader().catalog_state()
+    }
+
+    /// See [`Reader::bundles_where`].
+    pub fn bundles_where(
+        &self,
+        filter: &BundleFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+    ) -> Result<Page<BundleRecord>, ViewError> {
+        self.reader()
+            .bundles_where(filter, cursor, limit, max_scanned)
     }
 
     /// See [`Reader::slots`].
@@ -362,6 +425,133 @@ impl Reader<'_> {
         })
     }
 
+    /// Bundles that pass `filter`, in key order (family, then version), reading at most
+    /// `max_scanned` records: like [`Reader::events`], a filter that matches little
+    /// answers a short page whose `next_cursor` marks where the scan stopped, and `at_end`
+    /// tells whether it reached the end.
+    pub fn bundles_where(
+        &self,
+        filter: &BundleFilter,
+        cursor: Option<&str>,
+        limit: usize,
+        max_scanned: usize,
+    ) -> Result<Page<BundleRecord>, ViewError> {
+        let bound = match &filter.environment {
+            Some(env) => Some(self.bound_in(env, filter.family.as_ref())?),
+            None => None,
+        };
+        let prefix = filter
+            .family
+            .as_ref()
+            .map(|f| format!("{f}\0").into_bytes())
+            .unwrap_or_default();
+        let after = cursor.and_then(|c| hex::decode(c).ok());
+        let start = after.clone().unwrap_or_else(|| prefix.clone());
+        let (mut items, mut scanned, mut last) = (Vec::new(), 0usize, None);
+        // Text search skips, before decoding, every record whose JSON does not hold the
+        // text: JSON escapes only quotes, backslashes and control characters, so for any
+        // other ASCII text a case-insensitive match in a decoded field is one in the
+        // record's bytes, ASCII-lowercased.
+        let needle =
+            filter.text.as_deref().map(str::to_lowercase).filter(|t| {
+                t.is_ascii() && !t.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+            });
+        let finder = needle
+            .as_deref()
+            .map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned());
+        let mut at_end = true;
+        for item in self.iter(
+            Table::Bundles,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if after.as_deref() == Some(&k[..]) {
+                continue;
+            }
+            if items.len() == limit || scanned == max_scanned {
+                at_end = false;
+                break;
+            }
+            scanned += 1;
+            last = Some(k);
+            if let Some(f) = &finder
+                && f.find(&v.to_ascii_lowercase()).is_none()
+            {
+                continue;
+            }
+            let rec: BundleRecord = Self::decode(Table::Bundles, &v)?;
+            let in_env = bound.as_ref().is_none_or(|b| {
+                b.contains(&(
+                    rec.bundle.bundle_id.clone(),
+                    rec.bundle.bundle_version.clone(),
+                ))
+            });
+            if in_env && filter.matches(&rec) {
+                items.push(rec);
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: if at_end {
+                None
+            } else {
+                last.map(|k| hex::encode(&k))
+            },
+            at_end: Some(at_end),
+        })
+    }
+
+    /// The catalog log's state now, keys included: its events replayed from the view in
+    /// order, as the processor's [`CatalogState`] holds it. The catalog log is small
+    /// (catalog changes and key registrations), so a replay is cheap.
+    pub fn catalog_state(&self) -> Result<CatalogState, ViewError> {
+        let mut state = CatalogState::new();
+        let prefix = [1u8];
+        for item in self.iter(
+            Table::Events,
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let e = Self::decode_event(&v)?;
+            // A gap or fork cannot reach the view (the applier checks the chain first).
+            let _ = state.apply(&e);
+        }
+        Ok(state)
+    }
+
+    /// The versions bound now (PRIMARY, DEGRADE or CANARY, any tenant) in `env`,
+    /// of one family or all.
+    fn bound_in(
+        &self,
+        env: &Environment,
+        family: Option<&BundleId>,
+    ) -> Result<BTreeSet<(BundleId, BundleVersion)>, ViewError> {
+        let prefix = family
+            .map(|f| format!("{f}\0").into_bytes())
+            .unwrap_or_default();
+        let (rows, _) = self.scan(Table::Slots, &prefix, None, usize::MAX)?;
+        let mut out = BTreeSet::new();
+        for (k, v) in rows {
+            let key = String::from_utf8_lossy(&k);
+            let parts: Vec<&str> = key.split('\0').collect();
+            if parts.get(1) != Some(&env.as_str()) {
+                continue;
+            }
+            let id: BundleId = parts[0].parse().map_err(|_| corrupt_key(&key))?;
+            let rec: SlotRecord = Self::decode(Table::Slots, &v)?;
+            if let Some(version) = rec.bound() {
+                out.insert((id, version.clone()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Slots of a family (optionally of one environment), with their bound versions.
     pub fn slots(
         &self,
@@ -380,10 +570,11 @@ impl Reader<'_> {
                 let scope = ScopeRef {
                     environment: parts[1].parse().map_err(|_| corrupt_key(&key))?,
                     tenant_id: parts[2].parse().map_err(|_| corrupt_key(&key))?,
-                    slot: if parts[3] == "DEGRADE" {
-                        Slot::Degrade
-                    } else {
-                        Slot::Primary
+                    slot: match parts[3] {
+                        "PRIMARY" => Slot::Primary,
+                        "DEGRADE" => Slot::Degrade,
+                        "CANARY" => Slot::Canary,
+                        _ => return Err(corrupt_key(&key)),
                     },
                 };
                 Ok((scope, Self::decode(Table::Slots, v)?))

@@ -240,6 +240,7 @@ impl StateStore {
                 let mut o = Options::default();
                 o.set_write_buffer_size(budget / 4);
                 o.set_block_based_table_factory(&table);
+                o.set_compression_type(super::compression());
                 ColumnFamilyDescriptor::new(t.name(), o)
             })
             .collect();

@@ -129,6 +129,19 @@ fn cli_walkthrough_against_the_real_broker() {
             "eval report reviewed",
         ],
     );
+    // A dry run first: what the promotion would record, and nothing written.
+    let dry = cli.json(
+        dep,
+        &[
+            "promote",
+            "fraud-scorer@1.0.0",
+            "--env",
+            "prod",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["outcome"], "ACCEPTED", "{dry}");
+    assert!(dry["binding"]["previous_version"].is_null(), "{dry}");
     let promoted = cli.json(dep, &["promote", "fraud-scorer@1.0.0", "--env", "prod"]);
     assert_eq!(promoted["lifecycle_state"], "ACTIVE");
     let v = cli.json(
@@ -267,6 +280,18 @@ fn cli_walkthrough_against_the_real_broker() {
     );
     // INCOMPATIBLE names what is missing (no catalog for stage).
     cli.ok(appr, &["approve", "pricing-policy@2.0.0"]);
+    cli.fails(
+        dep,
+        &[
+            "promote",
+            "pricing-policy@2.0.0",
+            "--env",
+            "stage",
+            "--dry-run",
+        ],
+        2,
+        "INCOMPATIBLE",
+    );
     cli.fails(
         dep,
         &["promote", "pricing-policy@2.0.0", "--env", "stage"],
