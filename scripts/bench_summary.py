@@ -139,3 +139,5 @@ print("|---|---|---|---|")
 for k, v in summary.items():
     if isinstance(v, dict) and "median" in v:
         print(f"| {k} | {v['median']:.3f} | {v['min']:.3f}..{v['max']:.3f} | {v['n']} |")
+    elif isinstance(v, float):
+        print(f"| {k} | {v:.3f} | (of medians) | |")
