@@ -262,9 +262,12 @@ resolve_load() { # $1 = label; saturation, then the fixed open-loop rate, RUNS t
     "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/$1-rate-$run.json"
   done
 }
-# With the resolve cache (the default): one warm-up pass asks for every scope once
-# (150,000 of them), so the measured runs see a warm cache, as a steady Decision Fabric does.
-KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 start_stack resolve
+# With the resolve cache: one warm-up pass asks for every scope once (3 environments x
+# FAMILIES x TENANTS; 150,000 in the full run), so the measured runs see a warm cache, as a
+# steady Decision Fabric does. 512 MiB holds all of them (the default 256 MiB holds about
+# 150,000 answers of this size, so it would evict while measuring).
+KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_MIB=512 start_stack resolve
+python3 scripts/bench_warm.py "$URL" "$FAMILIES" "$TENANTS" dev-reader-token | tee "$OUT/raw/resolve-warm-pass.json"
 "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/resolve-warmup.json"
 resolve_load resolve
 # The machine's HTTP ceiling, loaded the same way in the same run: a trivial axum handler

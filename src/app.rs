@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::api::{self, AppState, KafkaSink};
+use crate::api::{self, AppParts, AppState, KafkaSink};
 use crate::config::{Config, TrustMode};
 use crate::log::applier::{ApplierStatus, run_applier, run_lag_monitor};
 use crate::log::catalog::new_catalog;
@@ -139,7 +139,7 @@ pub async fn run(
     ));
 
     let view_at_close = view.clone();
-    let state = AppState {
+    let state = AppState::from(AppParts {
         view,
         status,
         sink: Arc::new(KafkaSink::new(&cfg.kafka, keys.gateway.clone())?),
@@ -155,7 +155,7 @@ pub async fn run(
         metrics,
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(api::resolve::ResolveCache::new(cfg.http.resolve_cache_mib)),
-    };
+    });
     info!(addr = %listener.local_addr()?, "serving HTTP");
     let mut rx = stop_rx.clone();
     let server = axum::serve(listener, api::router(state))

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use mpr::api::error::ApiError;
-use mpr::api::{AppState, FnSink};
+use mpr::api::{AppParts, AppState, FnSink};
 use mpr::config::{Config, Principal};
 use mpr::domain::bundle::sha256_hex;
 use mpr::domain::decide;
@@ -139,7 +139,7 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
             Ok(())
         },
     ));
-    let state = AppState {
+    let state = AppState::from(AppParts {
         view,
         status: status.clone(),
         sink: Arc::new(sink),
@@ -155,7 +155,7 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
             catalog_topic: "mpr.catalog".into(),
         }),
         console: Arc::new(mpr::console::Console::new(mpr::testkit::registry_keys())),
-    };
+    });
     Harness {
         router: mpr::api::router(state),
         status,

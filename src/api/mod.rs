@@ -33,9 +33,26 @@ use crate::view::{View, ViewVersion};
 pub use commands::{CommandSink, FnSink, KafkaSink};
 use error::ApiError;
 
-/// Everything a handler needs.
+/// Everything a handler needs, behind one `Arc`: axum clones the state for every request,
+/// and one reference count is cheaper than one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl From<AppParts> for AppState {
+    fn from(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppParts {
     /// The view.
     pub view: Arc<View>,
     /// Readiness and version notifications.
@@ -60,13 +77,19 @@ pub struct AppState {
     pub console: Arc<crate::console::Console>,
 }
 
+impl std::fmt::Debug for AppParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppParts")
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AppState")
     }
 }
 
-impl AppState {
+impl AppParts {
     /// The caller, or 401.
     fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         self.auth.authenticate(headers)

@@ -1242,7 +1242,7 @@ async fn console_bench(versions: usize, requests: usize) {
     status
         .ready
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let state = mpr::api::AppState {
+    let state = mpr::api::AppState::from(mpr::api::AppParts {
         view: view.clone(),
         status,
         sink: Arc::new(mpr::api::FnSink(Arc::new(|_: &CommandEnvelope| Ok(())))),
@@ -1258,7 +1258,7 @@ async fn console_bench(versions: usize, requests: usize) {
             catalog_topic: "mpr.catalog".into(),
         }),
         console: Arc::new(mpr::console::Console::new(testkit::registry_keys())),
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
