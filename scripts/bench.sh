@@ -18,14 +18,14 @@ if [ -n "${SMOKE:-}" ]; then
   TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-3000}
   SIG_FAMILIES=${SIG_FAMILIES:-5}; SIG_BURST=${SIG_BURST:-2000}; SIG_RATE=${SIG_RATE:-200}; SIG_SECONDS=${SIG_SECONDS:-6}
   FLOOD_RATE=${FLOOD_RATE:-1000}; SIG_CMD_RATE=${SIG_CMD_RATE:-100}
-  CONSOLE_VERSIONS=${CONSOLE_VERSIONS:-1000}; CONSOLE_REQUESTS=${CONSOLE_REQUESTS:-50}
+  CONSOLE_VERSIONS=${CONSOLE_VERSIONS:-1000}; CONSOLE_REQUESTS=${CONSOLE_REQUESTS:-50}; RECORDS_CMDS=${RECORDS_CMDS:-400}
 else
   RUNS=${RUNS:-3}; CMDS=${CMDS:-100000}; RATE=${RATE:-1000}; LAT_SECONDS=${LAT_SECONDS:-20}
   FAMILIES=${FAMILIES:-1000}; TENANTS=${TENANTS:-50}; LOAD_SECONDS=${LOAD_SECONDS:-10}; RESOLVE_RATE=${RESOLVE_RATE:-10000}
   SCALE_BUNDLES=${SCALE_BUNDLES:-1000000}; TAKEOVER_EVENTS=${TAKEOVER_EVENTS:-1000000}
   SIG_FAMILIES=${SIG_FAMILIES:-40}; SIG_BURST=${SIG_BURST:-100000}; SIG_RATE=${SIG_RATE:-1000}; SIG_SECONDS=${SIG_SECONDS:-40}
   FLOOD_RATE=${FLOOD_RATE:-10000}; SIG_CMD_RATE=${SIG_CMD_RATE:-300}
-  CONSOLE_VERSIONS=${CONSOLE_VERSIONS:-10000}; CONSOLE_REQUESTS=${CONSOLE_REQUESTS:-1000}
+  CONSOLE_VERSIONS=${CONSOLE_VERSIONS:-10000}; CONSOLE_REQUESTS=${CONSOLE_REQUESTS:-1000}; RECORDS_CMDS=${RECORDS_CMDS:-10000}
 fi
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/raw"
@@ -93,7 +93,7 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/tansu.pid"; }
 
-STAGES=${STAGES:-broker commands latency signals console scale takeover resolve mlflow}
+STAGES=${STAGES:-broker commands latency records signals console scale takeover resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 
 # The broker's own ceiling with a stock client, on a fresh broker (evidence for the
@@ -169,6 +169,18 @@ stage signals && for run in $(seq 1 "$RUNS"); do
   wait "$FLOOD_PID"; cat "$OUT/raw/flood-$run.json"
   curl -fsS "$URL/metrics" | grep -E '^mpr_signals_(read|applied)_total' | tee "$OUT/raw/flood-metrics-$run.txt" || true
 done
+
+# What one command costs the broker: RECORDS_CMDS commands of the lifecycle mix (publish,
+# nominate, approve, promote) on a fresh stack, then every topic read whole with a stock
+# client (scripts/bench_records.py): records, headers and client-visible bytes per command,
+# and the broker's storage on disk per command.
+stage records && {
+  echo "== records: $RECORDS_CMDS commands"
+  start_stack records
+  "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$RECORDS_CMDS" --family-prefix rec >/dev/null
+  python3 scripts/bench_records.py "$MPR_BROKERS" mpr. | tee "$OUT/raw/records.json"
+  echo "{\"bench\":\"broker_disk\",\"commands\":$RECORDS_CMDS,\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/records-broker-disk.json"
+}
 
 # The console's pages over an in-process view of CONSOLE_VERSIONS bundle versions, through
 # the registry's own router on a loopback socket (no broker): p50/p99 per page.
