@@ -3,7 +3,7 @@
 //! All are pure functions of the event (and the planned view writes), keyed so that
 //! re-deriving them after a crash is idempotent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::json;
 
@@ -115,15 +115,37 @@ pub fn result_record(topics: &Topics, r: &CommandResult) -> OutRecord {
 /// which is a no-op for the records already there (each carries the seq that last changed
 /// it). One position per batch instead of one per event spares the broker a record per
 /// command; compaction keeps only the last anyway.
+///
+/// For the same reason each key's `state` record is written once per batch, where its last
+/// write in the batch falls: an earlier write of that key within the batch is superseded
+/// before a bootstrap could need it (a prefix that stops before the last write re-applies
+/// the batch from the previous position, which rebuilds the key; one that stops after it
+/// holds the key as of a later seq, and re-applying the earlier events leaves it alone).
+/// A family's publish, nominate, approve and promote in one batch rewrite its bundle
+/// record four times; `state` gets it once.
 pub fn derived_batch<'a>(
     topics: &Topics,
     mac: &StateMac,
     batch: impl IntoIterator<Item = (&'a RegistryEvent, &'a [Write], i64)>,
 ) -> Vec<OutRecord> {
+    let batch: Vec<_> = batch.into_iter().collect();
+    // Where each key is written last: (event index, write index).
+    let mut last_write: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
+    for (i, (_, writes, _)) in batch.iter().enumerate() {
+        for (j, w) in writes.iter().enumerate() {
+            last_write.insert(w.changelog_key(), (i, j));
+        }
+    }
     let mut out = Vec::new();
     let mut last: BTreeMap<(LogId, i32), (&RegistryEvent, i64)> = BTreeMap::new();
-    for (e, writes, offset) in batch {
-        out.extend(derived(topics, mac, e, writes));
+    for (i, &(e, writes, offset)) in batch.iter().enumerate() {
+        let kept: Vec<Write> = writes
+            .iter()
+            .enumerate()
+            .filter(|(j, w)| last_write.get(&w.changelog_key()) == Some(&(i, *j)))
+            .map(|(_, w)| w.clone())
+            .collect();
+        out.extend(derived(topics, mac, e, &kept));
         last.insert((e.log, e.partition), (e, offset));
     }
     for (e, offset) in last.into_values() {
@@ -215,5 +237,62 @@ mod tests {
         let other = state_record(&topics, &StateMac::of(&testkit::gateway_signer()), w);
         assert_eq!(verify_state_record(&mac, &other.key, &other.payload), None);
         assert_eq!(verify_state_record(&mac, &r.key, b"short"), None);
+    }
+
+    /// Two events of one batch that write the same key: `state` gets the key once, with
+    /// the later value, where the later write falls; other keys and every result stay.
+    #[test]
+    fn a_batch_writes_each_state_key_once_with_its_last_value() {
+        use crate::domain::state::infallible;
+        use crate::domain::{CatalogState, Decision, Grants, PartitionState, decide};
+        use crate::view::Table;
+        let topics = Topics::new("mpr.");
+        let mac = StateMac::of(&testkit::registry_signer());
+        let grants = Grants {
+            enforce: false,
+            ..Grants::default()
+        };
+        let (mut part, cat) = (PartitionState::new(0), CatalogState::new());
+        let mut events = Vec::new();
+        for (i, v) in ["1.0.0", "1.1.0"].iter().enumerate() {
+            let input = testkit::input(testkit::publish("mf", "fam", v), i as i64);
+            let Decision::Append(e) =
+                infallible(decide::route(&part, &part.chain, &cat, &grants, &input))
+            else {
+                panic!("appends");
+            };
+            part.apply(&e).unwrap();
+            events.push(e);
+        }
+        let w = |t: Table, k: &[u8], v: &[u8]| Write {
+            table: t,
+            key: k.to_vec(),
+            value: v.to_vec(),
+        };
+        let first = vec![w(Table::Bundles, b"K", b"one"), w(Table::Slots, b"L", b"x")];
+        let second = vec![w(Table::Bundles, b"K", b"two")];
+        let out = derived_batch(
+            &topics,
+            &mac,
+            [
+                (&events[0], first.as_slice(), 0),
+                (&events[1], second.as_slice(), 1),
+            ],
+        );
+        let state: Vec<(Vec<u8>, Vec<u8>)> = out
+            .iter()
+            .filter(|r| r.topic == topics.state)
+            .map(|r| {
+                (
+                    r.key.clone(),
+                    verify_state_record(&mac, &r.key, &r.payload).unwrap(),
+                )
+            })
+            .collect();
+        let key = |t: Table, k: &[u8]| w(t, k, b"").changelog_key();
+        assert_eq!(state[0], (key(Table::Slots, b"L"), b"x".to_vec()));
+        assert_eq!(state[1], (key(Table::Bundles, b"K"), b"two".to_vec()));
+        assert_eq!(state.len(), 3, "L, K once, and the batch's position");
+        assert_eq!(out.iter().filter(|r| r.topic == topics.results).count(), 2);
     }
 }
