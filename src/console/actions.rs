@@ -175,10 +175,10 @@ async fn act_on_version(
                     refusal_text(&s, who, &id, &ver, verb(&action), e.code, &e.message).await;
                 again_with(&s, who, &id, &ver, verb(&action), text, status_of(e.code)).await
             }
-            (None, Outcome::Noop | Outcome::Duplicate) => done(&s, &id, &ver, &f, &action, "noop"),
-            (None, _) => done(&s, &id, &ver, &f, &action, &action),
+            (None, Outcome::Noop | Outcome::Duplicate) => done(&id, &ver, &f, &action, "noop"),
+            (None, _) => done(&id, &ver, &f, &action, &action),
         },
-        Ok((None, _)) => done(&s, &id, &ver, &f, &action, "pending"),
+        Ok((None, _)) => done(&id, &ver, &f, &action, "pending"),
         Err(e) => {
             let text =
                 refusal_text(&s, who, &id, &ver, verb(&action), e.0.code, &e.0.message).await;
@@ -190,7 +190,6 @@ async fn act_on_version(
 /// Where a successful action leads: a promotion to its scope, anything else back to the
 /// version, each with a notice.
 fn done(
-    _s: &AppState,
     id: &BundleId,
     ver: &BundleVersion,
     f: &ActionForm,
