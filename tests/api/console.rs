@@ -539,3 +539,35 @@ async fn bundle_filters_are_api_queries() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn compare_shows_the_manifest_diff_and_a_dry_run() {
+    let h = harness_with(true);
+    h.ok("PUT", "/v1/catalog/prod", "t-admin", catalog_body())
+        .await;
+    for v in ["1.0.0", "2.0.0"] {
+        h.ok("POST", "/v1/bundles", "t-pub", publish_body("cmp-fam", v))
+            .await;
+    }
+    let bob = sign_in(&h, "t-dep").await;
+    let (s, html) = bob
+        .get("/ui/compare?bundle_id=cmp-fam&a=1.0.0&b=2.0.0&environment=prod")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(r#"id="diff""#), "{html}");
+    // The artifact URI and digest differ between the versions; the kind does not.
+    assert!(
+        html.contains("artifact.model.onnx<span class=\"muted\"> (changed)"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("kind<span class=\"muted\"> (changed)"),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="catalog-check""#));
+    // 2.0.0 is only REGISTERED: the dry run says a promotion would be refused, and why.
+    assert!(
+        html.contains(r#"id="dry-run-result""#) && html.contains("(ILLEGAL_TRANSITION)."),
+        "{html}"
+    );
+}
