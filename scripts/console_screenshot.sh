@@ -8,38 +8,11 @@ cd "$(dirname "$0")/.."
 python3 -c 'import selenium' 2>/dev/null && [ -x /usr/bin/chromium ] \
   || { echo "console_screenshot: run scripts/setup_console.sh first" >&2; exit 1; }
 out="${1:-docs/img/console-scope.png}"
-work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-kport=$(free_port); hport=$(free_port)
-url="http://127.0.0.1:$hport"
-cleanup() {
-  [ -n "${reg_pid:-}" ] && kill "$reg_pid" 2>/dev/null || true
-  ./scripts/broker.sh stop "$work/broker" >/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-./scripts/broker.sh start "$work/broker" "$kport" >/dev/null
-# PREBUILT_MPR: an already built mpr to use instead of building one.
-if [ -n "${PREBUILT_MPR:-}" ]; then MPR="$PREBUILT_MPR"; else
-  cargo build --locked --bin mpr -q
-  MPR="${CARGO_TARGET_DIR:-target}/debug/mpr"
-fi
-case "$MPR" in /*) ;; *) MPR="$PWD/$MPR" ;; esac
-"$MPR" keygen --out "$work/registry.pem" >/dev/null
-"$MPR" keygen --out "$work/gateway.pem" >/dev/null
-export MPR_BROKERS="127.0.0.1:$kport" MPR_HTTP__LISTEN="127.0.0.1:$hport" \
-  MPR_VIEW__PATH="$work/view" MPR_PROCESSOR__STATE_PATH="$work/processor" \
-  MPR_KAFKA__TOPIC_PREFIX="screenshot." \
-  MPR_TRUST__REGISTRY_KEY_FILE="$work/registry.pem" MPR_TRUST__GATEWAY_KEY_FILE="$work/gateway.pem"
-"$MPR" --config config/local.toml topics ensure >/dev/null
-"$MPR" --config config/local.toml serve >"$work/mpr.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 1 300); do
-  curl -fsS "$url/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+. scripts/stack.sh
+stack_init console_screenshot
+start_registry "screenshot." screenshot
 mkdir -p "$(dirname "$out")"
-python3 - "$url" "$MPR" "$work" "$out" <<'PY' || { echo "--- registry log (tail)"; tail -40 "$work/mpr.log"; exit 1; }
+python3 - "$url" "$MPR" "$work" "$out" <<'PY' || { log_tail; exit 1; }
 import sys
 from pathlib import Path
 sys.path.insert(0, "tests/browser")

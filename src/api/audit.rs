@@ -44,7 +44,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     description = "One C2SP signed note per events partition and one of the catalog log (origin mpr/<topic>/<partition>, the head's seq, the base64 head hash), signed by the registry key under the name mpr-registry. Check one later with mpr verify-audit --checkpoint FILE. Needs a grant that reads everything (an unlimited reader, auditor or admin); a scoped token gets 403 FORBIDDEN.",
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::Checkpoints),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]

@@ -194,7 +194,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -226,7 +225,6 @@ async fn put_policy(
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -266,7 +264,6 @@ async fn post_canary(
     request_body(content = crate::domain::autopilot::Signal, description = "One runtime signal (actor and signal_id default from the token and a fresh id)", content_type = "application/json"),
     responses(
         (status = 202, description = "Success", body = crate::api::openapi::doc::SignalAccepted),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -439,7 +436,6 @@ async fn run(s: &AppState, h: &HeaderMap, body: Value) -> Result<Response, ApiEr
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -460,7 +456,6 @@ async fn post_command(State(s): State<AppState>, h: HeaderMap, body: JsonBody<Va
         (status = 201, description = "Success", body = crate::api::types::PublishBundleResponse),
         (status = 200, description = "Already registered with the same digest (DUPLICATE), or the refusal as a result", body = crate::api::types::PublishBundleResponse),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -551,7 +546,6 @@ fn typed(command_type: &str, payload: Value, meta: CommandMeta) -> Value {
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -636,7 +630,6 @@ async fn post_typed(s: AppState, h: HeaderMap, command_type: &str, body: WithMet
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -659,7 +652,6 @@ async fn post_promote(
     request_body(content = crate::api::commands::PromoteBody, description = "The scope to promote into, and optional command_id and reason", content_type = "application/json"),
     responses(
         (status = 200, description = "Success", body = crate::api::commands::DryRunResponse),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -781,7 +773,6 @@ pub(crate) fn typed_command(command_type: &str, payload: Value, reason: Option<S
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -805,7 +796,6 @@ async fn post_rollback(
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
         (status = 202, description = "On the log, result not in the view within the command timeout: poll it", body = crate::api::openapi::doc::PendingCommand),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]

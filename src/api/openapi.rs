@@ -34,7 +34,6 @@ contract_schema! {
     crate::api::types::PublishBundleRequest => "PublishBundleRequest",
     crate::api::types::PublishBundleResponse => "PublishBundleResponse",
     crate::api::types::ResolveActiveResponse => "ResolveActiveResponse",
-    crate::api::types::ErrorResponse => "ErrorResponse",
     crate::domain::CommandEnvelope => "CommandEnvelope",
     crate::domain::CommandResult => "CommandResult",
     crate::domain::autopilot::Signal => "Signal",
@@ -109,6 +108,9 @@ fn rewrite_refs(v: &mut Value) {
     }
 }
 
+/// The `default` answer of every operation.
+const DEFAULT_ERROR: &str = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)";
+
 /// The OpenAPI document: the operations utoipa derived from the handlers, with the
 /// contract's `$defs` as `components.schemas`.
 pub fn document() -> Value {
@@ -116,6 +118,19 @@ pub fn document() -> Value {
     let mut schemas = contract.get("$defs").cloned().unwrap_or_else(|| json!({}));
     rewrite_refs(&mut schemas);
     let mut doc = serde_json::to_value(super::api_doc()).expect("the document serializes");
+    // Every operation answers every failure with an ErrorResponse: said once, here.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for op in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|m| m.values_mut())
+        {
+            op["responses"]["default"] = json!({
+                "description": DEFAULT_ERROR,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+            });
+        }
+    }
     doc["openapi"] = json!("3.1.0");
     doc["info"] = json!({
         "title": "MPR: Model/Policy Registry",

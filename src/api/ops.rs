@@ -28,7 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     summary = "Liveness",
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::Health),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
 )]
 async fn get_health() -> Json<serde_json::Value> {
@@ -46,7 +45,6 @@ async fn get_health() -> Json<serde_json::Value> {
     description = "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later. The body and the MPR-Trust-Mode header give the trust mode.",
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::Readiness, headers(("MPR-View-Lag" = String, description = "Records of the events and catalog logs not yet applied to this replica's view, at the last lag check (absent before the first)"), ("MPR-View-Age-Ms" = String, description = "Milliseconds since this replica's view last held every record then on the log (absent before it is first known)"), ("MPR-Trust-Mode" = String, description = "signed (every command and receipt must be signed) or unsigned-dev (unsigned ones accepted; local experiments only)"))),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
 )]
 async fn get_ready(State(s): State<AppState>) -> Response {
@@ -79,7 +77,6 @@ async fn get_ready(State(s): State<AppState>) -> Response {
     summary = "Prometheus metrics (text format)",
     responses(
         (status = 200, description = "Prometheus metrics, OpenMetrics text", content_type = "application/openmetrics-text", body = String),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
 )]
 async fn get_metrics(State(s): State<AppState>) -> Response {
@@ -101,7 +98,6 @@ async fn get_metrics(State(s): State<AppState>) -> Response {
     summary = "This document",
     responses(
         (status = 200, description = "This document", content_type = "application/json", body = Object),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
 )]
 async fn get_openapi() -> Json<serde_json::Value> {

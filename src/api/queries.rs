@@ -102,7 +102,6 @@ fn parse<T: std::str::FromStr<Err = crate::domain::Rejection>>(s: &str) -> Resul
     ),
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::BundlePage),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -154,7 +153,6 @@ pub const MAX_BUNDLES_SCANNED: usize = 5_000;
     ),
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::BundlePage),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -184,7 +182,6 @@ async fn list_family(
     ),
     responses(
         (status = 200, description = "Success", body = crate::domain::state::BundleRecord),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -222,7 +219,6 @@ async fn get_bundle(
     ),
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::ScopeBindings),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -281,7 +277,6 @@ async fn get_scope(
     ),
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::HistoryPage),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -333,7 +328,6 @@ async fn get_scope_history(
     ),
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::EventPage),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -405,7 +399,6 @@ struct ResultParams {
     ),
     responses(
         (status = 200, description = "Success", body = crate::domain::CommandResult),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]
@@ -450,7 +443,6 @@ async fn get_command_result(
     description = "Only the entries of environments the caller's grants cover.",
     responses(
         (status = 200, description = "Success", body = crate::api::openapi::doc::CatalogListing),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]

@@ -184,7 +184,6 @@ impl ResolveParams {
     responses(
         (status = 200, description = "Success", body = crate::api::types::ResolveActiveResponse, headers(("ETag" = String, description = "Digest of the answer's content (bundle, scope, activation) without view_version: unchanged by writes to other scopes"), ("MPR-View-Version" = String, description = "The view_version the answer was read at (also on a 304)"), ("MPR-View-Lag" = String, description = "Records of the events and catalog logs not yet applied to this replica's view, at the last lag check (absent before the first)"), ("MPR-View-Age-Ms" = String, description = "Milliseconds since this replica's view last held every record then on the log (absent before it is first known)"))),
         (status = 304, description = "Not modified: the If-None-Match ETag still holds"),
-        (status = "default", description = "Error: an ErrorResponse for every failure, including unknown routes (404), wrong methods (405), malformed bodies, queries and paths (400), bodies over a size limit (413), and on /v1 routes a request over http.request_timeout_ms (504 TIMEOUT) or over http.max_concurrent_requests (503 UNAVAILABLE, retryable, answered at once)", body = crate::api::types::ErrorResponse),
     ),
     security(("bearer" = [])),
 )]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pages::{self, Refusal, scope_url, version_url};
-use super::{Attempt, Session, Viewer, csrf_field, explain, page};
+use super::{Attempt, CsrfForm, Posted, Session, csrf_field, explain, page};
 use crate::api::AppState;
 use crate::api::commands::{DryRunResponse, dry_run, submit_as, typed_command};
 use crate::api::error::{ApiError, status_of};
@@ -49,6 +49,12 @@ struct ActionForm {
     tenant_id: Option<String>,
     #[serde(default)]
     slot: Option<String>,
+}
+
+impl CsrfForm for ActionForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 impl ActionForm {
@@ -100,14 +106,10 @@ fn verb(action: &str) -> &str {
 
 async fn act_on_version(
     State(s): State<AppState>,
-    v: Viewer,
     Path((id, ver, action)): Path<(String, String, String)>,
-    axum::Form(f): axum::Form<ActionForm>,
+    Posted(who, f): Posted<ActionForm>,
 ) -> Response {
-    if !v.csrf_ok(f.csrf.as_deref()) {
-        return v.csrf_refused();
-    }
-    let who = &v.0;
+    let who = &who;
     let (Ok(id), Ok(ver)) = (id.parse::<BundleId>(), ver.parse::<BundleVersion>()) else {
         return refused_page(who, "that is not a bundle id and version");
     };
@@ -365,14 +367,10 @@ fn dry_run_page(
 
 async fn rollback(
     State(s): State<AppState>,
-    v: Viewer,
     Path((env, tenant, id)): Path<(String, String, String)>,
-    axum::Form(f): axum::Form<ActionForm>,
+    Posted(who, f): Posted<ActionForm>,
 ) -> Response {
-    if !v.csrf_ok(f.csrf.as_deref()) {
-        return v.csrf_refused();
-    }
-    let who = &v.0;
+    let who = &who;
     let q = pages::ScopeQuery::default();
     let Some(reason) = f.reason() else {
         return pages::scope_page(

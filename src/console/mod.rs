@@ -158,16 +158,35 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
-impl Viewer {
-    /// Whether the form's CSRF token is the session's. When it is not, answer
-    /// [`Viewer::csrf_refused`].
-    fn csrf_ok(&self, presented: Option<&str>) -> bool {
-        same_secret(presented.unwrap_or_default(), &self.0.csrf)
-    }
+/// A form that carries the session's CSRF token in its `csrf` field.
+pub(crate) trait CsrfForm {
+    /// The token the form carries.
+    fn csrf(&self) -> Option<&str>;
+}
 
-    /// The 403 page of a form post whose CSRF token is not the session's.
-    fn csrf_refused(&self) -> Response {
-        csrf_refused(Some(&self.0))
+/// A form a signed-in user posted with the session's CSRF token: the session and the form.
+/// Anything else is answered before the handler runs: without a session, the sign-in page;
+/// with a missing or wrong token, the 403 page, and nothing is done.
+pub(crate) struct Posted<T>(pub Session, pub T);
+
+impl<T> axum::extract::FromRequest<AppState> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + CsrfForm + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, s: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Viewer(who) =
+            <Viewer as FromRequestParts<AppState>>::from_request_parts(&mut parts, s).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let axum::Form(form) = axum::Form::<T>::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !same_secret(form.csrf().unwrap_or_default(), &who.csrf) {
+            return Err(csrf_refused(Some(&who)));
+        }
+        Ok(Self(who, form))
     }
 }
 
@@ -399,15 +418,17 @@ struct CsrfOnly {
     csrf: Option<String>,
 }
 
+impl CsrfForm for CsrfOnly {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 async fn logout(
     State(s): State<AppState>,
-    v: Viewer,
     h: HeaderMap,
-    axum::Form(f): axum::Form<CsrfOnly>,
+    Posted(_, _): Posted<CsrfOnly>,
 ) -> Response {
-    if !v.csrf_ok(f.csrf.as_deref()) {
-        return v.csrf_refused();
-    }
     if let Some(id) = cookie(&h, SESSION_COOKIE) {
         s.console.end(&id);
     }
