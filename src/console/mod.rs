@@ -180,9 +180,18 @@ where
         let Viewer(who) =
             <Viewer as FromRequestParts<AppState>>::from_request_parts(&mut parts, s).await?;
         let req = axum::extract::Request::from_parts(parts, body);
-        let axum::Form(form) = axum::Form::<T>::from_request(req, s)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let axum::Form(form) = axum::Form::<T>::from_request(req, s).await.map_err(|r| {
+            page(
+                r.status(),
+                "Form refused",
+                Some(&who),
+                html! {
+                    p.refusal role="alert" #form-refusal {
+                        "The form could not be read (" (r.body_text()) "), so nothing was done (INVALID_PAYLOAD)."
+                    }
+                },
+            )
+        })?;
         if !same_secret(form.csrf().unwrap_or_default(), &who.csrf) {
             return Err(csrf_refused(Some(&who)));
         }

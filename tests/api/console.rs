@@ -175,6 +175,13 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
             "{body}"
         );
     }
+    // A body that is not a form is refused in words, as a page, and does nothing.
+    let (s, body, _) = raw(&h, "POST", url, Some(&alice.cookie), None).await;
+    assert!(s.is_client_error(), "{s}");
+    assert!(
+        body.contains(r#"id="form-refusal""#) && body.contains("(INVALID_PAYLOAD)."),
+        "{body}"
+    );
     // Another session's token does not pass either.
     let other = sign_in(&h, "t-appr").await;
     let (s, _, _) = alice
