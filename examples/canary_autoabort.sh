@@ -82,6 +82,18 @@ echo "$out" | grep -q REAPPROVAL_REQUIRED || { echo "demo: expected REAPPROVAL_R
 echo "refused without a fresh approval: REAPPROVAL_REQUIRED"
 "$MPR" --token $APPROVER approve fraud-scorer@1.1.0
 "$MPR" --token $DEPLOYER canary start fraud-scorer@1.1.0 --env prod --percent 10
+# A deployer may stop a canary by hand too; starting it again needs no new approval.
+"$MPR" --token $DEPLOYER canary abort --bundle-id fraud-scorer --env prod --reason "hold for the weekend"
+for _ in $(seq 1 100); do
+  "$MPR" --token $READER --json resolve --env prod --bundle-id fraud-scorer \
+    | python3 -c 'import json,sys; sys.exit(1 if "canary" in json.load(sys.stdin) else 0)' && break
+  sleep 0.2
+done
+"$MPR" --token $READER --json resolve --env prod --bundle-id fraud-scorer \
+  | python3 -c 'import json,sys; v=json.load(sys.stdin); sys.exit("canary" in v or v["active_bundle_ref"]["bundle_version"] != "1.0.0")' \
+  || { echo "demo: the canary outlived its abort" >&2; exit 1; }
+echo "aborted by hand: no canary, 1.0.0 answers"
+"$MPR" --token $DEPLOYER canary start fraud-scorer@1.1.0 --env prod --percent 10
 "$MPR" --token $DEPLOYER canary set --bundle-id fraud-scorer --env prod --percent 50
 "$MPR" --token $DEPLOYER canary complete --bundle-id fraud-scorer --env prod
 for _ in $(seq 1 100); do

@@ -16,6 +16,9 @@ Each check fails if the protection it names is removed:
      resolve unchanged, is counted, does not stop the family, and `mpr verify-audit` flags it
   7. a signed checkpoint (GET /v1/audit/checkpoints) taken before the forgery still holds
      (`verify-audit --checkpoint`), and one altered after signing is refused
+  8. a forged, correctly chained and hashed KEY_REGISTERED appended to the catalog log, giving
+     an attacker's key to platform-admin, gives it nothing: a command signed with that key
+     is refused (UNAUTHENTICATED), and `mpr verify-audit` flags the record
 
 Usage: stock_client_check.py BROKERS URL PREFIX MPR_BINARY CONFIG
 (the registry was started with CONFIG and MPR_* overrides this script also passes on).
@@ -131,13 +134,14 @@ def register(kind: str, owner: str, key: Key):
     assert status in (200, 201), (status, body)
 
 
-def events(partition: int) -> list[tuple[int, bytes, dict]]:
-    """Every record of one events partition: (offset, raw value, decoded event)."""
+def events(partition: int, log: str = "events") -> list[tuple[int, bytes, dict]]:
+    """Every record of one partition of the events (or catalog) log: (offset, raw value,
+    decoded event)."""
     schema = fastavro.parse_schema(json.load(open("schemas/registry_event.avsc")))
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"stock-{uuid.uuid4()}",
                   "enable.auto.commit": False})
-    low, high = c.get_watermark_offsets(TopicPartition(f"{prefix}events", partition), timeout=10)
-    c.assign([TopicPartition(f"{prefix}events", partition, low)])
+    low, high = c.get_watermark_offsets(TopicPartition(f"{prefix}{log}", partition), timeout=10)
+    c.assign([TopicPartition(f"{prefix}{log}", partition, low)])
     out = []
     while len(out) < high - low:
         m = c.poll(5.0)
@@ -297,4 +301,38 @@ print(f"6 forged chained PROMOTE at offset {forged_offset}: resolve unchanged, c
       f"family not stopped, verify-audit flags it: {flagged[0]['reason']}")
 print(f"7 a signed checkpoint taken before the forgery still holds (seq {pinned['seq']}); "
       "an altered one is refused")
+
+# 8. A forged key registration on the catalog log: a copy of the publisher's KEY_REGISTERED,
+# chained to the catalog head, naming platform-admin and an attacker's key, rehashed.
+attacker = Key()
+cat = events(0, "catalog")
+cat_head = cat[-1][2]
+real = [e for _, _, e in cat if e["event_type"] == "KEY_REGISTERED"
+        and e["key"]["key_id"] == publisher.keyid][0]
+forged_key = copy.deepcopy(real)
+forged_key.update(seq=cat_head["seq"] + 1, prev_hash=cat_head["hash"],
+                  command_id=str(uuid.uuid4()), event_id=str(uuid.uuid4()), actor="platform-admin")
+forged_key["key"].update(key_id=attacker.keyid, owner="platform-admin",
+                         public_key=attacker.public_hex, registered_seq=cat_head["seq"] + 1)
+forged_key["hash"] = event_hash(forged_key)
+datum = io.BytesIO()
+fastavro.schemaless_writer(datum, schema, forged_key)
+producer.produce(f"{prefix}catalog", partition=0, key="__platform_catalog__",
+                 value=cat[-1][1][:10] + datum.getvalue(),
+                 headers=[("mpr-command-id", forged_key["command_id"].encode())])
+producer.flush(30)
+forged_key_offset = cat[-1][0] + 1
+time.sleep(2)
+# Had the forgery been applied, platform-admin could now register any key with it.
+c = command("platform-admin", "REGISTER_KEY",
+            {"owner_kind": "PRINCIPAL", "owner": "model-factory", "public_key": Key().public_hex})
+expect(c, sign_command(c, attacker), "REJECTED", "UNAUTHENTICATED")
+audit = subprocess.run([mpr_bin, "--config", config, "--json", "verify-audit"],
+                       capture_output=True, text=True, env=os.environ)
+assert audit.returncode == 2, (audit.returncode, audit.stderr)
+flagged = [f for p in json.loads(audit.stdout) if p["log"] == f"{prefix}catalog"
+           for f in p["findings"] if f["kind"] == "FORGED"]
+assert [f["offset"] for f in flagged] == [forged_key_offset], audit.stdout
+print(f"8 forged chained KEY_REGISTERED at catalog offset {forged_key_offset}: its key signs "
+      f"nothing (UNAUTHENTICATED), verify-audit flags it: {flagged[0]['reason']}")
 print("stock client checks: all passed")

@@ -60,11 +60,13 @@ pub async fn run(
         TrustMode::Signed => info!(
             registry_key = keys.registry.key_id(),
             gateway_key = keys.gateway.key_id(),
+            trust_roots = keys.roots.fingerprint(),
             "trust mode signed: every command must be signed"
         ),
         TrustMode::UnsignedDev => warn!(
             registry_key = keys.registry.key_id(),
             gateway_key = keys.gateway.key_id(),
+            trust_roots = keys.roots.fingerprint(),
             "trust mode unsigned-dev: unsigned commands and gate receipts are ACCEPTED; local experiments only"
         ),
     }

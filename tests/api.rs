@@ -83,7 +83,7 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
     // Commands reach the simulated processor signed by the gateway, as from the real API.
     let gateway = mpr::testkit::gateway_signer();
     let grants = cfg.grants_with_roots(mpr::domain::trust::TrustRoots {
-        require_signatures: true,
+        require_signatures: cfg.trust.mode == mpr::config::TrustMode::Signed,
         gateway: mpr::domain::trust::KeySet::of([gateway.verifying_key()]),
         registry: mpr::domain::trust::KeySet::of([mpr::testkit::registry_signer().verifying_key()]),
     });
@@ -148,7 +148,7 @@ fn harness_config(apply: bool, change: impl FnOnce(&mut Config)) -> Harness {
         metrics: Arc::new(Metrics::new()),
         http: Arc::new(cfg.http.clone()),
         resolve_cache: Arc::new(mpr::api::resolve::ResolveCache::new(1)),
-        trust_mode: mpr::config::TrustMode::Signed,
+        trust_mode: cfg.trust.mode,
         checkpoints: Arc::new(mpr::api::audit::CheckpointSigner {
             registry: mpr::testkit::registry_signer(),
             events_topic: "mpr.events".into(),
@@ -257,6 +257,27 @@ async fn operations_routes() {
     // The signing mode is visible to every probe.
     assert_eq!(v["trust_mode"], "signed");
     assert_eq!(headers["mpr-trust-mode"], "signed");
+    // So is the fingerprint of the trust roots, which replicas compare (MPR2-ROOT-05).
+    let roots = mpr::domain::trust::TrustRoots {
+        require_signatures: true,
+        gateway: mpr::domain::trust::KeySet::of([mpr::testkit::gateway_signer().verifying_key()]),
+        registry: mpr::domain::trust::KeySet::of([mpr::testkit::registry_signer().verifying_key()]),
+    }
+    .fingerprint();
+    assert_eq!(v["trust_roots"], roots.as_str());
+    assert_eq!(headers["mpr-trust-roots"], roots.as_str());
+    // The dev mode says so on every probe, with a fingerprint of its own.
+    let dev = harness_config(true, |c| c.trust.mode = mpr::config::TrustMode::UnsignedDev);
+    let (s, dv, dh) = dev.call("GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (&dv["trust_mode"], &dh["mpr-trust-mode"]),
+        (
+            &json!("unsigned-dev"),
+            &"unsigned-dev".parse::<axum::http::HeaderValue>().unwrap()
+        )
+    );
+    assert_ne!(dv["trust_roots"], v["trust_roots"]);
     h.status.ready.store(false, Ordering::SeqCst);
     let (s, v, _) = h.call("GET", "/readyz", None, None).await;
     assert_eq!(

@@ -161,26 +161,7 @@ fn no_token_or_key_ships_and_secrets_are_mounted() {
 #[test]
 fn serve_refuses_to_start_without_principal_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = |principals: &std::path::Path| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
-            .arg("--config")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/config/production.toml"
-            ))
-            .arg("serve")
-            .env("MPR_AUTH__PRINCIPALS_FILE", principals)
-            .env("MPR_HTTP__LISTEN", "127.0.0.1:0")
-            .env("MPR_VIEW__PATH", dir.path().join("view"))
-            .env("MPR_PROCESSOR__STATE_PATH", dir.path().join("processor"))
-            // Nothing listens here: the check must come before any broker is needed.
-            .env("MPR_BROKERS", "127.0.0.1:9")
-            .env("MPR_LOG", "off")
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let serve = |principals: &std::path::Path| serve_with_secrets(dir.path(), principals, &[]);
     let missing = dir.path().join("mpr_principals");
     let err = serve(&missing);
     assert!(
@@ -193,6 +174,80 @@ fn serve_refuses_to_start_without_principal_secrets() {
         err.contains("auth.principals: no principal has a token_sha256"),
         "{err}"
     );
+}
+
+/// `mpr serve` with the production config refuses to start without the registry's and the
+/// gateway's key files (README "Who can change what"), and names the missing one.
+#[test]
+fn serve_refuses_to_start_without_both_key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let principals = dir.path().join("mpr_principals");
+    std::fs::write(
+        &principals,
+        format!(
+            "[[principals]]\nactor = \"df\"\nroles = [\"reader\"]\ntoken_sha256 = \"{}\"\n",
+            mpr::domain::bundle::sha256_hex(b"a-token")
+        ),
+    )
+    .unwrap();
+    let key = dir.path().join("a_key.pem");
+    std::fs::write(
+        &key,
+        mpr::domain::trust::Signer::from_seed([7; 32]).to_pem(),
+    )
+    .unwrap();
+    let absent = dir.path().join("absent_key.pem");
+    let serve = |registry: &std::path::Path, gateway: &std::path::Path| {
+        serve_with_secrets(
+            dir.path(),
+            &principals,
+            &[
+                ("MPR_TRUST__REGISTRY_KEY_FILE", registry),
+                ("MPR_TRUST__GATEWAY_KEY_FILE", gateway),
+            ],
+        )
+    };
+    let err = serve(&absent, &key);
+    assert!(
+        err.contains("trust.registry_key_file") && err.contains("absent_key.pem"),
+        "{err}"
+    );
+    let err = serve(&key, &absent);
+    assert!(
+        err.contains("trust.gateway_key_file") && err.contains("absent_key.pem"),
+        "{err}"
+    );
+}
+
+/// Runs `mpr serve` with the production config, the principals file `principals`, state
+/// under `dir` and the extra environment `env`, against a broker address where nothing
+/// listens; it must fail before needing one. Returns its stderr.
+fn serve_with_secrets(
+    dir: &std::path::Path,
+    principals: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> String {
+    {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
+            .arg("--config")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/config/production.toml"
+            ))
+            .arg("serve")
+            .env("MPR_AUTH__PRINCIPALS_FILE", principals)
+            .env("MPR_HTTP__LISTEN", "127.0.0.1:0")
+            .env("MPR_VIEW__PATH", dir.join("view"))
+            .env("MPR_PROCESSOR__STATE_PATH", dir.join("processor"))
+            // Nothing listens here: the check must come before any broker is needed.
+            .env("MPR_BROKERS", "127.0.0.1:9")
+            .env("MPR_LOG", "off")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
 }
 
 /// The production config signs: `signed` mode, both keys read from mounted secrets, and

@@ -813,6 +813,46 @@ mod autopilot {
         }
     }
 
+    impl Proc {
+        /// As [`Proc::run`], and every partition command is also decided against the
+        /// RocksDB state store that a restarted processor keeps (policies, kept windows,
+        /// signal offsets, canary activations in its column families), which must decide
+        /// exactly as memory does.
+        pub fn run_stored(
+            &mut self,
+            g: &Grants,
+            inputs: &[CommandInput],
+            cat_events: &mut Vec<RegistryEvent>,
+            st: &mut super::Stored,
+        ) {
+            for input in inputs {
+                let d = decide::route(&self.part, &self.part.chain, &self.cat, g, input).unwrap();
+                if !matches!(input.envelope.command, Command::SetCatalog(_)) {
+                    let from_store =
+                        decide::route(&st.store.partition(0), &st.pos.chain, &self.cat, g, input)
+                            .unwrap();
+                    assert_eq!(from_store, d, "the state store decided otherwise");
+                    if let Decision::Append(e) = &from_store {
+                        let at = st.pos.events_next;
+                        st.store
+                            .partition(0)
+                            .apply(&mut st.pos, e, &codec::encode_event(e), at, Outbox::None)
+                            .unwrap();
+                    }
+                }
+                if let Decision::Append(e) = d {
+                    if e.log == LogId::Catalog {
+                        self.cat.apply(&e).unwrap();
+                        cat_events.push(e);
+                    } else {
+                        self.part.apply(&e).unwrap();
+                        self.events.push(e);
+                    }
+                }
+            }
+        }
+    }
+
     pub(super) fn bytes(events: &[RegistryEvent]) -> Vec<Vec<u8>> {
         events.iter().map(codec::encode_event).collect()
     }
@@ -916,6 +956,26 @@ proptest! {
         let rebuilt = autopilot::Proc::from_events(&cat_a, &a.events);
         prop_assert_eq!(&rebuilt.part, &a.part);
         prop_assert_eq!(autopilot::scope_answer(&rebuilt.part), autopilot::scope_answer(&a.part));
+    }
+
+    /// A processor deciding from its kept RocksDB state store (as after a restart or a
+    /// takeover with the store kept) decides every autopilot and canary command exactly as
+    /// one deciding from memory, and appends the same events.
+    #[test]
+    fn autopilot_state_store_decides_like_memory(
+        ops in prop::collection::vec(autopilot::aop(), 1..60),
+    ) {
+        let g = autopilot::grants();
+        let inputs = autopilot::inputs(&ops);
+        let mut st = Stored::new();
+        let mut cat = Vec::new();
+        let mut p = autopilot::Proc::new();
+        p.run_stored(&g, &inputs, &mut cat, &mut st);
+        prop_assert_eq!(&st.pos.chain, &p.part.chain);
+        let mut cat_mem = Vec::new();
+        let mut mem = autopilot::Proc::new();
+        mem.run(&g, &inputs, &mut cat_mem);
+        prop_assert_eq!(autopilot::bytes(&p.events), autopilot::bytes(&mem.events));
     }
 }
 

@@ -42,9 +42,9 @@ async fn get_health() -> Json<serde_json::Value> {
     path = "/readyz",
     operation_id = "get_ready",
     summary = "Readiness: 200 while the view is kept up to date with the log",
-    description = "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later. The body and the MPR-Trust-Mode header give the trust mode.",
+    description = "200 while this replica's view is kept up to date: caught up with the log's high watermarks at start-up, its applier running, and within http.ready_max_lag_events records (and http.ready_max_age_ms, if set) of the log; 503 UNAVAILABLE naming the reason otherwise, including whenever the view falls behind later. The body and the MPR-Trust-Mode header give the trust mode; the body and the MPR-Trust-Roots header give the fingerprint of this replica's trust roots (MPR2-ROOT-05), which must be the same on every replica.",
     responses(
-        (status = 200, description = "Success", body = crate::api::openapi::doc::Readiness, headers(("MPR-View-Lag" = String, description = "Records of the events and catalog logs not yet applied to this replica's view, at the last lag check (absent before the first)"), ("MPR-View-Age-Ms" = String, description = "Milliseconds since this replica's view last held every record then on the log (absent before it is first known)"), ("MPR-Trust-Mode" = String, description = "signed (every command and receipt must be signed) or unsigned-dev (unsigned ones accepted; local experiments only)"))),
+        (status = 200, description = "Success", body = crate::api::openapi::doc::Readiness, headers(("MPR-View-Lag" = String, description = "Records of the events and catalog logs not yet applied to this replica's view, at the last lag check (absent before the first)"), ("MPR-View-Age-Ms" = String, description = "Milliseconds since this replica's view last held every record then on the log (absent before it is first known)"), ("MPR-Trust-Mode" = String, description = "signed (every command and receipt must be signed) or unsigned-dev (unsigned ones accepted; local experiments only)"), ("MPR-Trust-Roots" = String, description = "sha256: and the hex SHA-256 of this replica's trust roots (the mode, the registry and gateway key ids; MPR2-ROOT-05)"))),
     ),
 )]
 async fn get_ready(State(s): State<AppState>) -> Response {
@@ -58,6 +58,7 @@ async fn get_ready(State(s): State<AppState>) -> Response {
             "lag_events": f.lag_events,
             "age_ms": f.age_ms,
             "trust_mode": s.trust_mode.as_str(),
+            "trust_roots": s.grants.trust.fingerprint(),
         }))
         .into_response(),
         Err(why) => ApiError::new(ErrorCode::Unavailable, why.to_string()).into_response(),
@@ -67,6 +68,9 @@ async fn get_ready(State(s): State<AppState>) -> Response {
         "mpr-trust-mode",
         axum::http::HeaderValue::from_static(s.trust_mode.as_str()),
     );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&s.grants.trust.fingerprint()) {
+        resp.headers_mut().insert("mpr-trust-roots", v);
+    }
     resp
 }
 

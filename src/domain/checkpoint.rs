@@ -2,7 +2,7 @@
 //! its head hash was H", so that an auditor can pin the log's state at a time and later
 //! prove that the log still holds exactly that prefix. The format is C2SP's
 //! `tlog-checkpoint` inside a C2SP `signed-note`, as Certificate Transparency and Sigstore's
-//! Rekor publish them (MPR3 §6):
+//! Rekor publish them (MPR3-AUD-12):
 //!
 //! ```text
 //! mpr/mpr.events/0                       <- origin: log topic and partition

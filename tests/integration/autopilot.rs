@@ -228,6 +228,16 @@ fn error_rate_signals_abort_a_canary_and_resolve_answers_the_primary() {
     // An extension attribute is a simple value: the trigger is its JSON text.
     let trigger: Value = serde_json::from_str(abort["mprtrigger"].as_str().unwrap()).unwrap();
     assert_eq!(trigger["rule_id"], "canary-errors");
+    // So does Observability's lifecycle topic.
+    let lifecycle = read_all(&cfg, &topics.lifecycle, cfg.kafka.partitions);
+    let abort = lifecycle
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(r.payload.as_deref().unwrap()).unwrap())
+        .find(|ce| ce["type"] == "mpr.canary.aborted")
+        .expect("a canary.aborted CloudEvent on lifecycle");
+    assert_eq!(abort["mprautomated"], true);
+    let trigger: Value = serde_json::from_str(abort["mprtrigger"].as_str().unwrap()).unwrap();
+    assert_eq!(trigger["rule_id"], "canary-errors");
     // The malformed signal is in the DLQ, named by its source topic.
     let dlq = read_all(&cfg, &topics.dlq, cfg.kafka.partitions);
     assert!(

@@ -207,4 +207,59 @@ fn end_to_end_commands_to_view_and_outputs() {
             .contains("does not carry the registry's MAC"),
         "{err}"
     );
+
+    // Records appended to `events` that the registry did not sign: a copy of a
+    // partition's last event with the next seq, chained to the head and correctly hashed,
+    // signed by another key; and the same unsigned. A rebuild verifies every event, so it
+    // skips both and still gives the live view.
+    let (part, head) = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, evs)| evs.last().map(|e| (i as i32, e.clone())))
+        .max_by_key(|(_, e)| e.seq)
+        .unwrap();
+    let mut forged = head.clone();
+    forged.seq = head.seq + 1;
+    forged.prev_hash = head.hash.clone();
+    forged.command_id = uuid::Uuid::new_v4();
+    forged.event_id = mpr::domain::RegistryEvent::id_for(forged.command_id);
+    forged.hash = forged.compute_hash();
+    let mut unsigned = forged.clone();
+    unsigned.signature = None;
+    forged.sign(&mpr::domain::trust::Signer::from_seed([9; 32]));
+    rt().block_on(async {
+        for e in [&forged, &unsigned] {
+            let bytes = mpr::codec::encode_event(e);
+            let key = e
+                .bundle_id
+                .as_ref()
+                .map(|b| b.to_string())
+                .unwrap_or_default();
+            let rec = rdkafka::producer::FutureRecord::to(&topics.events)
+                .partition(part)
+                .key(&key)
+                .payload(&bytes);
+            p.send(rec, std::time::Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+    });
+    let part = part as usize;
+    assert_eq!(read_events(&cfg)[part].len(), events[part].len() + 2);
+    let rebuilt_again = tempfile::tempdir().unwrap();
+    {
+        let v = View::open(rebuilt_again.path(), 3).unwrap();
+        mpr::log::applier::rebuild_from_events(
+            &cfg.kafka,
+            &mpr::testkit::registry_keys(),
+            &v,
+            |_| {},
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        digest_of(rebuilt_again.path(), 3),
+        live,
+        "a rebuild served an event the registry did not sign"
+    );
 }
