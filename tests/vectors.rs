@@ -180,6 +180,9 @@ struct ExpectAutopilot {
     refused: Option<u64>,
     #[serde(default)]
     repeated: Option<u64>,
+    /// The code each refused signal was refused with, by signal id (all of them).
+    #[serde(default)]
+    refused_codes: Option<BTreeMap<uuid::Uuid, String>>,
     /// The trigger, or null for none.
     #[serde(default, deserialize_with = "present")]
     trigger: Option<Option<ExpectTrigger>>,
@@ -566,6 +569,14 @@ impl Run {
             if let Some(w) = want {
                 assert_eq!(got, w, "{ctx}: {name} (observation {o:?})");
             }
+        }
+        if let Some(codes) = &want.refused_codes {
+            let got: BTreeMap<uuid::Uuid, String> = o
+                .refused_ids
+                .iter()
+                .map(|r| (r.signal_id, r.code.as_str().to_owned()))
+                .collect();
+            assert_eq!(&got, codes, "{ctx}: refused signals' codes");
         }
         if let Some(t) = &want.trigger {
             match (t, &d.trigger) {

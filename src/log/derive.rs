@@ -177,12 +177,26 @@ pub fn verify_state_record(mac: &StateMac, key: &[u8], payload: &[u8]) -> Option
     mac.verifies(key, value, tag).then(|| value.to_vec())
 }
 
+/// Whether `e` is the record of a signal intake's `OBSERVE` that decided nothing: its
+/// windows changed, no rule fired. Such an event has no result (no client submitted the
+/// command: the registry's own intake did, and it reads no results) and no lifecycle
+/// CloudEvent (Observability holds the signals themselves), which halves what an `OBSERVE`
+/// writes besides its event and its `state` records (MPR3-OPS-01c).
+pub fn is_quiet_observation(e: &RegistryEvent) -> bool {
+    e.event_type == RegistryEventType::SignalsObserved
+        && e.autopilot.as_ref().is_none_or(|d| d.trigger.is_none())
+}
+
 /// The derived records of one event whose planned view writes are `writes`: its `state`
-/// records, its result and its CloudEvents. Its applied position is written per batch
+/// records, its result and its CloudEvents (none of either for a quiet observation,
+/// [`is_quiet_observation`]). Its applied position is written per batch
 /// ([`derived_batch`]).
 fn derived(topics: &Topics, mac: &StateMac, e: &RegistryEvent, writes: &[Write]) -> Vec<OutRecord> {
     let mut out = Vec::with_capacity(writes.len() + 3);
     out.extend(writes.iter().cloned().map(|w| state_record(topics, mac, w)));
+    if is_quiet_observation(e) {
+        return out;
+    }
     out.push(result_record(topics, &CommandResult::from_event(e)));
     let ce = serde_json::to_vec(&cloud_event(topics, e)).expect("cloud events serialize");
     out.push(OutRecord {
@@ -241,6 +255,64 @@ mod tests {
 
     /// Two events of one batch that write the same key: `state` gets the key once, with
     /// the later value, where the later write falls; other keys and every result stay.
+    /// A quiet observation (an OBSERVE that fired nothing) derives its `state` records and
+    /// no result or CloudEvent; one that recorded a trigger (here a dry run) derives both,
+    /// with the trigger on the CloudEvent.
+    #[test]
+    fn a_quiet_observation_has_no_result_and_no_cloud_event() {
+        use crate::domain::autopilot::{AutoAction, AutopilotDetail, Trigger, TriggerOutcome};
+        let topics = Topics::new("mpr.");
+        let mac = StateMac::of(&testkit::registry_signer());
+        use crate::domain::state::infallible;
+        use crate::domain::{CatalogState, Decision, Grants, PartitionState, decide};
+        let grants = Grants {
+            enforce: false,
+            ..Grants::default()
+        };
+        let (part, cat) = (PartitionState::new(0), CatalogState::new());
+        let input = testkit::input(testkit::publish("mf", "fam", "1.0.0"), 0);
+        let Decision::Append(mut e) =
+            infallible(decide::route(&part, &part.chain, &cat, &grants, &input))
+        else {
+            panic!("appends");
+        };
+        e.event_type = RegistryEventType::SignalsObserved;
+        e.autopilot = Some(AutopilotDetail::default());
+        let w = Write {
+            table: crate::view::Table::Slots,
+            key: b"window".to_vec(),
+            value: b"w".to_vec(),
+        };
+        let topics_of = |e: &RegistryEvent| -> Vec<String> {
+            derived(&topics, &mac, e, std::slice::from_ref(&w))
+                .into_iter()
+                .map(|r| r.topic)
+                .collect()
+        };
+        assert!(is_quiet_observation(&e));
+        assert_eq!(topics_of(&e), vec![topics.state.clone()]);
+        e.autopilot = Some(AutopilotDetail {
+            trigger: Some(Trigger {
+                policy_seq: 1,
+                rule_id: "r".into(),
+                action: AutoAction::Rollback,
+                bundle_version: "1.0.0".parse().unwrap(),
+                outcome: TriggerOutcome::DryRun,
+                signal_ids: vec![],
+                evidence: "error_rate above".into(),
+            }),
+            ..AutopilotDetail::default()
+        });
+        assert!(!is_quiet_observation(&e));
+        assert_eq!(
+            topics_of(&e),
+            vec![topics.state.clone(), topics.results.clone(), topics.lifecycle.clone()]
+        );
+        let ce = &derived(&topics, &mac, &e, &[])[1];
+        let ce: serde_json::Value = serde_json::from_slice(&ce.payload).unwrap();
+        assert_eq!(ce["mprautomated"], true);
+    }
+
     #[test]
     fn a_batch_writes_each_state_key_once_with_its_last_value() {
         use crate::domain::state::infallible;
