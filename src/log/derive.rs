@@ -306,7 +306,11 @@ mod tests {
         assert!(!is_quiet_observation(&e));
         assert_eq!(
             topics_of(&e),
-            vec![topics.state.clone(), topics.results.clone(), topics.lifecycle.clone()]
+            vec![
+                topics.state.clone(),
+                topics.results.clone(),
+                topics.lifecycle.clone()
+            ]
         );
         let ce = &derived(&topics, &mac, &e, &[])[1];
         let ce: serde_json::Value = serde_json::from_slice(&ce.payload).unwrap();
