@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
-# Starts or stops the embedded default broker (tansu) with durable SQLite storage.
+# Starts or stops the embedded broker with durable SQLite storage: tansu 0.6.0 by default;
+# BROKER=nisshi selects nisshi 0.7.0-pre.2 (scripts/broker_env.sh).
 #   scripts/broker.sh start [DATA_DIR] [PORT]   (defaults: var/broker, 9092)
 #   scripts/broker.sh stop  [DATA_DIR]
 # BROKER_STORAGE overrides the storage engine (default sqlite://tansu.db, durable;
 # memory://tansu/ keeps nothing across restarts and is only for measuring the broker's cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
-TANSU="${MPR_TANSU_BIN:-$MPR_TOOLS/bin/tansu}"
+. scripts/broker_env.sh
 action="${1:-start}"
 dir="${2:-var/broker}"
 port="${3:-9092}"
-storage="${BROKER_STORAGE:-sqlite://tansu.db}"
 mkdir -p "$dir"
-pidfile="$dir/tansu.pid"
+pidfile="$dir/broker.pid"
+storage="${BROKER_STORAGE:-sqlite://tansu.db}"
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 case "$action" in
   start)
     if running; then echo "broker: already running (pid $(cat "$pidfile"))"; exit 0; fi
-    [ -x "$TANSU" ] || ./scripts/install-broker.sh
-    # tansu resolves the SQLite path against its working directory.
+    [ -x "$BROKER_BIN" ] || ./scripts/install-broker.sh
+    # The broker resolves the SQLite path against its working directory.
     (cd "$dir" && exec env -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
-      "$TANSU" broker \
+      "$BROKER_BIN" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine "$storage" \
-        >tansu.log 2>&1) &
+        >broker.log 2>&1) &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        # tansu 0.6's SQLite schema has no index on `header`, and its Fetch looks up the
+        # tansu 0.6's (and nisshi 0.7.0-pre.2's) SQLite schema has no index on `header`, and its Fetch looks up the
         # headers of every record it returns, so each fetched record scanned the whole
         # header table and fetch cost grew with the log (152 commands/s after 20,000
         # records). The index keeps it flat. `create table if not exists` leaves it alone.
@@ -50,12 +50,12 @@ else:
     sys.exit(1)
 PY
         fi
-        echo "broker: tansu listening on 127.0.0.1:$port (data $dir, log $dir/tansu.log)"
+        echo "broker: $BROKER listening on 127.0.0.1:$port (storage $storage, log $dir/broker.log)"
         exit 0
       fi
       sleep 0.1
     done
-    echo "broker: tansu did not start; see $dir/tansu.log" >&2
+    echo "broker: $BROKER did not start; see $dir/broker.log" >&2
     exit 1
     ;;
   stop)

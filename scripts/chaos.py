@@ -896,7 +896,7 @@ def freeze_broker(broker, at, seconds):
     """Stands for an overloaded broker: SIGSTOP for `seconds` (longer than the session
     timeout, so the processor's heartbeats go unanswered), then SIGCONT."""
     time.sleep(at)
-    pid = int(open(os.path.join(broker.dir, "tansu.pid")).read())
+    pid = int(open(os.path.join(broker.dir, "broker.pid")).read())
     log(f"freezing the broker (pid {pid}) for {seconds} s")
     os.kill(pid, signal.SIGSTOP)
     time.sleep(seconds)

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Installs the embedded default broker, tansu 0.6.0 (Apache-Kafka-compatible, in Rust),
-# under $MPR_TOOLS (default ~/.cache/mpr) when it is missing. The libsql and dynostore
-# features give it durable storage; without a storage feature it discards data.
+# Installs the embedded broker that BROKER selects (scripts/broker_env.sh; default tansu
+# 0.6.0, Apache-Kafka-compatible, in Rust) under $MPR_TOOLS (default ~/.cache/mpr) when it
+# is missing. The libsql and dynostore features give it durable storage; without a storage
+# feature it discards data.
 set -euo pipefail
-MPR_TOOLS="${MPR_TOOLS:-$HOME/.cache/mpr}"
-TANSU="$MPR_TOOLS/bin/tansu"
-if [ -x "$TANSU" ]; then
+cd "$(dirname "$0")/.."
+. scripts/broker_env.sh
+if [ -x "$BROKER_BIN" ]; then
   exit 0
 fi
-echo "install-broker: building tansu 0.6.0 into $MPR_TOOLS (about 18 minutes on 2 cores, once)"
-mkdir -p "$MPR_TOOLS"
-cargo install tansu@0.6.0 --locked --features libsql,dynostore --root "$MPR_TOOLS"
+echo "install-broker: building $BROKER_CRATE into $BROKER_ROOT (about 15 to 18 minutes on 2 cores, once)"
+mkdir -p "$BROKER_ROOT"
+# In a temporary target directory of its own (not CARGO_TARGET_DIR): the registry's build
+# may run beside it (scripts/broker_build.sh), and a shared directory would serialize them.
+env -u CARGO_TARGET_DIR cargo install "$BROKER_CRATE" --locked --features "$BROKER_FEATURES" --root "$BROKER_ROOT"

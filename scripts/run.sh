@@ -5,11 +5,15 @@
 # MPR_BROKERS=host:port (the embedded broker is then not started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --without-broker
 if [ -z "${MPR_BROKERS:-}" ]; then
-  ./scripts/broker.sh start var/broker 9092
+  . scripts/broker_build.sh
 fi
 cargo build --locked --bin mpr
+if [ -z "${MPR_BROKERS:-}" ]; then
+  broker_build_wait
+  ./scripts/broker.sh start var/broker 9092
+fi
 MPR="${CARGO_TARGET_DIR:-target}/debug/mpr"
 # The registry's and the API gateway's signing keys (config/local.toml names them): made
 # once per checkout, never shipped.

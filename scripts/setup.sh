@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine needs to build, test and run MPR: libclang (for the
-# rocksdb crate), the tansu broker, and Python's confluent-kafka (a stock Kafka client
-# for checks). Idempotent: it skips what is already there.
+# rocksdb crate), the embedded broker (scripts/install-broker.sh), and Python's
+# confluent-kafka (a stock Kafka client for checks). Idempotent: it skips what is already
+# there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,11 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev >/dev/null
 fi
 
-./scripts/install-broker.sh
+# `--without-broker`: the caller installs the broker itself (test.sh and run.sh build it
+# side by side with the registry, scripts/broker_build.sh).
+if [ "${1:-}" != "--without-broker" ]; then
+  ./scripts/install-broker.sh
+fi
 
 # Stock-client checks (scripts/stock_client_check.sh): Kafka (confluent-kafka), Ed25519
 # (cryptography), RFC 8785 (rfc8785) and Avro (fastavro), all well-known PyPI packages.

@@ -7,8 +7,11 @@
 # document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --without-broker
+. scripts/broker_build.sh
 cargo fmt --check
+cargo test --locked --all-targets --no-run
+broker_build_wait
 # Integration tests each start a broker and a registry; on 2 cores they run one at a time.
 cargo test --locked --all-targets -- --test-threads=1
 ./scripts/stock_client_check.sh

@@ -1,5 +1,6 @@
-//! Shared harness: a real tansu broker per test (free port, temporary SQLite store), the
-//! registry in-process (port 0) or as a child process (for kill -9), Kafka helpers.
+//! Shared harness: a real broker per test (free port, its own store: tansu on SQLite by
+//! default, or what `BROKER` selects, as `scripts/broker_env.sh` names them), the registry
+//! in-process (port 0) or as a child process (for kill -9), Kafka helpers.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,20 +36,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn tansu_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("MPR_TANSU_BIN") {
-        return p.into();
+/// The embedded broker the tests run against: `BROKER` = `tansu` (default, tansu 0.6.0) or
+/// `nisshi` (nisshi 0.7.0-pre.2), each on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    Tansu,
+    Nisshi,
+}
+
+impl BrokerKind {
+    pub fn selected() -> Self {
+        match std::env::var("BROKER").as_deref() {
+            Err(_) | Ok("tansu") => Self::Tansu,
+            Ok("nisshi") => Self::Nisshi,
+            Ok(other) => panic!("BROKER={other}: expected tansu or nisshi"),
+        }
     }
-    let tools = std::env::var("MPR_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mpr"));
-    let p = tools.join("bin/tansu");
-    assert!(
-        p.exists(),
-        "tansu not found at {}; run scripts/setup.sh",
-        p.display()
-    );
-    p
+
+    /// Its binary, as `scripts/install-broker.sh` installs it.
+    pub fn bin(self) -> PathBuf {
+        let tools = std::env::var("MPR_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mpr"));
+        let p = match self {
+            Self::Tansu => tools.join("bin/tansu"),
+            Self::Nisshi => tools.join("nisshi/bin/nisshi"),
+        };
+        assert!(
+            p.exists(),
+            "{self:?} broker not found at {}; run scripts/setup.sh (with BROKER set)",
+            p.display()
+        );
+        p
+    }
 }
 
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -65,10 +85,11 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A tansu broker on a free port with durable SQLite storage in a temp dir.
+/// A broker ([`BrokerKind`]) on a free port with durable SQLite storage in a temp dir.
 pub struct Broker {
     child: Option<Child>,
     pub port: u16,
+    kind: BrokerKind,
     dir: TempDir,
 }
 
@@ -77,6 +98,7 @@ impl Broker {
         let mut b = Self {
             child: None,
             port: free_port(),
+            kind: BrokerKind::selected(),
             dir: tempfile::tempdir().unwrap(),
         };
         b.spawn();
@@ -85,8 +107,8 @@ impl Broker {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.path().join("tansu.log")).unwrap();
-        let child = Command::new(tansu_bin())
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).unwrap();
+        let child = Command::new(self.kind.bin())
             .env_remove("STORAGE_ENGINE")
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
@@ -97,13 +119,13 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            // tansu resolves the SQLite path against its working directory.
+            // The broker resolves the SQLite path against its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("tansu starts");
+            .expect("the broker starts");
         self.child = Some(child);
         let port = self.port;
         wait_for("the broker port", Duration::from_secs(30), || {
