@@ -38,6 +38,8 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from mpr_signing import Key, sign_command, sign_receipt
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "mpr."
 GROUP = "mpr-processor"
@@ -45,6 +47,14 @@ CONFIG = os.path.join(ROOT, "config", "local.toml")
 SESSION_TIMEOUT_S = 45  # the processor's session.timeout.ms (kafka.session_timeout_ms)
 GENESIS = "0" * 64
 CATALOG_KEY = "__platform_catalog__"
+# Commands are signed as the HTTP API signs them, by the gateway key config/local.toml names
+# (chaos.sh makes it); receipts by a gate the soak registers first (REGISTER_KEY).
+GATEWAY = None
+GATE = None
+GATE_NAME = "chaos-gate"
+# Refusals that mean the soak itself is wrong (unsigned, or an unverifiable receipt), not the
+# registry: a run with any of them exercised refusals only.
+SETUP_REFUSALS = ("UNAUTHENTICATED", "GATE_RECEIPT_UNVERIFIED", "GATE_MISSING")
 
 
 def log(msg):
@@ -173,8 +183,9 @@ def publish_cmd(family, version):
     for a in b["artifacts"]:
         a["uri"] = a["uri"].replace("fraud-scorer/1.0.0", f"{family}/{version}")
     r = dict(TEMPLATE["gate_receipt"], bundle_id=family, bundle_version=version,
-             bundle_digest=digest(b), receipt_id=f"gr-{family}-{version}")
-    return envelope("model-factory", "PUBLISH", {"bundle": b, "gate_receipt": r}, "chaos publish")
+             bundle_digest=digest(b), receipt_id=f"gr-{family}-{version}", gate_name=GATE_NAME)
+    return envelope("model-factory", "PUBLISH", {"bundle": b, "gate_receipt": sign_receipt(r, GATE)},
+                    "chaos publish")
 
 
 class Family:
@@ -207,16 +218,43 @@ class Family:
 
 
 def catalog_cmds():
-    out = []
+    out = [envelope("platform-admin", "REGISTER_KEY",
+                    {"owner_kind": "GATE", "owner": GATE_NAME, "public_key": GATE.public_hex},
+                    "chaos gate")]
     for env in ("prod", "staging"):
         entry = json.load(open(os.path.join(ROOT, "examples", "catalog", f"{env}.json")))
         out.append(envelope("platform-admin", "SET_CATALOG", entry, "chaos catalog"))
     return out
 
 
+def set_up_platform(sender, tail, timeout=120):
+    """Sends the platform commands (the soak's gate key, the catalog) and waits until the gate
+    key's registration is decided: a publish decided before it would be refused (MPR2-ROOT-04)."""
+    cmds = catalog_cmds()
+    for c in cmds:
+        sender.send(c)
+    sender.flush(30)
+    deadline = time.time() + timeout
+    while cmds[0]["command_id"] not in tail.first:
+        if time.time() > deadline:
+            raise SystemExit("chaos: the gate key's registration was not decided within "
+                             f"{timeout} s")
+        time.sleep(0.1)
+    outcome = tail.first[cmds[0]["command_id"]][4]
+    if outcome != "ACCEPTED":
+        raise SystemExit(f"chaos: registering the soak's gate key was {outcome}")
+
+
+def init_keys():
+    """The gateway key (config/local.toml's, made by chaos.sh) and a fresh gate key."""
+    global GATEWAY, GATE
+    GATEWAY = Key(os.path.join(ROOT, "var", "keys", "gateway.pem"))
+    GATE = Key()
+
+
 def key_of(cmd):
     p = cmd["payload"]
-    if cmd["command_type"] == "SET_CATALOG":
+    if cmd["command_type"] in ("SET_CATALOG", "REGISTER_KEY"):
         return CATALOG_KEY
     return p["bundle"]["bundle_id"] if cmd["command_type"] == "PUBLISH" else p["bundle_id"]
 
@@ -245,7 +283,9 @@ class Sender:
         while True:
             try:
                 self.p.produce(PREFIX + "commands", key=key_of(cmd), value=json.dumps(cmd),
-                               headers=[("content-type", b"application/json")], on_delivery=done)
+                               headers=[("content-type", b"application/json"),
+                                        ("mpr-signature", sign_command(cmd, GATEWAY).encode())],
+                               on_delivery=done)
                 break
             except BufferError:
                 self.p.poll(0.05)
@@ -537,11 +577,19 @@ def check_log(brokers, sender, avro):
             failures.append(f"{len(lst)} commands {what} (e.g. {lst[:3]})")
     if stray:
         failures.append(f"{len(stray)} events name a command that is not on mpr.commands")
-    outcomes = {}
+    outcomes, codes = {}, {}
     for s in results.values():
-        o = json.loads(next(iter(s)))["outcome"]
-        outcomes[o] = outcomes.get(o, 0) + 1
-    info["outcomes"] = outcomes
+        r = json.loads(next(iter(s)))
+        outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+        code = (r.get("error") or {}).get("code")
+        if code:
+            codes[code] = codes.get(code, 0) + 1
+    info["outcomes"], info["refusal_codes"] = outcomes, codes
+    setup = {c: n for c, n in codes.items() if c in SETUP_REFUSALS}
+    if setup:
+        failures.append(f"commands refused for the soak's own credentials, not exercised: {setup}")
+    if not outcomes.get("ACCEPTED"):
+        failures.append("no command was accepted: the soak exercised refusals only")
     return failures, info
 
 
@@ -639,6 +687,7 @@ def stuck_violations(samples, tail_first, grace, n_idx):
 # --- The soak --------------------------------------------------------------------------------
 
 def soak(args):
+    init_keys()
     rng = random.Random(int(os.environ.get("CHAOS_SEED", str(int(time.time())))))
     root = os.path.join(ROOT, os.environ.get("CHAOS_DIR", "var/chaos"))
     shutil.rmtree(root, ignore_errors=True)
@@ -668,8 +717,7 @@ def soak(args):
     tail.start()
     poller = ReadyPoller(insts)
     poller.start()
-    for c in catalog_cmds():
-        sender.send(c)
+    set_up_platform(sender, tail)
     families = [Family(f"chaos-fam-{n}", rng) for n in range(args.families)]
     burst_n = int(os.environ.get("CHAOS_BURST", str(max(2000, args.seconds * 40))))
     burst_at = args.seconds * 0.4
@@ -841,6 +889,7 @@ def ready_now(i):
 # --- The burst-stall reproduction ------------------------------------------------------------
 
 def burst(args):
+    init_keys()
     root = os.path.join(ROOT, os.environ.get("CHAOS_DIR", "var/chaos-burst"))
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
@@ -855,16 +904,20 @@ def burst(args):
     tail = ResultTail(broker.addr)
     tail.start()
     sender = Sender(broker.addr)
+    set_up_platform(sender, tail)
     t0 = time.time()
     if args.freeze_s:
         threading.Thread(target=freeze_broker, args=(broker, args.freeze_at, args.freeze_s), daemon=True).start()
+    ids = set()
     for n in range(args.count):
-        sender.send(publish_cmd(f"burst-{n % 100}", f"1.{n // 100}.0"))
+        c = publish_cmd(f"burst-{n % 100}", f"1.{n // 100}.0")
+        ids.add(c["command_id"])
+        sender.send(c)
     sender.flush(300)
     log(f"produced {args.count} in {time.time() - t0:.1f} s")
     last, last_change = -1, time.time()
     while True:
-        done = len(tail.first)
+        done = len(ids & tail.first.keys())
         if done != last:
             last, last_change = done, time.time()
         if done >= args.count:

@@ -12,4 +12,10 @@ seconds="${1:-300}"
 ./scripts/setup.sh
 cargo build --locked --bin mpr -q
 MPR="${CHAOS_MPR_BIN:-${CARGO_TARGET_DIR:-target}/debug/mpr}"
+# The registry's and the API gateway's signing keys that config/local.toml names, made once
+# per checkout as run.sh makes them.
+mkdir -p var/keys
+for k in registry gateway; do
+  [ -f "var/keys/$k.pem" ] || "$MPR" keygen --out "var/keys/$k.pem" >/dev/null
+done
 exec python3 scripts/chaos.py run --seconds "$seconds" --mpr "$MPR"

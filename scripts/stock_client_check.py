@@ -3,7 +3,8 @@
 It is also the documented signing example (README, "Who can change what, and how you can
 prove it"): a producer that signs its own commands with Ed25519 (the `cryptography`
 package) over the RFC 8785 form of the JSON envelope (the `rfc8785` package), inside a
-DSSE pre-authentication encoding, and sends the signature in the `mpr-signature` header.
+DSSE pre-authentication encoding (scripts/mpr_signing.py), and sends the signature in the
+`mpr-signature` header.
 
 Each check fails if the protection it names is removed:
   1. a command signed by a registered key of its actor is ACCEPTED; its event records the key
@@ -23,58 +24,19 @@ Each check fails if the protection it names is removed:
 Usage: stock_client_check.py BROKERS URL PREFIX MPR_BINARY CONFIG
 (the registry was started with CONFIG and MPR_* overrides this script also passes on).
 """
-import base64, copy, hashlib, io, json, os, subprocess, sys, time, urllib.error, urllib.request, uuid
+import copy, hashlib, io, json, os, subprocess, sys, time, urllib.error, urllib.request, uuid
 
 import fastavro
 import rfc8785
 from confluent_kafka import Consumer, Producer, TopicPartition
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 brokers, url, prefix, mpr_bin, config = sys.argv[1:6]
 ADMIN, APPROVER, DEPLOYER, READER = ("dev-admin-token", "dev-approver-token",
                                      "dev-deployer-token", "dev-reader-token")
-JSON_COMMAND = "application/vnd.mpr.command.v1+json"
-RECEIPT = "application/vnd.in-toto+json"
 
 
-# --- signing, as MPR2 §8 defines it -----------------------------------------------------
-def pae(payload_type: str, body: bytes) -> bytes:
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
-
-
-class Key:
-    def __init__(self):
-        self.sk = Ed25519PrivateKey.generate()
-        raw = self.sk.public_key().public_bytes(serialization.Encoding.Raw,
-                                                serialization.PublicFormat.Raw)
-        self.public_hex = raw.hex()
-        self.keyid = hashlib.sha256(raw).hexdigest()
-
-    def sign(self, payload_type: str, body: bytes) -> dict:
-        return {"keyid": self.keyid,
-                "sig": base64.b64encode(self.sk.sign(pae(payload_type, body))).decode()}
-
-
-def sign_command(command: dict, key: Key) -> str:
-    """The mpr-signature header of a JSON command: over its RFC 8785 (JCS) bytes."""
-    return json.dumps(key.sign(JSON_COMMAND, rfc8785.dumps(command)))
-
-
-def sign_receipt(receipt: dict, gate: Key) -> dict:
-    """A gate receipt signed as an in-toto Statement v1 about the bundle."""
-    r = {k: v for k, v in receipt.items() if k != "signature"}
-    statement = {
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": f"{r['bundle_id']}@{r['bundle_version']}",
-                     "digest": {"sha256": r["bundle_digest"]}}],
-        "predicateType": "https://mpr.dev/attestations/gate-receipt/v1",
-        "predicate": {k: r[k] for k in
-                      ("receipt_id", "gate_name", "verdict", "evaluated_at_utc", "evidence_refs")},
-    }
-    r["signature"] = gate.sign(RECEIPT, rfc8785.dumps(statement))
-    return r
+# --- signing, as MPR2 §8 defines it: scripts/mpr_signing.py -----------------------------
+from mpr_signing import Key, sign_command, sign_receipt  # noqa: E402
 
 
 # --- talking to the registry -------------------------------------------------------------
