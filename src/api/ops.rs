@@ -48,6 +48,7 @@ async fn get_health() -> Json<serde_json::Value> {
     ),
 )]
 async fn get_ready(State(s): State<AppState>) -> Response {
+    let roots = s.grants.trust.fingerprint();
     let mut resp = match s
         .status
         .readiness(s.http.ready_bounds(), crate::log::now_ms())
@@ -58,7 +59,7 @@ async fn get_ready(State(s): State<AppState>) -> Response {
             "lag_events": f.lag_events,
             "age_ms": f.age_ms,
             "trust_mode": s.trust_mode.as_str(),
-            "trust_roots": s.grants.trust.fingerprint(),
+            "trust_roots": roots,
         }))
         .into_response(),
         Err(why) => ApiError::new(ErrorCode::Unavailable, why.to_string()).into_response(),
@@ -68,7 +69,7 @@ async fn get_ready(State(s): State<AppState>) -> Response {
         "mpr-trust-mode",
         axum::http::HeaderValue::from_static(s.trust_mode.as_str()),
     );
-    if let Ok(v) = axum::http::HeaderValue::from_str(&s.grants.trust.fingerprint()) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&roots) {
         resp.headers_mut().insert("mpr-trust-roots", v);
     }
     resp

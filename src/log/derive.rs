@@ -180,8 +180,8 @@ pub fn verify_state_record(mac: &StateMac, key: &[u8], payload: &[u8]) -> Option
 /// Whether `e` is the record of a signal intake's `OBSERVE` that decided nothing: its
 /// windows changed, no rule fired. Such an event has no result (no client submitted the
 /// command: the registry's own intake did, and it reads no results) and no lifecycle
-/// CloudEvent (Observability holds the signals themselves), which halves what an `OBSERVE`
-/// writes besides its event and its `state` records (MPR3-OPS-01c).
+/// CloudEvent (Observability holds the signals themselves): such an `OBSERVE` writes only
+/// its event and its `state` records (MPR3-OPS-01c).
 pub fn is_quiet_observation(e: &RegistryEvent) -> bool {
     e.event_type == RegistryEventType::SignalsObserved
         && e.autopilot.as_ref().is_none_or(|d| d.trigger.is_none())
@@ -253,18 +253,16 @@ mod tests {
         assert_eq!(verify_state_record(&mac, &r.key, b"short"), None);
     }
 
-    /// Two events of one batch that write the same key: `state` gets the key once, with
-    /// the later value, where the later write falls; other keys and every result stay.
     /// A quiet observation (an OBSERVE that fired nothing) derives its `state` records and
     /// no result or CloudEvent; one that recorded a trigger (here a dry run) derives both,
     /// with the trigger on the CloudEvent.
     #[test]
     fn a_quiet_observation_has_no_result_and_no_cloud_event() {
         use crate::domain::autopilot::{AutoAction, AutopilotDetail, Trigger, TriggerOutcome};
-        let topics = Topics::new("mpr.");
-        let mac = StateMac::of(&testkit::registry_signer());
         use crate::domain::state::infallible;
         use crate::domain::{CatalogState, Decision, Grants, PartitionState, decide};
+        let topics = Topics::new("mpr.");
+        let mac = StateMac::of(&testkit::registry_signer());
         let grants = Grants {
             enforce: false,
             ..Grants::default()
@@ -317,6 +315,8 @@ mod tests {
         assert_eq!(ce["mprautomated"], true);
     }
 
+    /// Two events of one batch that write the same key: `state` gets the key once, with
+    /// the later value, where the later write falls; other keys and every result stay.
     #[test]
     fn a_batch_writes_each_state_key_once_with_its_last_value() {
         use crate::domain::state::infallible;
