@@ -93,8 +93,6 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # CPU seconds (user+system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/broker.pid"; }
-broker_cpu() { cpu_s "$(broker_pid)"; }
-broker_kib() { du -sk "$WORK/broker" | cut -f1; }
 
 STAGES=${STAGES:-broker commands latency records signals console scale takeover resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -121,9 +119,9 @@ done
 stage commands && for run in $(seq 1 "$RUNS"); do
   echo "== commands run $run: $CMDS commands"
   start_stack "cmd$run"
-  rss0=$(rss_kib "$REG_PID"); reg_cpu0=$(cpu_s "$REG_PID"); brk_cpu0=$(broker_cpu)
+  rss0=$(rss_kib "$REG_PID"); reg_cpu0=$(cpu_s "$REG_PID"); brk_cpu0=$(cpu_s "$(broker_pid)")
   "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$CMDS" --family-prefix "thr$run" | tee "$OUT/raw/commands-$run.json"
-  rss1=$(rss_kib "$REG_PID"); reg_cpu1=$(cpu_s "$REG_PID"); brk_cpu1=$(broker_cpu)
+  rss1=$(rss_kib "$REG_PID"); reg_cpu1=$(cpu_s "$REG_PID"); brk_cpu1=$(cpu_s "$(broker_pid)")
   # How the commands ended (a run of refusals would measure something else).
   curl -fsS "$URL/metrics" | grep '^mpr_commands_total' >"$OUT/raw/commands-outcomes-$run.txt" || true
   echo "{\"bench\":\"cpu\",\"registry_cpu_s\":$(python3 -c "print(round($reg_cpu1 - $reg_cpu0, 2))"),\"broker_cpu_s\":$(python3 -c "print(round($brk_cpu1 - $brk_cpu0, 2))")}" | tee "$OUT/raw/cpu-$run.json"
@@ -182,7 +180,7 @@ stage records && {
   start_stack records
   "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$RECORDS_CMDS" --family-prefix rec >/dev/null
   python3 scripts/bench_records.py "$MPR_BROKERS" mpr. | tee "$OUT/raw/records.json"
-  echo "{\"bench\":\"broker_disk\",\"commands\":$RECORDS_CMDS,\"broker_kib\":$(broker_kib)}" | tee "$OUT/raw/records-broker-disk.json"
+  echo "{\"bench\":\"broker_disk\",\"commands\":$RECORDS_CMDS,\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/records-broker-disk.json"
 }
 
 # The console's pages over an in-process view of CONSOLE_VERSIONS bundle versions, through
@@ -203,7 +201,7 @@ if stage scale; then
   sleep 5 # let RocksDB settle its flushes
   rss1=$(rss_kib "$REG_PID"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$REG_PID/status")
   kill "$REG_PID"; wait "$REG_PID" 2>/dev/null || true; REG_PID=""
-  echo "{\"bench\":\"scale-footprint\",\"bundles\":$SCALE_BUNDLES,\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rss_peak_kib\":$hwm,\"rocksdb_kib\":$(du -sk "$WORK/view-scale" | cut -f1),\"state_store_kib\":$(du -sk "$WORK/processor-scale" | cut -f1),\"broker_kib\":$(broker_kib)}" | tee "$OUT/raw/scale-footprint.json"
+  echo "{\"bench\":\"scale-footprint\",\"bundles\":$SCALE_BUNDLES,\"rss_start_kib\":$rss0,\"rss_end_kib\":$rss1,\"rss_peak_kib\":$hwm,\"rocksdb_kib\":$(du -sk "$WORK/view-scale" | cut -f1),\"state_store_kib\":$(du -sk "$WORK/processor-scale" | cut -f1),\"broker_kib\":$(du -sk "$WORK/broker" | cut -f1)}" | tee "$OUT/raw/scale-footprint.json"
   # The rebuild from `state` at this scale is opt-in (SCALE_STATE=1): tansu 0.6's Fetch
   # computes a running byte sum over every record from the fetch offset to the high
   # watermark before it applies max_bytes, so reading one partition of 5.5 million records

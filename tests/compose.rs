@@ -227,27 +227,25 @@ fn serve_with_secrets(
     principals: &std::path::Path,
     env: &[(&str, &std::path::Path)],
 ) -> String {
-    {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
-            .arg("--config")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/config/production.toml"
-            ))
-            .arg("serve")
-            .env("MPR_AUTH__PRINCIPALS_FILE", principals)
-            .env("MPR_HTTP__LISTEN", "127.0.0.1:0")
-            .env("MPR_VIEW__PATH", dir.join("view"))
-            .env("MPR_PROCESSOR__STATE_PATH", dir.join("processor"))
-            // Nothing listens here: the check must come before any broker is needed.
-            .env("MPR_BROKERS", "127.0.0.1:9")
-            .env("MPR_LOG", "off")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mpr"))
+        .arg("--config")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/production.toml"
+        ))
+        .arg("serve")
+        .env("MPR_AUTH__PRINCIPALS_FILE", principals)
+        .env("MPR_HTTP__LISTEN", "127.0.0.1:0")
+        .env("MPR_VIEW__PATH", dir.join("view"))
+        .env("MPR_PROCESSOR__STATE_PATH", dir.join("processor"))
+        // Nothing listens here: the check must come before any broker is needed.
+        .env("MPR_BROKERS", "127.0.0.1:9")
+        .env("MPR_LOG", "off")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The production config signs: `signed` mode, both keys read from mounted secrets, and
