@@ -47,6 +47,9 @@ VERSION = "1.0.0"
 EARLIER = "1.1.0"   # live in staging before the walk; the rollback restores it
 
 
+T = typing.TypeVar("T")
+
+
 class WalkFailed(Exception):
     pass
 
@@ -172,7 +175,27 @@ class Console:
 
     def text(self, elem_id: str) -> str:
         # textContent, not .text: a section may be partly outside the visible area.
-        return (self.el(elem_id).get_attribute("textContent") or "").strip()
+        return self.read(lambda: (self.el(elem_id).get_attribute("textContent") or "").strip())
+
+    def read(self, f: typing.Callable[[], T]) -> T:
+        """Runs a read of the page, once more (up to 5 tries) when the document it found
+        elements in was replaced meanwhile. Only that error is retried: a missing element
+        or a wrong text still fails at once."""
+        import time
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+        for attempt in range(5):
+            try:
+                return f()
+            except StaleElementReferenceException:
+                pass
+            except WebDriverException as e:
+                if "does not belong to the document" not in str(e):
+                    raise
+            if attempt == 4:
+                self.fail("the page kept being replaced while it was read")
+            time.sleep(0.2)
+            self.settle("the replaced page")
+        raise AssertionError("unreachable")
 
     def has(self, elem_id: str, *needles: str) -> str:
         t = self.text(elem_id)
@@ -201,6 +224,25 @@ class Console:
             WebDriverWait(self.d, WAIT_S).until(EC.staleness_of(old))
         except TimeoutException:
             self.fail(f"clicking #{elem_id} loaded no new page within {WAIT_S} s")
+        self.settle(f"the page after clicking #{elem_id}")
+
+    def settle(self, what: str) -> None:
+        """Waits until the current document has finished loading. Right after a form's
+        POST and its 303, the old page is gone but the next one may still be parsing (or,
+        with Chromium, replaced once more as the redirect commits): reading it then fails
+        with "Node with given id does not belong to the document"."""
+        from selenium.common.exceptions import TimeoutException, WebDriverException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def loaded(d) -> bool:
+            try:
+                return d.execute_script("return document.readyState") == "complete"
+            except WebDriverException:  # the document went away mid-call: ask again
+                return False
+        try:
+            WebDriverWait(self.d, WAIT_S).until(loaded)
+        except TimeoutException:
+            self.fail(f"{what} did not finish loading within {WAIT_S} s")
 
     def wait_path(self, pred: typing.Callable[[str], bool], what: str) -> None:
         from selenium.common.exceptions import TimeoutException
@@ -355,8 +397,9 @@ def walk(c: Console, before_setup: dt.datetime) -> None:
     c.fill("reason-rollback", "bob: p99 regression in staging")
     c.submit("do-rollback")
     c.el("notice")
-    rows = c.d.find_elements(By.CSS_SELECTOR, "#history .rollback")
-    if not rows or not any("ROLLBACK" in (x.get_attribute("textContent") or "") for x in rows):
+    rows = c.read(lambda: [x.get_attribute("textContent") or ""
+                           for x in c.d.find_elements(By.CSS_SELECTOR, "#history .rollback")])
+    if not rows or not any("ROLLBACK" in x for x in rows):
         c.fail(f"#history has no row of class rollback containing ROLLBACK: "
                f"{squash(c.text('history'))[:400]!r}")
     got = bound_version(c, "PRIMARY")
@@ -382,9 +425,10 @@ def bound_version(c: Console, slot: str) -> str | None:
     """The version #current shows in the row of `slot`: the first cell of that row that
     is a version number (later cells may list the rollback stack)."""
     from selenium.webdriver.common.by import By
-    for row in c.el("current").find_elements(By.TAG_NAME, "tr"):
-        cells = [squash(x.get_attribute("textContent") or "")
-                 for x in row.find_elements(By.XPATH, "./td|./th")]
+    table = c.read(lambda: [[squash(x.get_attribute("textContent") or "")
+                             for x in row.find_elements(By.XPATH, "./td|./th")]
+                            for row in c.el("current").find_elements(By.TAG_NAME, "tr")])
+    for cells in table:
         if slot in cells:
             for t in cells:
                 if re.fullmatch(r"\d+\.\d+\.\d+(?:[-+][\w.+-]*)?", t):
