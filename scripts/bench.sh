@@ -283,13 +283,15 @@ KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_MIB=512 start_stack 
 python3 scripts/bench_warm.py "$URL" "$FAMILIES" "$TENANTS" dev-reader-token | tee "$OUT/raw/resolve-warm-pass.json"
 "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/resolve-warmup.json"
 resolve_load resolve
-# The machine's HTTP ceiling, loaded the same way in the same run: a trivial axum handler
-# with a 900-byte body (mpr_bench trivial). bench_summary.py records resolve_rps over it.
+# The machine's HTTP ceiling, loaded the same way in the same run (the same random URLs
+# and bearer header, so the load generator does the same work): a trivial axum handler
+# with a 900-byte body on /v1/resolve that checks nothing (mpr_bench trivial).
+# bench_summary.py records resolve_rps over it.
 TRIVIAL_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BENCH" trivial --listen "127.0.0.1:$TRIVIAL_PORT" & TRIVIAL_PID=$!
 sleep 1
 for run in $(seq 1 "$RUNS"); do
-  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 "http://127.0.0.1:$TRIVIAL_PORT/trivial" >"$OUT/raw/trivial-saturation-$run.json"
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "http://127.0.0.1:$TRIVIAL_PORT$RURL_TAIL" >"$OUT/raw/trivial-saturation-$run.json"
 done
 kill "$TRIVIAL_PID"; wait "$TRIVIAL_PID" 2>/dev/null || true
 # Without it: every request reads RocksDB and renders JSON.

@@ -3,6 +3,7 @@
 //! may read is [`crate::domain::auth::ReadAccess`]'s rule.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 
@@ -14,7 +15,8 @@ use crate::domain::ErrorCode;
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     /// By the SHA-256 digest of the token (raw bytes: no hex string per request).
-    by_hash: HashMap<[u8; 32], Principal>,
+    /// Shared, so a request takes its principal without copying its grants.
+    by_hash: HashMap<[u8; 32], Arc<Principal>>,
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -30,7 +32,7 @@ impl Auth {
             .filter_map(|p| {
                 let hex = p.token_sha256.as_deref()?;
                 let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
-                Some((bytes, p.clone()))
+                Some((bytes, Arc::new(p.clone())))
             })
             .collect();
         Self { by_hash }
@@ -38,11 +40,13 @@ impl Auth {
 
     /// The principal a token names, if any (the console's sign-in).
     pub fn by_token(&self, token: &str) -> Option<Principal> {
-        self.by_hash.get(&digest(token)).cloned()
+        self.by_hash
+            .get(&digest(token))
+            .map(|p| Principal::clone(p))
     }
 
     /// The principal behind `Authorization: Bearer <token>`, or 401.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

@@ -91,7 +91,7 @@ impl std::fmt::Debug for AppState {
 
 impl AppParts {
     /// The caller, or 401.
-    fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
         self.auth.authenticate(headers)
     }
 

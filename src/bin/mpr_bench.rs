@@ -182,8 +182,10 @@ enum Cmd {
         requests: usize,
     },
     /// The machine's HTTP ceiling for resolve: a trivial axum handler answering a fixed
-    /// 900-byte JSON body on `GET /trivial`, served until killed. `scripts/bench.sh` loads
-    /// it exactly as it loads `/v1/resolve`, in the same run, and records the ratio.
+    /// 900-byte JSON body on `GET /v1/resolve` (any query, any headers, nothing checked),
+    /// served until killed. `scripts/bench.sh` loads it exactly as it loads the registry's
+    /// `/v1/resolve` (same random URLs, same bearer header), in the same run, and records
+    /// the ratio.
     Trivial {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -523,7 +525,7 @@ async fn main() {
             let body: &'static str =
                 Box::leak(format!("{{\"pad\":\"{}\"}}", "x".repeat(890)).into_boxed_str());
             let app = axum::Router::new().route(
-                "/trivial",
+                "/v1/resolve",
                 axum::routing::get(move || async move {
                     (
                         [(axum::http::header::CONTENT_TYPE, "application/json")],

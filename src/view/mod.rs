@@ -13,6 +13,7 @@ pub mod store;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBIteratorWithThreadMode,
@@ -125,6 +126,9 @@ pub struct View {
     db: DB,
     partitions: i32,
     positions: RwLock<Vec<Option<AppliedPosition>>>,
+    /// Moves on every change of `positions`, under its write lock: equal generations mean
+    /// the cached positions (so [`View::version`]) did not change in between.
+    generation: AtomicU64,
     /// How writes are made: without a write-ahead log (see [`View::open`]).
     write_opts: WriteOptions,
 }
@@ -205,6 +209,7 @@ impl View {
             db,
             partitions,
             positions: RwLock::new(vec![None; partitions as usize + 1]),
+            generation: AtomicU64::new(0),
             write_opts: {
                 let mut w = WriteOptions::default();
                 w.disable_wal(true);
@@ -247,7 +252,9 @@ impl View {
         for p in 0..self.partitions {
             pos[p as usize + 1] = self.position(LogId::Events, p)?;
         }
-        *self.positions.write().expect("positions lock") = pos;
+        let mut cached = self.positions.write().expect("positions lock");
+        *cached = pos;
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -282,6 +289,12 @@ impl View {
     /// The cached applied position (no I/O).
     pub fn cached_position(&self, log: LogId, partition: i32) -> Option<AppliedPosition> {
         self.positions.read().expect("positions lock")[slot_of(log, partition)].clone()
+    }
+
+    /// A number that moves whenever [`View::version`] may have: a cache keyed by it needs
+    /// no lock and no allocation to tell that the view did not change (no I/O).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current view version.
@@ -384,6 +397,7 @@ impl View {
         for (slot, pos) in reached {
             cached[slot] = Some(pos);
         }
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(out)
     }
 
