@@ -12,5 +12,5 @@ fi
 echo "install-broker: building $BROKER_CRATE into $BROKER_ROOT (about 15 to 18 minutes on 2 cores, once)"
 mkdir -p "$BROKER_ROOT"
 # In a temporary target directory of its own (not CARGO_TARGET_DIR): the registry's build
-# may run beside it (scripts/broker_build.sh), and a shared directory would serialize them.
+# may run beside it (scripts/beside.sh), and a shared directory would serialize them.
 env -u CARGO_TARGET_DIR cargo install "$BROKER_CRATE" --locked --features "$BROKER_FEATURES" --root "$BROKER_ROOT"

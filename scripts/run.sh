@@ -5,13 +5,15 @@
 # MPR_BROKERS=host:port (the embedded broker is then not started).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --without-broker
+./scripts/setup.sh --build-only
 if [ -z "${MPR_BROKERS:-}" ]; then
-  . scripts/broker_build.sh
+  # The broker builds beside the registry (scripts/beside.sh).
+  . scripts/beside.sh
+  beside broker ./scripts/install-broker.sh
 fi
 cargo build --locked --bin mpr
 if [ -z "${MPR_BROKERS:-}" ]; then
-  broker_build_wait
+  beside_wait broker
   ./scripts/broker.sh start var/broker 9092
 fi
 MPR="${CARGO_TARGET_DIR:-target}/debug/mpr"

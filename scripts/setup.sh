@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine needs to build, test and run MPR: libclang (for the
-# rocksdb crate), the embedded broker (scripts/install-broker.sh), and Python's
-# confluent-kafka (a stock Kafka client for checks). Idempotent: it skips what is already
-# there.
+# rocksdb crate), the embedded broker (scripts/install-broker.sh), and the check tools:
+# Python's confluent-kafka and friends (a stock Kafka client for checks), Chromium and
+# Selenium (the console's checks). Idempotent: it skips what is already there.
+#   setup.sh                  everything
+#   setup.sh --without-broker everything but the broker
+#   setup.sh --build-only     what the registry's build needs (libclang)
+#   setup.sh --checks-only    the check tools
+# test.sh and run.sh install the broker and the check tools beside the registry's build
+# (scripts/beside.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode="${1:-all}"
+case "$mode" in
+  all|--without-broker|--build-only|--checks-only) ;;
+  *) echo "setup.sh: unknown option $mode" >&2; exit 2 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
-if ! dpkg -s libclang-dev >/dev/null 2>&1; then
+if [ "$mode" != --checks-only ] && ! dpkg -s libclang-dev >/dev/null 2>&1; then
   echo "setup: installing libclang-dev"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev >/dev/null
 fi
 
-# `--without-broker`: the caller installs the broker itself (test.sh and run.sh build it
-# side by side with the registry, scripts/broker_build.sh).
-if [ "${1:-}" != "--without-broker" ]; then
+if [ "$mode" = all ]; then
   ./scripts/install-broker.sh
+fi
+if [ "$mode" = --build-only ]; then
+  exit 0
 fi
 
 # Stock-client checks (scripts/stock_client_check.sh): Kafka (confluent-kafka), Ed25519

@@ -7,13 +7,17 @@
 # document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --without-broker
-. scripts/broker_build.sh
+./scripts/setup.sh --build-only
+# The broker and the check tools install beside the registry's build (scripts/beside.sh).
+. scripts/beside.sh
+beside broker ./scripts/install-broker.sh
+beside check-tools ./scripts/setup.sh --checks-only
 cargo fmt --check
 cargo test --locked --all-targets --no-run
-broker_build_wait
+beside_wait broker
 # Integration tests each start a broker and a registry; on 2 cores they run one at a time.
 cargo test --locked --all-targets -- --test-threads=1
+beside_wait check-tools
 ./scripts/stock_client_check.sh
 ./scripts/console_check.sh
 echo "test.sh: all checks passed"
