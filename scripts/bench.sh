@@ -269,10 +269,17 @@ rm -rf "$WORK/view-resolve"
 "$BENCH" apply --dir "$WORK/view-resolve" --resolve-families "$FAMILIES" --count 0 | tee "$OUT/raw/seed-resolve.json"
 RURL_TAIL="/v1/resolve\\?environment=(prod|stage|dev)&bundle_id=fam-0[0-9]{3}&tenant_id=tenant-[0-4][0-9]"
 [ "$FAMILIES" -lt 1000 ] && RURL_TAIL="/v1/resolve\\?environment=(prod|stage|dev)&bundle_id=fam-000[0-9]&tenant_id=tenant-0[0-4]"
+AUTH="Authorization: Bearer dev-reader-token"
+# One scope that exists (tenant-specific or global, resolve answers it either way).
+FIXED_TAIL="/v1/resolve?environment=prod&bundle_id=fam-0001&tenant_id=tenant-01"
+saturate() { # $1 = output name, $2 = base URL, $3 = URL tail, rest = extra oha flags
+  local name=$1 base=$2 tail=$3; shift 3
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 "$@" -H "$AUTH" "$base$tail" >"$OUT/raw/$name.json"
+}
 resolve_load() { # $1 = label; saturation, then the fixed open-loop rate, RUNS times
   for run in $(seq 1 "$RUNS"); do
-    "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/$1-saturation-$run.json"
-    "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/$1-rate-$run.json"
+    saturate "$1-saturation-$run" "$URL" "$RURL_TAIL" --rand-regex-url
+    "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "$AUTH" "$URL$RURL_TAIL" >"$OUT/raw/$1-rate-$run.json"
   done
 }
 # With the resolve cache: one warm-up pass asks for every scope once (3 environments x
@@ -281,17 +288,23 @@ resolve_load() { # $1 = label; saturation, then the fixed open-loop rate, RUNS t
 # 150,000 answers of this size, so it would evict while measuring).
 KEEP_VIEW=1 MPR_KAFKA__PARTITIONS=1 MPR_HTTP__RESOLVE_CACHE_MIB=512 start_stack resolve
 python3 scripts/bench_warm.py "$URL" "$FAMILIES" "$TENANTS" dev-reader-token | tee "$OUT/raw/resolve-warm-pass.json"
-"$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "$URL$RURL_TAIL" >"$OUT/raw/resolve-warmup.json"
-resolve_load resolve
-# The machine's HTTP ceiling, loaded the same way in the same run (the same random URLs
-# and bearer header, so the load generator does the same work): a trivial axum handler
-# with a 900-byte body on /v1/resolve that checks nothing (mpr_bench trivial).
-# bench_summary.py records resolve_rps over it.
-TRIVIAL_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+saturate resolve-warmup "$URL" "$RURL_TAIL" --rand-regex-url
+# The machine's HTTP ceiling, loaded the same way in the same run: a trivial axum handler
+# with a 900-byte body on /v1/resolve that checks nothing (mpr_bench trivial), given the
+# same URLs and bearer header, so the load generator does the same work for both. Each run
+# alternates registry and trivial handler (A/B), twice: random scopes (oha's regex URLs,
+# which cost the load generator CPU on the same 2 cores) and one fixed scope (the
+# cheapest load: the server's own cost weighs most). bench_summary.py records both ratios.
+TRIVIAL_PORT=$(free_port)
 "$BENCH" trivial --listen "127.0.0.1:$TRIVIAL_PORT" & TRIVIAL_PID=$!
 sleep 1
+TRIVIAL="http://127.0.0.1:$TRIVIAL_PORT"
 for run in $(seq 1 "$RUNS"); do
-  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 --rand-regex-url -H "Authorization: Bearer dev-reader-token" "http://127.0.0.1:$TRIVIAL_PORT$RURL_TAIL" >"$OUT/raw/trivial-saturation-$run.json"
+  saturate "resolve-saturation-$run" "$URL" "$RURL_TAIL" --rand-regex-url
+  saturate "trivial-saturation-$run" "$TRIVIAL" "$RURL_TAIL" --rand-regex-url
+  saturate "resolve-fixed-saturation-$run" "$URL" "$FIXED_TAIL"
+  saturate "trivial-fixed-saturation-$run" "$TRIVIAL" "$FIXED_TAIL"
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "$AUTH" "$URL$RURL_TAIL" >"$OUT/raw/resolve-rate-$run.json"
 done
 kill "$TRIVIAL_PID"; wait "$TRIVIAL_PID" 2>/dev/null || true
 # Without it: every request reads RocksDB and renders JSON.

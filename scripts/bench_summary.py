@@ -87,6 +87,8 @@ summary = {
     "resolve_nocache_fixed_rate_p999_ms": med(oha("resolve-nocache-rate-*.json"), "p999_ms"),
     "resolve_warmup_rps": med(oha("resolve-warmup.json"), "rps"),
     "trivial_handler_rps": med(oha("trivial-saturation-*.json"), "rps"),
+    "resolve_fixed_scope_rps": med(oha("resolve-fixed-saturation-*.json"), "rps"),
+    "trivial_handler_fixed_url_rps": med(oha("trivial-fixed-saturation-*.json"), "rps"),
     "promote_p50_ms": med(load("promote-*.json"), "p50_ms"),
     "promote_p99_ms": med(load("promote-*.json"), "p99_ms"),
 }
@@ -94,6 +96,10 @@ summary = {
 if summary["resolve_rps"] and summary["trivial_handler_rps"]:
     summary["resolve_to_trivial_ratio"] = round(
         summary["resolve_rps"]["median"] / summary["trivial_handler_rps"]["median"], 3)
+if summary["resolve_fixed_scope_rps"] and summary["trivial_handler_fixed_url_rps"]:
+    summary["resolve_to_trivial_fixed_url_ratio"] = round(
+        summary["resolve_fixed_scope_rps"]["median"]
+        / summary["trivial_handler_fixed_url_rps"]["median"], 3)
 
 # The console's pages (mpr_bench console): per page, the medians over runs of p50 and p99.
 for page in ("bundles_first_page", "bundles_state_filter", "bundles_text_search", "bundle_version"):

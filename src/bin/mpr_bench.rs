@@ -952,7 +952,22 @@ async fn main() {
             );
         }
         Cmd::Promote { n, deployer_token } => {
-            let mut setup = catalogs();
+            // The gate's key and the catalogs first, applied before the publishes: they
+            // are decided in another partition than the family's, in no fixed order with
+            // it, and a publish decided before its gate's key is known is refused.
+            let platform = catalogs();
+            send_all(&p, &topic, &platform).await;
+            let (url, platform_target) = (a.url.clone(), base + platform.len() as u64);
+            tokio::task::spawn_blocking(move || {
+                assert!(
+                    wait_applied(&url, platform_target, Duration::from_secs(120)),
+                    "the platform commands were not applied within 120 s"
+                )
+            })
+            .await
+            .unwrap();
+            let base = platform_target;
+            let mut setup = Vec::new();
             for v in ["1.0.0", "2.0.0"] {
                 setup.push(testkit::publish_signed("model-factory", "flip", v));
                 setup.push(testkit::envelope(
