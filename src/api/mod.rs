@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -240,10 +240,11 @@ fn result_visible(
         .is_some_and(|e| access.may_read_event(actor, &e)))
 }
 
-/// Header: records of the log the view has not applied yet, at the last lag check.
-pub const VIEW_LAG_HEADER: &str = "mpr-view-lag";
+/// Header: records of the log the view has not applied yet, at the last lag check. A
+/// `HeaderName`, not a `&str`: inserting a `&str` name validates it on every response.
+pub const VIEW_LAG_HEADER: HeaderName = HeaderName::from_static("mpr-view-lag");
 /// Header: milliseconds since the view last held everything on the log.
-pub const VIEW_AGE_HEADER: &str = "mpr-view-age-ms";
+pub const VIEW_AGE_HEADER: HeaderName = HeaderName::from_static("mpr-view-age-ms");
 
 /// Submits envelopes; the processor enforces roles again.
 pub fn envelope_for(

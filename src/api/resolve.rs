@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -326,7 +326,7 @@ async fn resolve_inner(
 }
 
 /// The `view_version` an answer was read at, also on a 304 (whose ETag does not cover it).
-pub const VIEW_VERSION_HEADER: &str = "mpr-view-version";
+pub const VIEW_VERSION_HEADER: HeaderName = HeaderName::from_static("mpr-view-version");
 
 /// Resolves `q` against the view and renders the answer with its ETag.
 fn render(
