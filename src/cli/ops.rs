@@ -133,7 +133,7 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
                 )));
             }
             let keys = registry_keys(&cfg)?;
-            let view = View::open(&path, cfg.kafka.partitions).map_err(other)?;
+            let view = View::open_for_rebuild(&path, cfg.kafka.partitions).map_err(other)?;
             let started = Instant::now();
             let n = match from.as_str() {
                 "events" => {
