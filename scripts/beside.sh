@@ -3,17 +3,28 @@
 # of an hour on 2 cores and neither keeps both cores busy, so side by side they finish
 # sooner than one after the other; the check tools (apt and PyPI downloads) mostly wait on
 # the network. `beside NAME CMD...` starts CMD; `beside_wait NAME` waits for it, prints its
-# log, and fails with that log if it failed. An exit before the wait stops what still runs.
-declare -A beside_pid=() beside_log=()
+# log, and fails with that log if it failed. An exit before the wait stops what still runs,
+# except what was started with `beside --finish NAME CMD...` (package installs: killing
+# apt-get mid-install would leave dpkg half-configured), which the exit waits for.
+declare -A beside_pid=() beside_log=() beside_finish=()
 beside_cleanup() {
   local n
-  for n in "${!beside_pid[@]}"; do kill "${beside_pid[$n]}" 2>/dev/null || true; done
+  for n in "${!beside_pid[@]}"; do
+    if [ -n "${beside_finish[$n]:-}" ]; then
+      wait "${beside_pid[$n]}" 2>/dev/null || true
+    else
+      kill "${beside_pid[$n]}" 2>/dev/null || true
+    fi
+  done
   for n in "${!beside_log[@]}"; do rm -f "${beside_log[$n]}"; done
 }
 trap beside_cleanup EXIT
 beside() {
+  local finish=""
+  if [ "$1" = --finish ]; then finish=1; shift; fi
   local name=$1; shift
   beside_log[$name]=$(mktemp)
+  beside_finish[$name]=$finish
   "$@" >"${beside_log[$name]}" 2>&1 &
   beside_pid[$name]=$!
 }

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # The broker and the check tools install beside the registry's build (scripts/beside.sh).
 . scripts/beside.sh
 beside broker ./scripts/install-broker.sh
-beside check-tools ./scripts/setup.sh --checks-only
+beside --finish check-tools ./scripts/setup.sh --checks-only
 cargo fmt --check
 cargo test --locked --all-targets --no-run
 beside_wait broker
