@@ -185,7 +185,7 @@ impl View {
     /// Opens the view for an offline rebuild (`mpr view rebuild`): the same layout and
     /// records, with 256 MiB of memtables instead of 64, so a pass that writes the whole
     /// view flushes and compacts less. Measured on 200,034 events: 6 % faster, 7 % less
-    /// CPU, about 150 MiB more memory (BENCHMARKS.md, session 12). A serving registry
+    /// CPU, about 120 MiB more memory (BENCHMARKS.md, session 12). A serving registry
     /// reopens the result with [`View::open`].
     pub fn open_for_rebuild(path: &Path, partitions: i32) -> Result<Self, ViewError> {
         Self::open_with(path, partitions, 256)
