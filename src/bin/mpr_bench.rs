@@ -264,6 +264,30 @@ async fn send(
 }
 
 /// Queues every command of `cmds`, then waits until the broker has acknowledged each.
+/// Sends `cmds` and waits until the view has applied `base` plus one event per command;
+/// panics after `timeout_s` seconds, naming `what`. Returns the new applied count.
+async fn send_and_apply(
+    p: &FutureProducer,
+    topic: &str,
+    url: &str,
+    base: u64,
+    cmds: &[CommandEnvelope],
+    timeout_s: u64,
+    what: &'static str,
+) -> u64 {
+    send_all(p, topic, cmds).await;
+    let (url, target) = (url.to_owned(), base + cmds.len() as u64);
+    tokio::task::spawn_blocking(move || {
+        assert!(
+            wait_applied(&url, target, Duration::from_secs(timeout_s)),
+            "the {what} commands were not applied within {timeout_s} s"
+        )
+    })
+    .await
+    .unwrap();
+    target
+}
+
 async fn send_all(p: &FutureProducer, topic: &str, cmds: &[CommandEnvelope]) {
     let mut futs = Vec::with_capacity(cmds.len());
     for c in cmds {
@@ -554,18 +578,7 @@ async fn main() {
                     "1.0.0",
                 )
             }));
-            send_all(&p, &topic, &warm).await;
-            let warm_target = base + warm.len() as u64;
-            let url = a.url.clone();
-            tokio::task::spawn_blocking(move || {
-                assert!(
-                    wait_applied(&url, warm_target, Duration::from_secs(300)),
-                    "the warm-up commands were not applied within 300 s"
-                )
-            })
-            .await
-            .unwrap();
-            let base = warm_target;
+            let base = send_and_apply(&p, &topic, &a.url, base, &warm, 300, "warm-up").await;
             let mut cmds = Vec::new();
             if publish_only {
                 cmds.extend((0..count).map(|i| {
@@ -955,18 +968,7 @@ async fn main() {
             // The gate's key and the catalogs first, applied before the publishes: they
             // are decided in another partition than the family's, in no fixed order with
             // it, and a publish decided before its gate's key is known is refused.
-            let platform = catalogs();
-            send_all(&p, &topic, &platform).await;
-            let (url, platform_target) = (a.url.clone(), base + platform.len() as u64);
-            tokio::task::spawn_blocking(move || {
-                assert!(
-                    wait_applied(&url, platform_target, Duration::from_secs(120)),
-                    "the platform commands were not applied within 120 s"
-                )
-            })
-            .await
-            .unwrap();
-            let base = platform_target;
+            let base = send_and_apply(&p, &topic, &a.url, base, &catalogs(), 120, "platform").await;
             let mut setup = Vec::new();
             for v in ["1.0.0", "2.0.0"] {
                 setup.push(testkit::publish_signed("model-factory", "flip", v));
