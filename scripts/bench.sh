@@ -53,7 +53,7 @@ MPR="${BENCH_BIN_DIR:-$TARGET/$PROFILE}/mpr"; BENCH="${BENCH_BIN_DIR:-$TARGET/$P
   echo "date: $(date -u +%FT%TZ)"; echo "cores: $(nproc)"; free -g | sed -n 2p | awk '{print "memory_gib: " $2}'
   echo "kernel: $(uname -r)"; echo "rustc: $(rustc -V)"; echo "broker: ${BROKER:-tansu} ($("$BROKER_BIN" --version 2>&1 | head -1))"
   echo "oha: $("$OHA" --version 2>/dev/null || echo none)"; echo "mpr: $(git rev-parse --short HEAD) ($PROFILE build)"
-  echo "broker_storage: ${BROKER_STORAGE:-sqlite://tansu.db}"
+  echo "broker_storage: ${BROKER_STORAGE:-$([ "$BROKER_DB" = postgres ] && echo "postgres ($(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | tail -1), scripts/pg.sh)" || echo sqlite://tansu.db)}"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -93,6 +93,33 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # CPU seconds (user+system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 broker_pid() { cat "$WORK/broker/broker.pid"; }
+# The broker's CPU seconds so far: the broker process, and with BROKER=tansu-postgres its
+# PostgreSQL server too (the postmaster, its live backends, and those that have exited).
+broker_cpu_s() {
+  python3 - "$(broker_pid)" "$WORK/broker/pg/data/postmaster.pid" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+def cpu(pid, children=False):
+    s = stat(pid)  # fields from 3 (state); utime is field 14
+    t = int(s[11]) + int(s[12])
+    return t + (int(s[13]) + int(s[14]) if children else 0)
+total = cpu(sys.argv[1])
+if os.path.exists(sys.argv[2]):
+    pm = open(sys.argv[2]).readline().strip()
+    total += cpu(pm, children=True)
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if stat(p)[1] == pm:
+                    total += cpu(p)
+            except (OSError, IndexError):
+                pass
+print(total / hz)
+PY
+}
 
 STAGES=${STAGES:-broker commands latency records signals console scale takeover resolve mlflow}
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -119,9 +146,9 @@ done
 stage commands && for run in $(seq 1 "$RUNS"); do
   echo "== commands run $run: $CMDS commands"
   start_stack "cmd$run"
-  rss0=$(rss_kib "$REG_PID"); reg_cpu0=$(cpu_s "$REG_PID"); brk_cpu0=$(cpu_s "$(broker_pid)")
+  rss0=$(rss_kib "$REG_PID"); reg_cpu0=$(cpu_s "$REG_PID"); brk_cpu0=$(broker_cpu_s)
   "$BENCH" --gateway-key "$WORK/keys/gateway.pem" --brokers "$MPR_BROKERS" --url "$URL" commands --count "$CMDS" --family-prefix "thr$run" | tee "$OUT/raw/commands-$run.json"
-  rss1=$(rss_kib "$REG_PID"); reg_cpu1=$(cpu_s "$REG_PID"); brk_cpu1=$(cpu_s "$(broker_pid)")
+  rss1=$(rss_kib "$REG_PID"); reg_cpu1=$(cpu_s "$REG_PID"); brk_cpu1=$(broker_cpu_s)
   # How the commands ended (a run of refusals would measure something else).
   curl -fsS "$URL/metrics" | grep '^mpr_commands_total' >"$OUT/raw/commands-outcomes-$run.txt" || true
   echo "{\"bench\":\"cpu\",\"registry_cpu_s\":$(python3 -c "print(round($reg_cpu1 - $reg_cpu0, 2))"),\"broker_cpu_s\":$(python3 -c "print(round($brk_cpu1 - $brk_cpu0, 2))")}" | tee "$OUT/raw/cpu-$run.json"

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Starts or stops the embedded broker with durable SQLite storage: tansu 0.6.0 by default;
-# BROKER=nisshi selects nisshi 0.7.0-pre.2 (scripts/broker_env.sh).
+# Starts or stops the embedded broker with durable storage: tansu 0.6.0 on SQLite by default;
+# BROKER=nisshi selects nisshi 0.7.0-pre.2 on SQLite, BROKER=tansu-postgres tansu 0.6.0 on
+# a PostgreSQL server of its own under DATA_DIR/pg (scripts/pg.sh), started and stopped with
+# it (scripts/broker_env.sh).
 #   scripts/broker.sh start [DATA_DIR] [PORT]   (defaults: var/broker, 9092)
 #   scripts/broker.sh stop  [DATA_DIR]
 # BROKER_STORAGE overrides the storage engine (default sqlite://tansu.db, durable;
 # memory://tansu/ keeps nothing across restarts and is only for measuring the broker's cost).
+# BROKER_NO_INSTALL=1 fails at once when the broker is not installed instead of building it
+# (the test harness sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/broker_env.sh
@@ -20,7 +24,16 @@ running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 case "$action" in
   start)
     if running; then echo "broker: already running (pid $(cat "$pidfile"))"; exit 0; fi
-    [ -x "$BROKER_BIN" ] || ./scripts/install-broker.sh
+    if [ ! -x "$BROKER_BIN" ]; then
+      if [ -n "${BROKER_NO_INSTALL:-}" ]; then
+        echo "broker: $BROKER not installed at $BROKER_BIN; run BROKER=$BROKER scripts/install-broker.sh" >&2
+        exit 1
+      fi
+      ./scripts/install-broker.sh
+    fi
+    if [ "$BROKER_DB" = postgres ] && [ -z "${BROKER_STORAGE:-}" ]; then
+      storage="$(./scripts/pg.sh start "$dir/pg")"
+    fi
     # The broker resolves the SQLite path against its working directory.
     (cd "$dir" && exec env -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
       "$BROKER_BIN" broker \
@@ -59,6 +72,7 @@ PY
     exit 1
     ;;
   stop)
+    if [ "$BROKER_DB" = postgres ]; then trap './scripts/pg.sh stop "$dir/pg"' EXIT; fi
     if ! running; then echo "broker: not running"; exit 0; fi
     pid="$(cat "$pidfile")"
     kill "$pid"

@@ -1,9 +1,9 @@
 //! Shared harness: a real broker per test (free port, its own store: tansu on SQLite by
-//! default, or what `BROKER` selects, as `scripts/broker_env.sh` names them), the registry
+//! default, or what `BROKER` selects, started by `scripts/broker.sh`), the registry
 //! in-process (port 0) or as a child process (for kill -9), Kafka helpers.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,41 +36,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The embedded broker the tests run against: `BROKER` = `tansu` (default, tansu 0.6.0) or
-/// `nisshi` (nisshi 0.7.0-pre.2), each on SQLite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerKind {
-    Tansu,
-    Nisshi,
-}
-
-impl BrokerKind {
-    pub fn selected() -> Self {
-        match std::env::var("BROKER").as_deref() {
-            Err(_) | Ok("tansu") => Self::Tansu,
-            Ok("nisshi") => Self::Nisshi,
-            Ok(other) => panic!("BROKER={other}: expected tansu or nisshi"),
-        }
-    }
-
-    /// Its binary, as `scripts/install-broker.sh` installs it.
-    pub fn bin(self) -> PathBuf {
-        let tools = std::env::var("MPR_TOOLS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mpr"));
-        let p = match self {
-            Self::Tansu => tools.join("bin/tansu"),
-            Self::Nisshi => tools.join("nisshi/bin/nisshi"),
-        };
-        assert!(
-            p.exists(),
-            "{self:?} broker not found at {}; run scripts/setup.sh (with BROKER set)",
-            p.display()
-        );
-        p
-    }
-}
-
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -85,70 +50,77 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A broker ([`BrokerKind`]) on a free port with durable SQLite storage in a temp dir.
+/// The embedded broker `BROKER` selects (tansu 0.6.0 on SQLite by default), started and
+/// stopped by `scripts/broker.sh` as every other script does, so the mapping from `BROKER`
+/// to a binary and its storage lives in `scripts/broker_env.sh` alone. Its data lives in a
+/// temp dir, on a free port.
 pub struct Broker {
-    child: Option<Child>,
     pub port: u16,
-    kind: BrokerKind,
+    running: bool,
     dir: TempDir,
 }
 
 impl Broker {
     pub fn start() -> Self {
         let mut b = Self {
-            child: None,
             port: free_port(),
-            kind: BrokerKind::selected(),
+            running: false,
             dir: tempfile::tempdir().unwrap(),
         };
         b.spawn();
         b
     }
 
+    fn script(&self, action: &str) -> std::process::Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker.sh");
+        Command::new(script)
+            .arg(action)
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            // A test does not build a broker (minutes): scripts/setup.sh does.
+            .env("BROKER_NO_INSTALL", "1")
+            .output()
+            .expect("scripts/broker.sh runs")
+    }
+
     fn spawn(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.path().join("broker.log")).unwrap();
-        let child = Command::new(self.kind.bin())
-            .env_remove("STORAGE_ENGINE")
-            .env_remove("LISTENER_URL")
-            .env_remove("ADVERTISED_LISTENER_URL")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // The broker resolves the SQLite path against its working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the broker starts");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("the broker port", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        let out = self.script("start");
+        assert!(
+            out.status.success(),
+            "scripts/broker.sh start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.running = true;
     }
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// kill -9 of the broker process; its storage (and a PostgreSQL server under it) stays.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if std::env::var("PROBE_TERM").is_ok() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(c.id().to_string())
-                    .status();
-                std::thread::sleep(Duration::from_secs(2));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if !std::mem::take(&mut self.running) {
+            return;
         }
+        let pidfile = self.dir.path().join("broker.pid");
+        let Ok(pid) = std::fs::read_to_string(&pidfile) else {
+            return;
+        };
+        let pid = pid.trim().to_owned();
+        if std::env::var("PROBE_TERM").is_ok() {
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        // Gone once its process is gone or a zombie (`broker.sh` left it to be reaped by
+        // whoever adopted it).
+        wait_for("the broker to exit", Duration::from_secs(10), || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            (stat.is_empty() || state.starts_with('Z')).then_some(())
+        });
+        let _ = std::fs::remove_file(pidfile);
     }
 
     pub fn restart(&mut self) {
@@ -160,6 +132,8 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+        // Stops what outlives the broker process (a PostgreSQL server), if anything.
+        let _ = self.script("stop");
     }
 }
 
