@@ -53,7 +53,7 @@ MPR="${BENCH_BIN_DIR:-$TARGET/$PROFILE}/mpr"; BENCH="${BENCH_BIN_DIR:-$TARGET/$P
   echo "date: $(date -u +%FT%TZ)"; echo "cores: $(nproc)"; free -g | sed -n 2p | awk '{print "memory_gib: " $2}'
   echo "kernel: $(uname -r)"; echo "rustc: $(rustc -V)"; echo "broker: ${BROKER:-tansu} ($("$BROKER_BIN" --version 2>&1 | head -1))"
   echo "oha: $("$OHA" --version 2>/dev/null || echo none)"; echo "mpr: $(git rev-parse --short HEAD) ($PROFILE build)"
-  echo "broker_storage: ${BROKER_STORAGE:-$([ "$BROKER_DB" = postgres ] && echo "postgres ($(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | tail -1), scripts/pg.sh)" || echo sqlite://tansu.db)}"
+  echo "broker_storage: ${BROKER_STORAGE:-$([ "$BROKER_DB" = postgres ] && echo "postgres ($("$PG_BINDIR/postgres" --version), scripts/pg.sh)" || echo sqlite://tansu.db)}"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt"
 
@@ -162,6 +162,13 @@ stage commands && for run in $(seq 1 "$RUNS"); do
     cat "$OUT/raw/rebuild-$src-$run.txt"
   done
   echo "live view: $("$MPR" --config config/local.toml view digest "$WORK/view-cmd$run")" | tee -a "$OUT/raw/rebuild-events-$run.txt"
+  # Determinism: both rebuilds must hold the live view (`mpr view diff` names what differs).
+  for src in events state; do
+    if [ "$(grep -o 'digest [0-9a-f]*' "$OUT/raw/rebuild-$src-$run.txt" | head -1 | cut -d' ' -f2)" != \
+         "$(grep '^live view:' "$OUT/raw/rebuild-events-$run.txt" | awk '{print $4}')" ]; then
+      echo "DIGEST MISMATCH: the rebuild from $src differs from the live view (run $run)" | tee -a "$OUT/raw/digest-mismatch.txt" >&2
+    fi
+  done
 done
 
 stage latency && for run in $(seq 1 "$RUNS"); do

@@ -436,6 +436,17 @@ pub enum ViewCmd {
         /// The directory.
         path: PathBuf,
     },
+    /// Compare two view directories key by key (neither in use by a registry): prints the
+    /// keys that differ, table by table, and exits 1 when there are any.
+    Diff {
+        /// One view directory.
+        a: PathBuf,
+        /// The other.
+        b: PathBuf,
+        /// How many differing keys to print.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
 }
 
 /// `catalog` subcommands.

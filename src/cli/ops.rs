@@ -182,6 +182,31 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
             );
             Ok(())
         }
+        Cmd::View {
+            action: ViewCmd::Diff { a, b, limit },
+        } => {
+            let va = View::open(a, cfg.kafka.partitions).map_err(other)?;
+            let vb = View::open(b, cfg.kafka.partitions).map_err(other)?;
+            let (count, shown) = va.diff(&vb, *limit).map_err(other)?;
+            for d in &shown {
+                outln!(
+                    "{} {}\n  a: {}\n  b: {}",
+                    d.table.name(),
+                    printable(&d.key),
+                    d.ours.as_deref().map_or("(absent)".into(), printable),
+                    d.theirs.as_deref().map_or("(absent)".into(), printable),
+                );
+            }
+            if count == 0 {
+                outln!("equal");
+                Ok(())
+            } else {
+                Err(other(format!(
+                    "the views differ at {count} keys ({} shown)",
+                    shown.len()
+                )))
+            }
+        }
         Cmd::VerifyAudit { checkpoint } => verify_audit(&cfg, checkpoint, cli.json),
         Cmd::Openapi => {
             outln!(
@@ -192,6 +217,11 @@ pub fn run(cli: &Cli) -> Result<(), ClientError> {
         }
         _ => Err(other("not a service command")),
     }
+}
+
+/// Bytes as text: printable ASCII as is, anything else escaped (`\xNN`).
+fn printable(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
 }
 
 /// Writes a new Ed25519 private key to `out` (PKCS#8 PEM, mode 0600) and prints its id and

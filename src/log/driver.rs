@@ -13,7 +13,7 @@
 //! is delivered, and only then is their offset committed, so nothing is lost across a
 //! failure, a reload or a crash.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -164,8 +164,13 @@ struct Part {
     cursor: usize,
     /// Deliveries outstanding per `commands` offset.
     outstanding: BTreeMap<i64, u32>,
-    /// Events landed since the last step, for their derived outputs.
+    /// Events landed and not yet derived, for their derived outputs.
     landed: Vec<(RegistryEvent, Vec<Write>, i64)>,
+    /// `commands` offsets of the decided events whose append is not yet reported. Landed
+    /// events wait behind the first of them: delivery reports can arrive out of order (the
+    /// processor polls them unordered), and derived outputs must follow the decision order,
+    /// or a `state` record of an earlier event would overwrite a later one's.
+    appending: BTreeSet<i64>,
     /// Every record below this offset is decided and its outputs delivered.
     done: i64,
     /// Last committed offset (the next to read).
@@ -186,6 +191,7 @@ impl Part {
             cursor: 0,
             outstanding: BTreeMap::new(),
             landed: Vec::new(),
+            appending: BTreeSet::new(),
             done: 0,
             committed: 0,
             committed_at_ms: i64::MIN,
@@ -440,6 +446,7 @@ impl Driver {
         part.cursor = 0;
         part.outstanding.clear();
         part.landed.clear();
+        part.appending.clear();
         part.phase = Phase::Ready;
         if self.catalog_in_flight == 0 {
             // Never backwards: the catch-up's watermark may predate a catalog event this
@@ -553,6 +560,7 @@ impl Driver {
                 // The command stays outstanding until its outputs are queued.
                 let part = self.parts.get_mut(&p).expect("live above");
                 part.failures = 0;
+                part.appending.remove(&event.source.offset);
                 part.landed.push((*event, writes, landed));
             }
         }
@@ -579,6 +587,7 @@ impl Driver {
         part.cursor = 0;
         part.outstanding.clear();
         part.landed.clear();
+        part.appending.clear();
         if backoff {
             part.failures += 1;
             let delay = (limits.backoff_ms << part.failures.min(10).saturating_sub(1))
@@ -624,12 +633,25 @@ impl Driver {
         }
     }
 
+    /// Produces the derived outputs of the landed events that no earlier event of the
+    /// partition is still waiting for, in decision order.
     fn flush_landed(&mut self, p: i32) {
         let part = self.parts.get_mut(&p).expect("owned");
         if part.landed.is_empty() {
             return;
         }
-        let landed = std::mem::take(&mut part.landed);
+        part.landed.sort_by_key(|(e, _, _)| e.source.offset);
+        let ready = match part.appending.first() {
+            Some(&first) => part
+                .landed
+                .partition_point(|(e, _, _)| e.source.offset < first),
+            None => part.landed.len(),
+        };
+        if ready == 0 {
+            return;
+        }
+        let waiting = part.landed.split_off(ready);
+        let landed = std::mem::replace(&mut part.landed, waiting);
         let min = landed
             .iter()
             .map(|(e, _, _)| e.source.offset)
@@ -782,6 +804,7 @@ impl Driver {
                     (self.topics.events.clone(), p, expected, w)
                 };
                 part.expect(rec.offset, 1);
+                part.appending.insert(rec.offset);
                 debug!(
                     partition = p,
                     offset = rec.offset,
@@ -1243,6 +1266,70 @@ mod tests {
         let a = drain(&mut h.driver);
         assert!(matches!(a[..], [Action::Load { p: 0, .. }]), "{a:?}");
         assert!(h.driver.is_ready(1), "the other partition is untouched");
+    }
+
+    /// Delivery reports may come back out of order (the processor polls them unordered);
+    /// the derived outputs still follow the decision order, so the last `state` record of a
+    /// key is the latest event's. Found by the candidates benchmark: a bootstrap from
+    /// `state` held a bundle as REGISTERED that the events and the live view held ACTIVE.
+    #[test]
+    fn outputs_follow_the_decision_order_when_reports_do_not() {
+        let mut h = harness(Limits::default());
+        ready(&mut h, &[0]);
+        h.driver
+            .record(json_record(0, 0, &testkit::publish("mf", "fam-a", "1.0.0")));
+        h.driver.step(0);
+        let first = drain(&mut h.driver);
+        h.driver.record(json_record(
+            0,
+            1,
+            &testkit::envelope(
+                "mf",
+                crate::domain::Command::Nominate(testkit::target("fam-a", "1.0.0")),
+            ),
+        ));
+        h.driver.step(1);
+        let second = drain(&mut h.driver);
+        let (e0, e1) = (
+            events_of(&h, &produced(&first)),
+            events_of(&h, &produced(&second)),
+        );
+        assert_eq!(e1[0].1.event_type, RegistryEventType::BundleNominated);
+        // The nominate's append is reported first: nothing of it is derived yet.
+        h.driver.delivered(e1[0].0, Ok(1), 2);
+        h.driver.step(2);
+        assert!(
+            produced(&drain(&mut h.driver)).is_empty(),
+            "the nominate's outputs wait for the publish's append"
+        );
+        h.driver.delivered(e0[0].0, Ok(0), 3);
+        h.driver.step(3);
+        let outputs = drain(&mut h.driver);
+        let p = produced(&outputs);
+        let results: Vec<u64> = p
+            .iter()
+            .filter(|(_, r)| r.topic == h.topics.results)
+            .map(|(_, r)| {
+                let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+                v["seq"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            results,
+            vec![e0[0].1.seq, e1[0].1.seq],
+            "results in seq order"
+        );
+        let key = [&[crate::view::Table::Bundles as u8][..], b"fam-a\x001.0.0"].concat();
+        let states: Vec<&Produce> = p
+            .iter()
+            .map(|(_, r)| *r)
+            .filter(|r| r.topic == h.topics.state && r.key == key)
+            .collect();
+        assert_eq!(states.len(), 1, "one state record per key per batch");
+        let value = &states[0].payload[..states[0].payload.len() - 32];
+        let record: serde_json::Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(record["state"], "CANDIDATE");
+        assert_eq!(record["last_seq"], e1[0].1.seq);
     }
 
     #[test]

@@ -468,6 +468,77 @@ impl View {
         Ok(hex::encode(h.finalize()))
     }
 
+    /// Where this view and `other` differ, table by table in key order: the number of keys
+    /// that differ, and the first `limit` of them. Equal views (equal
+    /// [`View::content_digest`]s) have none; for two replicas or a rebuild that disagree,
+    /// it names the keys (`mpr view diff`).
+    pub fn diff(&self, other: &View, limit: usize) -> Result<(u64, Vec<KeyDiff>), ViewError> {
+        let (mut count, mut shown) = (0u64, Vec::new());
+        for t in Table::ALL {
+            let mut ours = self
+                .db
+                .iterator_cf(self.cf(t), IteratorMode::Start)
+                .peekable();
+            let mut theirs = other
+                .db
+                .iterator_cf(other.cf(t), IteratorMode::Start)
+                .peekable();
+            loop {
+                let a = ours
+                    .peek()
+                    .map(|r| r.as_ref().map_err(Clone::clone))
+                    .transpose()?;
+                let b = theirs
+                    .peek()
+                    .map(|r| r.as_ref().map_err(Clone::clone))
+                    .transpose()?;
+                let d = match (a, b) {
+                    (None, None) => break,
+                    (Some((ka, va)), Some((kb, vb))) => match ka.cmp(kb) {
+                        std::cmp::Ordering::Equal => {
+                            let d = (va != vb).then(|| KeyDiff {
+                                table: t,
+                                key: ka.to_vec(),
+                                ours: Some(va.to_vec()),
+                                theirs: Some(vb.to_vec()),
+                            });
+                            ours.next();
+                            theirs.next();
+                            d
+                        }
+                        std::cmp::Ordering::Less => {
+                            let d = KeyDiff::only_ours(t, ka, va);
+                            ours.next();
+                            Some(d)
+                        }
+                        std::cmp::Ordering::Greater => {
+                            let d = KeyDiff::only_theirs(t, kb, vb);
+                            theirs.next();
+                            Some(d)
+                        }
+                    },
+                    (Some((ka, va)), None) => {
+                        let d = KeyDiff::only_ours(t, ka, va);
+                        ours.next();
+                        Some(d)
+                    }
+                    (None, Some((kb, vb))) => {
+                        let d = KeyDiff::only_theirs(t, kb, vb);
+                        theirs.next();
+                        Some(d)
+                    }
+                };
+                if let Some(d) = d {
+                    count += 1;
+                    if shown.len() < limit {
+                        shown.push(d);
+                    }
+                }
+            }
+        }
+        Ok((count, shown))
+    }
+
     /// Flushes every table's memtable in one atomic flush: what is on disk then holds all
     /// applied events (end of a rebuild, footprint measurements; a clean close also flushes).
     pub fn flush(&self) -> Result<(), ViewError> {
@@ -475,6 +546,39 @@ impl View {
         self.db
             .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         Ok(())
+    }
+}
+
+/// One key where two views differ ([`View::diff`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDiff {
+    /// Its table.
+    pub table: Table,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its value in the view `diff` was called on; `None` when absent there.
+    pub ours: Option<Vec<u8>>,
+    /// Its value in the other view; `None` when absent there.
+    pub theirs: Option<Vec<u8>>,
+}
+
+impl KeyDiff {
+    fn only_ours(table: Table, key: &[u8], value: &[u8]) -> Self {
+        Self {
+            table,
+            key: key.to_vec(),
+            ours: Some(value.to_vec()),
+            theirs: None,
+        }
+    }
+
+    fn only_theirs(table: Table, key: &[u8], value: &[u8]) -> Self {
+        Self {
+            table,
+            key: key.to_vec(),
+            ours: None,
+            theirs: Some(value.to_vec()),
+        }
     }
 }
 
@@ -666,6 +770,67 @@ mod tests {
             View::open(&path, 1),
             Err(ViewError::Layout { found, .. }) if found == "1"
         ));
+    }
+
+    /// `diff` names every key two views disagree on: one only in either view, and one in
+    /// both with different values; equal views (equal digests) have none.
+    #[test]
+    fn diff_names_the_keys_two_views_disagree_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            View::open(&dir.path().join("a"), 1).unwrap(),
+            View::open(&dir.path().join("b"), 1).unwrap(),
+        );
+        let events = publishes(3);
+        for (i, e) in events.iter().enumerate() {
+            a.apply(e, i as i64).unwrap();
+            b.apply(e, i as i64).unwrap();
+        }
+        assert_eq!(a.content_digest().unwrap(), b.content_digest().unwrap());
+        assert_eq!(a.diff(&b, 10).unwrap(), (0, Vec::new()));
+        let w = |table, key: &[u8], value: &[u8]| Write {
+            table,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        a.write(&[
+            w(Table::Catalog, b"only-a", b"1"),
+            w(Table::Slots, b"both", b"a"),
+        ])
+        .unwrap();
+        b.write(&[
+            w(Table::Catalog, b"only-b", b"2"),
+            w(Table::Slots, b"both", b"b"),
+        ])
+        .unwrap();
+        let (n, shown) = a.diff(&b, 10).unwrap();
+        assert_eq!(n, 3);
+        let got: Vec<_> = shown
+            .iter()
+            .map(|d| {
+                (
+                    d.table,
+                    d.key.as_slice(),
+                    d.ours.as_deref(),
+                    d.theirs.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Table::Slots, &b"both"[..], Some(&b"a"[..]), Some(&b"b"[..])),
+                (Table::Catalog, &b"only-a"[..], Some(&b"1"[..]), None),
+                (Table::Catalog, &b"only-b"[..], None, Some(&b"2"[..])),
+            ],
+            "table by table in key order"
+        );
+        assert_eq!(
+            a.diff(&b, 1).unwrap().0,
+            3,
+            "the count is whole when few are shown"
+        );
+        assert_eq!(a.diff(&b, 1).unwrap().1.len(), 1);
     }
 
     /// A filtered event listing reads at most `max_scanned` events per call: a filter that
