@@ -56,7 +56,7 @@ fn cli_walkthrough_against_the_real_broker() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&broker.addr(), dir.path(), "cli.");
-    let reg = InProcess::start(cfg.clone());
+    let mut reg = InProcess::start(cfg.clone());
     let config = dir.path().join("mpr.toml");
     std::fs::write(&config, toml_of(&cfg)).unwrap();
     let cli = Cli {
@@ -313,6 +313,44 @@ fn cli_walkthrough_against_the_real_broker() {
     assert!(cli.ok(read, &["bundles"]).contains("pricing-policy@2.0.0"));
     let audit = cli.ok(read, &["verify-audit"]);
     assert!(audit.contains("ok") && !audit.contains("BROKEN"), "{audit}");
+
+    // The offline view tools, once the registry has stopped and released its view: a
+    // rebuild from `events` and a bootstrap from `state` each equal the live view, and a
+    // view that lacks it all differs (exit 1), with the keys named.
+    reg.stop();
+    let live = cfg.view.path.to_str().unwrap().to_owned();
+    for src in ["events", "state"] {
+        let path = dir.path().join(format!("rebuilt-{src}"));
+        let path = path.to_str().unwrap();
+        cli.ok(read, &["view", "rebuild", "--from", src, "--path", path]);
+        let same = cli.ok(read, &["view", "diff", &live, path]);
+        assert_eq!(same.trim(), "equal", "rebuild from {src}: {same}");
+    }
+    let empty = dir.path().join("empty-view");
+    let out = cli.run(
+        read,
+        &[
+            "view",
+            "diff",
+            &live,
+            empty.to_str().unwrap(),
+            "--limit",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let (shown, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        err.contains("the views differ at") && err.contains("(2 shown)"),
+        "{err}"
+    );
+    assert!(
+        shown.starts_with("bundles ") && shown.contains("b: (absent)"),
+        "{shown}"
+    );
 
     // An unreachable registry exits with 3.
     let down = Cli {
