@@ -333,11 +333,31 @@ TRIVIAL_PORT=$(free_port)
 "$BENCH" trivial --listen "127.0.0.1:$TRIVIAL_PORT" & TRIVIAL_PID=$!
 sleep 1
 TRIVIAL="http://127.0.0.1:$TRIVIAL_PORT"
+# Server CPU per request at one fixed rate both servers sustain (CPU_RATE, default 20,000/s,
+# random scopes): what each request costs the server itself, which the load generator's
+# share of the 2 cores blurs in the saturation figures.
+cpu_at_rate() { # $1 = output name, $2 = server pid, $3 = base URL
+  local c0 c1
+  c0=$(cpu_s "$2")
+  "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "${CPU_RATE:-20000}" --latency-correction \
+    --rand-regex-url -H "$AUTH" "$3$RURL_TAIL" >"$OUT/raw/$1.json"
+  c1=$(cpu_s "$2")
+  python3 - "$OUT/raw/$1.json" "$c0" "$c1" <<'PY' | tee "$OUT/raw/$1-server.json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = sum(int(v) for v in d.get("statusCodeDistribution", {}).values())
+cpu = float(sys.argv[3]) - float(sys.argv[2])
+print(json.dumps({"bench": "server_cpu", "requests": n, "cpu_s": round(cpu, 3),
+                  "us_per_request": round(cpu / n * 1e6, 2) if n else None}))
+PY
+}
 for run in $(seq 1 "$RUNS"); do
   saturate "resolve-saturation-$run" "$URL" "$RURL_TAIL" --rand-regex-url
   saturate "trivial-saturation-$run" "$TRIVIAL" "$RURL_TAIL" --rand-regex-url
   saturate "resolve-fixed-saturation-$run" "$URL" "$FIXED_TAIL"
   saturate "trivial-fixed-saturation-$run" "$TRIVIAL" "$FIXED_TAIL"
+  cpu_at_rate "resolve-cpu-$run" "$REG_PID" "$URL"
+  cpu_at_rate "trivial-cpu-$run" "$TRIVIAL_PID" "$TRIVIAL"
   "$OHA" --no-tui --output-format json -z "${LOAD_SECONDS}s" -c 64 -q "$RESOLVE_RATE" --latency-correction --rand-regex-url -H "$AUTH" "$URL$RURL_TAIL" >"$OUT/raw/resolve-rate-$run.json"
 done
 kill "$TRIVIAL_PID"; wait "$TRIVIAL_PID" 2>/dev/null || true

@@ -89,6 +89,8 @@ summary = {
     "trivial_handler_rps": med(oha("trivial-saturation-*.json"), "rps"),
     "resolve_fixed_scope_rps": med(oha("resolve-fixed-saturation-*.json"), "rps"),
     "trivial_handler_fixed_url_rps": med(oha("trivial-fixed-saturation-*.json"), "rps"),
+    "resolve_server_cpu_us_per_request": med(load("resolve-cpu-*-server.json"), "us_per_request"),
+    "trivial_server_cpu_us_per_request": med(load("trivial-cpu-*-server.json"), "us_per_request"),
     "promote_p50_ms": med(load("promote-*.json"), "p50_ms"),
     "promote_p99_ms": med(load("promote-*.json"), "p99_ms"),
 }
@@ -100,6 +102,12 @@ if summary["resolve_fixed_scope_rps"] and summary["trivial_handler_fixed_url_rps
     summary["resolve_to_trivial_fixed_url_ratio"] = round(
         summary["resolve_fixed_scope_rps"]["median"]
         / summary["trivial_handler_fixed_url_rps"]["median"], 3)
+
+# The same, by server CPU per request at one fixed rate: trivial's cost over resolve's.
+if summary["resolve_server_cpu_us_per_request"] and summary["trivial_server_cpu_us_per_request"]:
+    summary["trivial_to_resolve_cpu_per_request_ratio"] = round(
+        summary["trivial_server_cpu_us_per_request"]["median"]
+        / summary["resolve_server_cpu_us_per_request"]["median"], 3)
 
 # The console's pages (mpr_bench console): per page, the medians over runs of p50 and p99.
 for page in ("bundles_first_page", "bundles_state_filter", "bundles_text_search", "bundle_version"):
