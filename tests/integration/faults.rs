@@ -91,18 +91,6 @@ fn assert_one_event_per_command(cfg: &mpr::config::Config, ids: &BTreeSet<uuid::
     }
 }
 
-fn view_digest(path: &std::path::Path) -> String {
-    View::open(path, 3).unwrap().content_digest().unwrap()
-}
-
-fn rebuilt_digest(cfg: &mpr::config::Config) -> String {
-    let d = tempfile::tempdir().unwrap();
-    let v = View::open(d.path(), 3).unwrap();
-    mpr::log::applier::rebuild_from_events(&cfg.kafka, &mpr::testkit::registry_keys(), &v, |_| {})
-        .unwrap();
-    v.content_digest().unwrap()
-}
-
 #[test]
 fn kill_9_mid_stream_loses_and_repeats_nothing() {
     let broker = Broker::start();
@@ -213,19 +201,6 @@ fn kill_9_mid_stream_loses_and_repeats_nothing() {
         bootstrapped_digest(&cfg),
         "view differs from a bootstrap from state"
     );
-}
-
-fn bootstrapped_digest(cfg: &mpr::config::Config) -> String {
-    let d = tempfile::tempdir().unwrap();
-    let v = View::open(d.path(), 3).unwrap();
-    mpr::log::applier::bootstrap_from_state(
-        &cfg.kafka,
-        &mpr::domain::trust::StateMac::of(&mpr::testkit::registry_signer()),
-        &v,
-        |_| {},
-    )
-    .unwrap();
-    v.content_digest().unwrap()
 }
 
 fn view_sum_offline(cfg: &mpr::config::Config) -> u64 {

@@ -137,6 +137,37 @@ impl Drop for Broker {
     }
 }
 
+/// The content digest of the (stopped) view at `path`, of a test config's 3 partitions.
+pub fn view_digest(path: &Path) -> String {
+    mpr::view::View::open(path, 3)
+        .unwrap()
+        .content_digest()
+        .unwrap()
+}
+
+/// The digest of a fresh view rebuilt from `cfg`'s `events` log.
+pub fn rebuilt_digest(cfg: &Config) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let v = mpr::view::View::open(d.path(), 3).unwrap();
+    mpr::log::applier::rebuild_from_events(&cfg.kafka, &mpr::testkit::registry_keys(), &v, |_| {})
+        .unwrap();
+    v.content_digest().unwrap()
+}
+
+/// The digest of a fresh view bootstrapped from `cfg`'s `state` changelog.
+pub fn bootstrapped_digest(cfg: &Config) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let v = mpr::view::View::open(d.path(), 3).unwrap();
+    mpr::log::applier::bootstrap_from_state(
+        &cfg.kafka,
+        &mpr::domain::trust::StateMac::of(&mpr::testkit::registry_signer()),
+        &v,
+        |_| {},
+    )
+    .unwrap();
+    v.content_digest().unwrap()
+}
+
 /// A registry config for `broker`, with its view under `dir`.
 pub fn config(brokers: &str, dir: &Path, prefix: &str) -> Config {
     let mut c = Config::default();

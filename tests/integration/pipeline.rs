@@ -20,11 +20,6 @@ fn lifecycle(family: &str, version: &str, env: &str, tenant: &str) -> Vec<Comman
     ]
 }
 
-fn digest_of(path: &std::path::Path, partitions: i32) -> String {
-    let v = View::open(path, partitions).unwrap();
-    v.content_digest().unwrap()
-}
-
 #[test]
 fn end_to_end_commands_to_view_and_outputs() {
     let broker = Broker::start();
@@ -139,36 +134,10 @@ fn end_to_end_commands_to_view_and_outputs() {
 
     // The incremental view equals a rebuild from events and a bootstrap from state.
     reg.stop();
-    let live = digest_of(&cfg.view.path, 3);
-    let rebuilt = tempfile::tempdir().unwrap();
-    {
-        let v = View::open(rebuilt.path(), 3).unwrap();
-        mpr::log::applier::rebuild_from_events(
-            &cfg.kafka,
-            &mpr::testkit::registry_keys(),
-            &v,
-            |_| {},
-        )
-        .unwrap();
-    }
+    let live = view_digest(&cfg.view.path);
+    assert_eq!(rebuilt_digest(&cfg), live, "rebuild from events differs");
     assert_eq!(
-        digest_of(rebuilt.path(), 3),
-        live,
-        "rebuild from events differs"
-    );
-    let booted = tempfile::tempdir().unwrap();
-    {
-        let v = View::open(booted.path(), 3).unwrap();
-        mpr::log::applier::bootstrap_from_state(
-            &cfg.kafka,
-            &mpr::domain::trust::StateMac::of(&mpr::testkit::registry_signer()),
-            &v,
-            |_| {},
-        )
-        .unwrap();
-    }
-    assert_eq!(
-        digest_of(booted.path(), 3),
+        bootstrapped_digest(&cfg),
         live,
         "bootstrap from state differs"
     );
@@ -246,19 +215,8 @@ fn end_to_end_commands_to_view_and_outputs() {
     });
     let part = part as usize;
     assert_eq!(read_events(&cfg)[part].len(), events[part].len() + 2);
-    let rebuilt_again = tempfile::tempdir().unwrap();
-    {
-        let v = View::open(rebuilt_again.path(), 3).unwrap();
-        mpr::log::applier::rebuild_from_events(
-            &cfg.kafka,
-            &mpr::testkit::registry_keys(),
-            &v,
-            |_| {},
-        )
-        .unwrap();
-    }
     assert_eq!(
-        digest_of(rebuilt_again.path(), 3),
+        rebuilt_digest(&cfg),
         live,
         "a rebuild served an event the registry did not sign"
     );
