@@ -19,6 +19,12 @@ if [ "$BROKER_DB" = postgres ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client >/dev/null
   fi
+  # PostgreSQL refuses to run as root; as root scripts/pg.sh runs it as `postgres`, the user
+  # Debian's server package would create (the client package does not).
+  if [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then
+    echo "install-broker: creating the system user postgres"
+    useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres
+  fi
   if [ ! -x "$PG_BINDIR/postgres" ]; then
     pkg="linux-x64-17.10.0-beta.17.tgz"
     sha512="854e128276b5f62c433ff9773ffce41e143d074243577f6a03ded1373e7941c9e07918c50b9ff51b7e8b663383549f3891524751340c9a5cbb9f358ef23b3c92"

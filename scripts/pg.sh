@@ -7,8 +7,8 @@
 #   scripts/pg.sh start DIR    prints the storage URL tansu takes (postgres://...)
 #   scripts/pg.sh stop DIR
 # The port is chosen free at the first start and kept in DIR/port, so a restart keeps it.
-# PostgreSQL refuses to run as root; as root the server runs as the `postgres` user the
-# Debian package creates, and DIR is made theirs.
+# PostgreSQL refuses to run as root; as root the server runs as the system user `postgres`
+# (scripts/install-broker.sh creates it when missing), and DIR is made theirs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 action="${1:?usage: $0 start|stop DIR}"
