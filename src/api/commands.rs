@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
@@ -59,7 +59,7 @@ pub trait CommandSink: Send + Sync {
 /// Produces commands to Kafka, Avro-encoded, keyed by bundle_id, each signed by the API
 /// gateway's key for the token's actor (the envelope's `actor`).
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: crate::log::producer::Producer,
     topic: String,
     signals: String,
     gateway: Signer,
@@ -69,7 +69,7 @@ impl KafkaSink {
     /// A producer for `cfg`, signing with `gateway`.
     pub fn new(cfg: &KafkaConfig, gateway: Signer) -> Result<Self, crate::log::LogError> {
         Ok(Self {
-            producer: producer_config(cfg).create()?,
+            producer: crate::log::producer::Producer::new(&producer_config(cfg))?,
             topic: Topics::new(&cfg.topic_prefix).commands,
             signals: Topics::new(&cfg.topic_prefix).signals,
             gateway,
@@ -103,7 +103,7 @@ impl CommandSink for KafkaSink {
                 .send(rec, Duration::from_secs(10))
                 .await
                 .map(|_| ())
-                .map_err(|(e, _)| {
+                .map_err(|e| {
                     ApiError::new(
                         ErrorCode::Unavailable,
                         format!("could not write the signal to the log: {e}"),
@@ -146,7 +146,7 @@ impl CommandSink for KafkaSink {
                 .send(rec, Duration::from_secs(10))
                 .await
                 .map(|_| ())
-                .map_err(|(e, _)| {
+                .map_err(|e| {
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) {
                         // Resending it unchanged cannot help.
                         ApiError::new(

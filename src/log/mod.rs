@@ -1,5 +1,5 @@
 //! Kafka: topic names and creation, client settings, reading a partition to its high
-//! watermark, the derived outputs (state changelog, results, CloudEvents), the
+//! watermark, the derived outputs (state changelog, results, CloudEvents), the producer, the
 //! per-partition command processor and the view applier.
 
 pub mod applier;
@@ -8,6 +8,7 @@ pub mod catchup;
 pub mod derive;
 pub mod driver;
 pub mod processor;
+pub mod producer;
 pub mod reader;
 pub mod signals;
 pub mod topics;

@@ -22,7 +22,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::catalog::CatalogHandle;
 use super::catchup::{KafkaLog, catch_up};
 use super::driver::{Action, Driver, Limits, Loaded, Produce};
+use super::producer::Producer;
 use super::reader::Record;
 use super::{LogError, Topics, client_config, now_ms, producer_config};
 use crate::config::{KafkaConfig, ProcessorConfig};
@@ -87,7 +88,7 @@ pub struct Processor {
     cfg: KafkaConfig,
     topics: Topics,
     consumer: Arc<StreamConsumer<Ctx>>,
-    producer: FutureProducer,
+    producer: Producer,
     store: Arc<StateStore>,
     catalog: CatalogHandle,
     /// Registry keys accepted on the events a catch-up reads.
@@ -142,9 +143,9 @@ impl Processor {
             .set("partition.assignment.strategy", "range")
             .create_with_context(Ctx::default())?;
         consumer.subscribe(&[&topics.commands])?;
-        let producer: FutureProducer = producer_config(cfg)
-            .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
-            .create()?;
+        let producer = Producer::new(
+            producer_config(cfg).set("message.max.bytes", MAX_RECORD_BYTES.to_string()),
+        )?;
         let cluster_id = producer
             .client()
             .fetch_cluster_id(Duration::from_secs(10))
@@ -501,7 +502,7 @@ fn committed(consumer: &StreamConsumer<Ctx>, topic: &str, p: i32) -> Result<i64,
 
 /// Queues one record with `producer`, waiting while its queue is full; the returned future
 /// gives the record's offset.
-async fn send(producer: &FutureProducer, token: u64, r: Produce) -> Delivery {
+async fn send(producer: &Producer, token: u64, r: Produce) -> Delivery {
     loop {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
@@ -521,9 +522,11 @@ async fn send(producer: &FutureProducer, token: u64, r: Produce) -> Delivery {
             Ok(f) => {
                 return Box::pin(f.map(move |d| {
                     let r = match d {
-                        Ok(Ok(d)) => Ok(d.offset),
-                        Ok(Err((e, _))) => Err(e.into()),
-                        Err(_) => Err(LogError::Topic("producer dropped before delivery".into())),
+                        Ok((_, offset)) => Ok(offset),
+                        Err(KafkaError::Canceled) => {
+                            Err(LogError::Topic("producer dropped before delivery".into()))
+                        }
+                        Err(e) => Err(e.into()),
                     };
                     (token, r)
                 }));

@@ -23,13 +23,14 @@ use std::time::Duration;
 use base64::Engine;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::driver::{Produce, dead_letter};
+use super::producer::Producer;
 use super::reader::Record;
 use super::{LogError, Topics, client_config, producer_config};
 use crate::codec;
@@ -202,7 +203,7 @@ pub async fn run(
         .set("fetch.wait.max.ms", cfg.processor_fetch_wait_ms.to_string())
         .create()?;
     consumer.subscribe(&[&topics.signals])?;
-    let producer: FutureProducer = producer_config(&cfg).create()?;
+    let producer = Producer::new(&producer_config(&cfg))?;
     info!(topic = %topics.signals, "signal intake started");
     loop {
         let first = tokio::select! {
@@ -277,7 +278,7 @@ pub async fn run(
 
 /// Produces `p` until it is acknowledged (retrying with backoff) or shutdown.
 async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     p: &Produce,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), LogError> {
@@ -298,7 +299,7 @@ async fn send(
         }
         match producer.send(rec, Duration::from_secs(30)).await {
             Ok(_) => return Ok(()),
-            Err((e, _)) => {
+            Err(e) => {
                 warn!(error = %e, topic = %p.topic, "forwarding signals failed; retrying");
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => return Ok(()),
