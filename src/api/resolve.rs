@@ -10,13 +10,11 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::Query;
 use super::types::{Activation, ResolveActiveResponse, ResolvedScope};
 use crate::domain::bundle::sha256_hex;
 use crate::domain::resolve::{ResolveQuery, no_active_bundle};
@@ -30,17 +28,48 @@ use crate::view::{Reader, ResolveAt, ViewVersion};
 /// is the one it was rendered at, so a hit is byte-identical to a fresh answer, and any
 /// applied event retires every entry. Checking that costs one atomic load: no lock, no
 /// allocation.
+///
+/// Laid out for a hit over many scopes, where each distinct piece of memory a hit touches
+/// is a likely cache miss: the key is one inline buffer ([`ScopeKey`]), and an answer's
+/// body, ETag and version token share one buffer ([`Rendered::bytes`]).
 pub struct ResolveCache {
-    entries: Option<quick_cache::sync::Cache<ResolveQuery, Arc<Rendered>, ByteWeighter>>,
+    entries: Option<quick_cache::sync::Cache<ScopeKey, Arc<Rendered>, ByteWeighter>>,
+}
+
+/// A cache key: every field of a [`ResolveQuery`], each length-prefixed (so no two
+/// queries share a key), in a buffer held inline up to 64 bytes, which a typical scope
+/// fits. Comparing keys then reads the cache entry alone, not three strings elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ScopeKey(smallvec::SmallVec<[u8; 64]>);
+
+impl ScopeKey {
+    fn of(q: &ResolveQuery) -> Self {
+        let mut k = smallvec::SmallVec::new();
+        let mut field = |v: Option<&str>| match v {
+            None => k.push(0),
+            Some(v) => {
+                // Every field is at most 256 bytes (ids 128, routing_key 256).
+                k.push(1);
+                k.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                k.extend_from_slice(v.as_bytes());
+            }
+        };
+        field(Some(q.environment.as_str()));
+        field(Some(q.bundle_id.as_str()));
+        field(q.tenant_id.as_ref().map(TenantId::as_str));
+        field(q.routing_key.as_deref());
+        k.push(u8::from(q.degrade));
+        Self(k)
+    }
 }
 
 /// Weighs an entry by the bytes it holds, roughly: body, ETag, version and key.
 #[derive(Debug, Clone)]
 struct ByteWeighter;
 
-impl quick_cache::Weighter<ResolveQuery, Arc<Rendered>> for ByteWeighter {
-    fn weight(&self, _: &ResolveQuery, r: &Arc<Rendered>) -> u64 {
-        (r.body.len() + r.etag.len() + r.version.0.len() * 8 + 256) as u64
+impl quick_cache::Weighter<ScopeKey, Arc<Rendered>> for ByteWeighter {
+    fn weight(&self, k: &ScopeKey, r: &Arc<Rendered>) -> u64 {
+        (r.bytes.len() + r.version.0.len() * 8 + k.0.len() + 256) as u64
     }
 }
 
@@ -49,10 +78,52 @@ struct Rendered {
     /// The view generation it was rendered at (set when it is cached).
     generation: u64,
     version: ViewVersion,
-    /// `version`'s token, ready for the `MPR-View-Version` header.
-    version_header: HeaderValue,
-    body: axum::body::Bytes,
-    etag: HeaderValue,
+    /// The body, then the ETag, then `version`'s token (the `MPR-View-Version` header):
+    /// one buffer, so that a hit takes one reference, not three.
+    bytes: axum::body::Bytes,
+    /// Where the body ends.
+    body_end: usize,
+    /// Where the ETag ends (the version token follows).
+    etag_end: usize,
+}
+
+impl Rendered {
+    fn new(
+        version: ViewVersion,
+        body: &[u8],
+        etag: &str,
+        version_token: &str,
+    ) -> Result<Self, ApiError> {
+        // Checked once here, so that the headers cut from `bytes` later are valid.
+        for v in [etag, version_token] {
+            HeaderValue::from_str(v).map_err(ApiError::internal)?;
+        }
+        let mut bytes = Vec::with_capacity(body.len() + etag.len() + version_token.len());
+        bytes.extend_from_slice(body);
+        bytes.extend_from_slice(etag.as_bytes());
+        bytes.extend_from_slice(version_token.as_bytes());
+        Ok(Self {
+            generation: 0,
+            version,
+            bytes: bytes.into(),
+            body_end: body.len(),
+            etag_end: body.len() + etag.len(),
+        })
+    }
+
+    fn body(&self) -> axum::body::Bytes {
+        self.bytes.slice(..self.body_end)
+    }
+
+    fn etag(&self) -> &[u8] {
+        &self.bytes[self.body_end..self.etag_end]
+    }
+
+    /// A header value cut from `bytes` (checked in [`Self::new`]).
+    fn header(&self, range: std::ops::Range<usize>) -> HeaderValue {
+        HeaderValue::from_maybe_shared(self.bytes.slice(range))
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
 }
 
 impl ResolveCache {
@@ -71,14 +142,14 @@ impl ResolveCache {
         }
     }
 
-    fn get(&self, q: &ResolveQuery, generation: u64) -> Option<Arc<Rendered>> {
+    fn get(&self, q: &ScopeKey, generation: u64) -> Option<Arc<Rendered>> {
         self.entries
             .as_ref()?
             .get(q)
             .filter(|r| r.generation == generation)
     }
 
-    fn insert(&self, q: ResolveQuery, r: Arc<Rendered>) {
+    fn insert(&self, q: ScopeKey, r: Arc<Rendered>) {
         if let Some(e) = &self.entries {
             e.insert(q, r);
         }
@@ -99,22 +170,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Query string of `/v1/resolve` (the contract's ResolveActiveRequest).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct ResolveParams {
     environment: String,
     bundle_id: String,
-    #[serde(default)]
     tenant_id: Option<String>,
-    #[serde(default)]
     degrade: Option<bool>,
-    #[serde(default)]
     min_view_version: Option<String>,
-    #[serde(default)]
     as_of_seq: Option<u64>,
-    #[serde(default)]
     as_of: Option<String>,
-    #[serde(default)]
     routing_key: Option<String>,
 }
 
@@ -122,7 +186,65 @@ fn bad(msg: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidPayload, msg)
 }
 
+/// The fields of [`ResolveParams`], in the order the errors list them.
+const FIELDS: [&str; 8] = [
+    "environment",
+    "bundle_id",
+    "tenant_id",
+    "degrade",
+    "min_view_version",
+    "as_of_seq",
+    "as_of",
+    "routing_key",
+];
+
 impl ResolveParams {
+    /// Reads the query string: each field at most once, no field it does not know, the two
+    /// required ones present, `degrade` a bool and `as_of_seq` a u64, percent-decoded. It
+    /// reads the pairs with `form_urlencoded` directly (what axum's `Query` does underneath
+    /// through serde), which is the larger part of resolve's own cost per request.
+    pub fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let not_acceptable = |m: String| bad(format!("the query string is not acceptable: {m}"));
+        let mut p = Self::default();
+        let mut seen = [false; FIELDS.len()];
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let Some(i) = FIELDS.iter().position(|f| *f == k) else {
+                return Err(not_acceptable(format!(
+                    "unknown field `{k}`, expected one of {}",
+                    FIELDS.map(|f| format!("`{f}`")).join(", ")
+                )));
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(not_acceptable(format!("duplicate field `{k}`")));
+            }
+            let v = v.into_owned();
+            match i {
+                0 => p.environment = v,
+                1 => p.bundle_id = v,
+                2 => p.tenant_id = Some(v),
+                3 => {
+                    p.degrade = Some(v.parse().map_err(|_| {
+                        not_acceptable(format!("degrade: {v:?} is not `true` or `false`"))
+                    })?);
+                }
+                4 => p.min_view_version = Some(v),
+                5 => {
+                    p.as_of_seq = Some(v.parse().map_err(|_| {
+                        not_acceptable(format!("as_of_seq: {v:?} is not a whole number"))
+                    })?);
+                }
+                6 => p.as_of = Some(v),
+                _ => p.routing_key = Some(v),
+            }
+        }
+        for (i, f) in FIELDS.iter().enumerate().take(2) {
+            if !seen[i] {
+                return Err(not_acceptable(format!("missing field `{f}`")));
+            }
+        }
+        Ok(p)
+    }
+
     fn parse(&self) -> Result<(ResolveQuery, ResolveAt, Option<ViewVersion>), ApiError> {
         let q = ResolveQuery {
             environment: self
@@ -193,12 +315,14 @@ impl ResolveParams {
 )]
 async fn get_resolve(
     State(s): State<AppState>,
-    Query(params): Query<ResolveParams>,
     // The request itself, not a `HeaderMap` extractor: that one copies every header.
     req: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
-    let r = resolve_inner(&s, req.headers(), &params).await;
+    let r = match ResolveParams::from_query(req.uri().query()) {
+        Ok(params) => resolve_inner(&s, req.headers(), &params).await,
+        Err(e) => Err(e),
+    };
     // The two common outcomes count on counters held apart, without a label lookup.
     match &r {
         Ok(resp) if resp.status() == StatusCode::NOT_MODIFIED => {
@@ -273,11 +397,10 @@ async fn resolve_inner(
         return Err(no_active_bundle(&q).into());
     }
     let generation = s.view.generation();
-    let cached = if at == ResolveAt::Now {
-        s.resolve_cache.get(&q, generation)
-    } else {
-        None
-    };
+    let key = (at == ResolveAt::Now).then(|| ScopeKey::of(&q));
+    let cached = key
+        .as_ref()
+        .and_then(|k| s.resolve_cache.get(k, generation));
     let rendered = match cached {
         Some(r) => r,
         None => {
@@ -289,24 +412,25 @@ async fn resolve_inner(
                 .await?;
             // Cache only an answer whose version is the view's and did not move while it
             // was rendered (the generation read before the snapshot is still current).
-            if at == ResolveAt::Now
-                && s.view.generation() == generation
-                && s.view.version() == r.version
-            {
-                r.generation = generation;
-                let r = Arc::new(r);
-                s.resolve_cache.insert(q, r.clone());
-                r
-            } else {
-                Arc::new(r)
+            match key {
+                Some(key) if s.view.generation() == generation && s.view.version() == r.version => {
+                    r.generation = generation;
+                    let r = Arc::new(r);
+                    s.resolve_cache.insert(key, r.clone());
+                    r
+                }
+                _ => Arc::new(r),
             }
         }
     };
-    let etag = rendered.etag.to_str().unwrap_or_default();
+    let etag = rendered.etag();
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
+        });
     let mut resp = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -315,13 +439,19 @@ async fn resolve_inner(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            rendered.body.clone(),
+            rendered.body(),
         )
             .into_response()
     };
     let h = resp.headers_mut();
-    h.insert(header::ETAG, rendered.etag.clone());
-    h.insert(VIEW_VERSION_HEADER, rendered.version_header.clone());
+    h.insert(
+        header::ETAG,
+        rendered.header(rendered.body_end..rendered.etag_end),
+    );
+    h.insert(
+        VIEW_VERSION_HEADER,
+        rendered.header(rendered.etag_end..rendered.bytes.len()),
+    );
     Ok(resp)
 }
 
@@ -371,18 +501,114 @@ fn render(
         canary: found.canary.clone(),
     };
     let content = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    let etag = HeaderValue::from_str(&format!("\"{}\"", &sha256_hex(&content)[..32]))
-        .map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", &sha256_hex(&content)[..32]);
+    let token = version.token();
     let body = ResolveActiveResponse {
-        view_version: version.token(),
+        view_version: token.clone(),
         ..body
     };
     let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    Ok(Rendered {
-        generation: 0,
-        version_header: HeaderValue::from_str(&version.token()).map_err(ApiError::internal)?,
-        version,
-        body: bytes.into(),
-        etag,
-    })
+    Rendered::new(version, &bytes, &etag, &token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(
+        env: &str,
+        bundle: &str,
+        tenant: Option<&str>,
+        routing: Option<&str>,
+        degrade: bool,
+    ) -> ResolveQuery {
+        ResolveQuery {
+            environment: env.parse().unwrap(),
+            bundle_id: bundle.parse().unwrap(),
+            tenant_id: tenant.map(|t| t.parse().unwrap()),
+            degrade,
+            routing_key: routing.map(str::to_owned),
+        }
+    }
+
+    /// Two different queries never share a cache key, even where their fields' bytes run
+    /// together the same way; equal queries always do.
+    #[test]
+    fn scope_keys_tell_every_query_apart() {
+        let qs = [
+            query("prod", "fam", None, None, false),
+            query("prod", "fam", None, None, true),
+            query("prod", "fam", Some("*"), None, false),
+            query("prod", "fam", Some("a"), None, false),
+            query("prod", "fama", None, None, false),
+            query("prodf", "am", None, None, false),
+            query("prod", "fam", None, Some("a"), false),
+            query("prod", "fam", Some("a"), Some("b"), false),
+            query("prod", "fam", Some("ab"), None, false),
+            query("prod", "fam", None, Some("ab"), false),
+        ];
+        for (i, a) in qs.iter().enumerate() {
+            assert_eq!(ScopeKey::of(a), ScopeKey::of(&a.clone()));
+            for b in &qs[i + 1..] {
+                assert_ne!(ScopeKey::of(a), ScopeKey::of(b), "{a:?} and {b:?}");
+            }
+        }
+        // A typical scope stays inline.
+        let typical = ScopeKey::of(&query(
+            "prod",
+            "fraud-scorer",
+            Some("tenant-01"),
+            None,
+            false,
+        ));
+        assert!(!typical.0.spilled(), "{} bytes", typical.0.len());
+    }
+
+    #[test]
+    fn the_query_string_is_read_strictly() {
+        let p = ResolveParams::from_query(Some(
+            "environment=prod&bundle_id=fam&tenant_id=t%2D1&degrade=true&as_of_seq=7&routing_key=a+b",
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                p.environment.as_str(),
+                p.bundle_id.as_str(),
+                p.tenant_id.as_deref()
+            ),
+            ("prod", "fam", Some("t-1"))
+        );
+        assert_eq!((p.degrade, p.as_of_seq), (Some(true), Some(7)));
+        assert_eq!(p.routing_key.as_deref(), Some("a b"));
+        for (q, says) in [
+            (None, "missing field `environment`"),
+            (Some("environment=prod"), "missing field `bundle_id`"),
+            (
+                Some("environment=prod&bundle_id=f&tenant=x"),
+                "unknown field `tenant`",
+            ),
+            (
+                Some("environment=prod&environment=dev&bundle_id=f"),
+                "duplicate field `environment`",
+            ),
+            (
+                Some("environment=prod&bundle_id=f&degrade=yes"),
+                "degrade: \"yes\"",
+            ),
+            (
+                Some("environment=prod&bundle_id=f&as_of_seq=-1"),
+                "as_of_seq: \"-1\"",
+            ),
+        ] {
+            let e = ResolveParams::from_query(q).unwrap_err();
+            assert_eq!(e.0.code, ErrorCode::InvalidPayload);
+            assert!(
+                e.0.message
+                    .starts_with("the query string is not acceptable: "),
+                "{}",
+                e.0.message
+            );
+            assert!(e.0.message.contains(says), "{q:?}: {}", e.0.message);
+        }
+    }
 }
