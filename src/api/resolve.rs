@@ -31,7 +31,7 @@ use crate::view::{Reader, ResolveAt, ViewVersion};
 ///
 /// Laid out for a hit over many scopes, where each distinct piece of memory a hit touches
 /// is a likely cache miss: the key is one inline buffer ([`ScopeKey`]), and an answer's
-/// body, ETag and version token share one buffer ([`Rendered::bytes`]).
+/// headers sit inline beside its body's pointer ([`Rendered`]).
 pub struct ResolveCache {
     entries: Option<quick_cache::sync::Cache<ScopeKey, Arc<Rendered>, ByteWeighter>>,
 }
@@ -69,60 +69,54 @@ struct ByteWeighter;
 
 impl quick_cache::Weighter<ScopeKey, Arc<Rendered>> for ByteWeighter {
     fn weight(&self, k: &ScopeKey, r: &Arc<Rendered>) -> u64 {
-        (r.bytes.len() + r.version.0.len() * 8 + k.0.len() + 256) as u64
+        (r.body.len() + r.version.0.len() * 8 + k.0.len() + 256) as u64
     }
 }
 
-/// One rendered answer.
+/// One rendered answer. The ETag and the version token are held inline, beside the fields
+/// a hit reads anyway, and the body is lent to the response without a copy ([`Answer`]).
 struct Rendered {
     /// The view generation it was rendered at (set when it is cached).
     generation: u64,
     version: ViewVersion,
-    /// The body, then the ETag, then `version`'s token (the `MPR-View-Version` header):
-    /// one buffer, so that a hit takes one reference, not three.
-    bytes: axum::body::Bytes,
-    /// Where the body ends.
-    body_end: usize,
-    /// Where the ETag ends (the version token follows).
-    etag_end: usize,
+    /// The ETag, `"` + 32 hex digits + `"`.
+    etag: [u8; 34],
+    /// `version`'s token, for the `MPR-View-Version` header.
+    version_token: smallvec::SmallVec<[u8; 48]>,
+    body: Box<[u8]>,
 }
 
 impl Rendered {
-    fn new(
-        version: ViewVersion,
-        body: &[u8],
-        etag: &str,
-        version_token: &str,
-    ) -> Result<Self, ApiError> {
-        // Checked once here, so that the headers cut from `bytes` later are valid.
-        for v in [etag, version_token] {
-            HeaderValue::from_str(v).map_err(ApiError::internal)?;
-        }
-        let mut bytes = Vec::with_capacity(body.len() + etag.len() + version_token.len());
-        bytes.extend_from_slice(body);
-        bytes.extend_from_slice(etag.as_bytes());
-        bytes.extend_from_slice(version_token.as_bytes());
+    fn new(version: ViewVersion, body: Vec<u8>, digest_hex: &str) -> Result<Self, ApiError> {
+        let mut etag = [b'"'; 34];
+        etag[1..33].copy_from_slice(
+            digest_hex
+                .as_bytes()
+                .get(..32)
+                .ok_or_else(|| ApiError::internal("short digest"))?,
+        );
         Ok(Self {
             generation: 0,
+            version_token: version.token().into_bytes().into(),
             version,
-            bytes: bytes.into(),
-            body_end: body.len(),
-            etag_end: body.len() + etag.len(),
+            etag,
+            body: body.into_boxed_slice(),
         })
     }
 
-    fn body(&self) -> axum::body::Bytes {
-        self.bytes.slice(..self.body_end)
+    fn header(bytes: &[u8]) -> HeaderValue {
+        // ASCII by construction (hex digits, quotes, the token's digits and dots).
+        HeaderValue::from_bytes(bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
+}
 
-    fn etag(&self) -> &[u8] {
-        &self.bytes[self.body_end..self.etag_end]
-    }
+/// A cached answer's body, lent to a response: the response holds the answer (one
+/// reference count) instead of a copy.
+struct Answer(Arc<Rendered>);
 
-    /// A header value cut from `bytes` (checked in [`Self::new`]).
-    fn header(&self, range: std::ops::Range<usize>) -> HeaderValue {
-        HeaderValue::from_maybe_shared(self.bytes.slice(range))
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
+impl AsRef<[u8]> for Answer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
     }
 }
 
@@ -423,7 +417,7 @@ async fn resolve_inner(
             }
         }
     };
-    let etag = rendered.etag();
+    let etag = &rendered.etag[..];
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -439,18 +433,15 @@ async fn resolve_inner(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            rendered.body(),
+            axum::body::Bytes::from_owner(Answer(rendered.clone())),
         )
             .into_response()
     };
     let h = resp.headers_mut();
-    h.insert(
-        header::ETAG,
-        rendered.header(rendered.body_end..rendered.etag_end),
-    );
+    h.insert(header::ETAG, Rendered::header(&rendered.etag));
     h.insert(
         VIEW_VERSION_HEADER,
-        rendered.header(rendered.etag_end..rendered.bytes.len()),
+        Rendered::header(&rendered.version_token),
     );
     Ok(resp)
 }
@@ -501,14 +492,12 @@ fn render(
         canary: found.canary.clone(),
     };
     let content = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    let etag = format!("\"{}\"", &sha256_hex(&content)[..32]);
-    let token = version.token();
     let body = ResolveActiveResponse {
-        view_version: token.clone(),
+        view_version: version.token(),
         ..body
     };
     let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    Rendered::new(version, &bytes, &etag, &token)
+    Rendered::new(version, bytes, &sha256_hex(&content))
 }
 
 #[cfg(test)]

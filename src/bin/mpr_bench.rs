@@ -541,25 +541,30 @@ async fn main() {
     });
     SIGNER.set(signer).expect("set once");
 
+    // The trivial handler first: nothing else runs in its process (no Kafka producer and
+    // its polling thread), so that it stays the machine's bare HTTP ceiling.
+    if let Cmd::Trivial { listen } = &a.cmd {
+        let body: &'static str =
+            Box::leak(format!("{{\"pad\":\"{}\"}}", "x".repeat(890)).into_boxed_str());
+        let app = axum::Router::new().route(
+            "/v1/resolve",
+            axum::routing::get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+        axum::serve(listener, app).await.expect("serve");
+        return;
+    }
+
     let topic = format!("{}commands", a.prefix);
     let p = producer(&a.brokers, a.config.as_deref());
     let base = applied_events(&a.url);
     match a.cmd {
-        Cmd::Trivial { listen } => {
-            let body: &'static str =
-                Box::leak(format!("{{\"pad\":\"{}\"}}", "x".repeat(890)).into_boxed_str());
-            let app = axum::Router::new().route(
-                "/v1/resolve",
-                axum::routing::get(move || async move {
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        body,
-                    )
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
-            axum::serve(listener, app).await.expect("serve");
-        }
+        Cmd::Trivial { .. } => unreachable!("served above"),
         Cmd::Console { versions, requests } => console_bench(versions, requests).await,
         Cmd::Commands {
             count,
