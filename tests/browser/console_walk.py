@@ -205,12 +205,16 @@ class Console:
         return t
 
     def fill(self, elem_id: str, value: str) -> None:
-        e = self.el(elem_id)
-        e.clear()
-        e.send_keys(value)
+        # Through `read`: the document may be replaced once more after it looked loaded,
+        # and clearing first makes a second try type the value once.
+        def once() -> None:
+            e = self.el(elem_id)
+            e.clear()
+            e.send_keys(value)
+        self.read(once)
 
     def click(self, elem_id: str) -> None:
-        self.el(elem_id).click()
+        self.read(lambda: self.el(elem_id).click())
 
     def submit(self, elem_id: str) -> None:
         """Clicks a submit button and waits until the next page replaced this one."""
@@ -219,7 +223,8 @@ class Console:
         from selenium.webdriver.support import expected_conditions as EC
         from selenium.webdriver.support.ui import WebDriverWait
         old = self.d.find_element(By.TAG_NAME, "html")
-        self.el(elem_id).click()
+        # A stale element fails before the click is sent, so a retry cannot submit twice.
+        self.read(lambda: self.el(elem_id).click())
         try:
             WebDriverWait(self.d, WAIT_S).until(EC.staleness_of(old))
         except TimeoutException:
@@ -257,9 +262,9 @@ class Console:
         if not self.path().startswith("/ui/login"):
             self.go("/ui/login")
         self.el("login-form")
-        tok = self.el("token")
-        if tok.get_attribute("type") != "password":
-            self.fail(f"#token is type={tok.get_attribute('type')!r}, expected password")
+        kind = self.read(lambda: self.el("token").get_attribute("type"))
+        if kind != "password":
+            self.fail(f"#token is type={kind!r}, expected password")
         self.fill("token", token)
         self.submit("login-submit")
         self.wait_path(lambda p: p.startswith("/ui/bundles"), "/ui/bundles after sign-in")
