@@ -122,6 +122,21 @@ fn default_view_fetch_wait_ms() -> u32 {
     10
 }
 
+/// `MPR_*` environment variables that are not config keys (lowercase, without the prefix):
+/// the CLI's `MPR_CONFIG`, `MPR_URL` and `MPR_TOKEN`, the log filter `MPR_LOG`,
+/// `MPR_BROKERS` (read as `kafka.brokers`), and the project scripts' own knobs `MPR_TOOLS`
+/// (where the broker and tools install) and `MPR_ARTIFACTS` (where browser checks write).
+/// Any other `MPR_` name is refused as an unknown key.
+pub const NOT_CONFIG_KEYS: [&str; 7] = [
+    "config",
+    "url",
+    "token",
+    "log",
+    "brokers",
+    "tools",
+    "artifacts",
+];
+
 /// View settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -517,14 +532,10 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        // `MPR_SECTION__KEY` sets `section.key`; MPR_CONFIG, MPR_URL, MPR_TOKEN (the CLI) and
-        // MPR_LOG (the log filter) are not config keys; MPR_BROKERS is `kafka.brokers`.
+        // `MPR_SECTION__KEY` sets `section.key`, except the names of [`NOT_CONFIG_KEYS`];
+        // MPR_BROKERS is `kafka.brokers`.
         fig = fig
-            .merge(
-                Env::prefixed("MPR_")
-                    .split("__")
-                    .ignore(&["config", "url", "token", "log", "brokers"]),
-            )
+            .merge(Env::prefixed("MPR_").split("__").ignore(&NOT_CONFIG_KEYS))
             .merge(
                 Env::raw()
                     .only(&["MPR_BROKERS"])
@@ -838,6 +849,21 @@ mod tests {
     fn local_config_serves() {
         let c = Config::load(Some(&repo_file("config/local.toml"))).unwrap();
         c.check_serve().unwrap();
+    }
+
+    /// The scripts' own `MPR_TOOLS` and `MPR_ARTIFACTS` do not stop the registry from
+    /// loading its config (a cold `test.sh` with `MPR_TOOLS` set failed on this). Only
+    /// ignored names are set here: the environment is the whole test process's, and other
+    /// tests load configs meanwhile.
+    #[test]
+    fn the_scripts_knobs_are_not_config_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MPR_TOOLS", "/tmp/tools");
+            jail.set_env("MPR_ARTIFACTS", "/tmp/artifacts");
+            let c = Config::load(Some(&repo_file("config/local.toml"))).map_err(|e| e.0)?;
+            c.check_serve().map_err(|e| e.0)?;
+            Ok(())
+        });
     }
 
     /// The documented TLS + SASL example is valid config, and its password must be there.

@@ -1366,6 +1366,12 @@ async fn readiness_follows_the_view_lag_and_the_applier() {
     assert_eq!(hdr["mpr-view-lag"], "0");
     let age: u64 = hdr["mpr-view-age-ms"].to_str().unwrap().parse().unwrap();
     assert!((40..10_000).contains(&age), "{age}");
+    // A query the registry refuses is an answer too, with the same headers.
+    let (s, v, hdr) = h
+        .call("GET", "/v1/resolve?environment=prod", Some("t-read"), None)
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::BAD_REQUEST, "INVALID_PAYLOAD"));
+    assert_eq!(hdr["mpr-view-lag"], "0");
 
     h.status.record_check(5000, None);
     let (s, v, _) = h.call("GET", "/readyz", None, None).await;

@@ -196,7 +196,7 @@ impl ResolveParams {
     /// Reads the query string: each field at most once, no field it does not know, the two
     /// required ones present, `degrade` a bool and `as_of_seq` a u64, percent-decoded. It
     /// reads the pairs with `form_urlencoded` directly (what axum's `Query` does underneath
-    /// through serde), which is the larger part of resolve's own cost per request.
+    /// through serde and, here, path tracking, which `perf` put at about 0.6 µs a request).
     pub fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
         let not_acceptable = |m: String| bad(format!("the query string is not acceptable: {m}"));
         let mut p = Self::default();

@@ -33,7 +33,7 @@ pub type Landed = (i32, i64);
 
 /// Completes each record's future from its delivery report. Logs and client errors go
 /// where rdkafka's default context sends them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Reports;
 
 impl ClientContext for Reports {}
