@@ -856,6 +856,7 @@ mod tests {
     /// ignored names are set here: the environment is the whole test process's, and other
     /// tests load configs meanwhile.
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail takes a closure returning its Error
     fn the_scripts_knobs_are_not_config_keys() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("MPR_TOOLS", "/tmp/tools");
