@@ -158,13 +158,24 @@ class Console:
         raise WalkFailed(detail)
 
     def el(self, elem_id: str, timeout: float = WAIT_S):
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import (NoSuchElementException,
+                                                StaleElementReferenceException,
+                                                TimeoutException)
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions as EC
         from selenium.webdriver.support.ui import WebDriverWait
+
+        def present(d):
+            # Looked for again while the document is being replaced (see `replaced`).
+            try:
+                return d.find_element(By.ID, elem_id)
+            except (NoSuchElementException, StaleElementReferenceException):
+                return False
+            except Exception as e:  # noqa: BLE001 - only a replaced document is retried
+                if replaced(e):
+                    return False
+                raise
         try:
-            return WebDriverWait(self.d, timeout).until(
-                EC.presence_of_element_located((By.ID, elem_id)))
+            return WebDriverWait(self.d, timeout).until(present)
         except TimeoutException:
             self.fail(f"no element id={elem_id!r} within {timeout:g} s")
 
@@ -189,7 +200,7 @@ class Console:
             except StaleElementReferenceException:
                 pass
             except WebDriverException as e:
-                if "does not belong to the document" not in str(e):
+                if not replaced(e):
                     raise
             if attempt == 4:
                 self.fail("the page kept being replaced while it was read")
@@ -218,15 +229,27 @@ class Console:
 
     def submit(self, elem_id: str) -> None:
         """Clicks a submit button and waits until the next page replaced this one."""
-        from selenium.common.exceptions import TimeoutException
+        from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions as EC
         from selenium.webdriver.support.ui import WebDriverWait
-        old = self.d.find_element(By.TAG_NAME, "html")
+        old = self.read(lambda: self.d.find_element(By.TAG_NAME, "html"))
         # A stale element fails before the click is sent, so a retry cannot submit twice.
         self.read(lambda: self.el(elem_id).click())
+
+        def gone(_d) -> bool:
+            # EC.staleness_of, except that Chromium may report the old document's element
+            # as "does not belong to the document" rather than stale: gone either way.
+            try:
+                old.is_enabled()
+                return False
+            except StaleElementReferenceException:
+                return True
+            except Exception as e:  # noqa: BLE001 - only a replaced document means gone
+                if replaced(e):
+                    return True
+                raise
         try:
-            WebDriverWait(self.d, WAIT_S).until(EC.staleness_of(old))
+            WebDriverWait(self.d, WAIT_S).until(gone)
         except TimeoutException:
             self.fail(f"clicking #{elem_id} loaded no new page within {WAIT_S} s")
         self.settle(f"the page after clicking #{elem_id}")
@@ -278,6 +301,21 @@ class Console:
     def version_page(self, bundle_id: str = BUNDLE, version: str = VERSION) -> None:
         self.go(f"/ui/bundles/{bundle_id}/versions/{version}")
         self.el("manifest")
+
+
+def replaced(e: Exception) -> bool:
+    """Whether a WebDriver error says the document an element was found in was replaced
+    meanwhile: Chromium reports it as an inspector error, not as a stale element, right
+    after a form's POST and its 303 (the next page may be committed more than once)."""
+    return "does not belong to the document" in str(e)
+
+
+def where(e: BaseException) -> str:
+    """The innermost line of this file an exception passed through, to tell which step of
+    a walk a WebDriver error came from."""
+    import traceback
+    mine = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == __file__]
+    return f"line {mine[-1].lineno} ({mine[-1].line})" if mine else "?"
 
 
 def squash(s: str) -> str:
@@ -496,7 +534,7 @@ def read_without_javascript(base: str, artifacts: Path | None) -> None:
         except WalkFailed:
             raise
         except Exception as e:
-            c.fail(f"{type(e).__name__}: {str(e).strip()[:500]}")
+            c.fail(f"{type(e).__name__} at {where(e)}: {str(e).strip()[:500]}")
     finally:
         d.quit()
 
@@ -527,7 +565,7 @@ def main() -> int:
             except WalkFailed:
                 raise
             except Exception as e:  # a WebDriver error: keep what the browser showed
-                c.fail(f"{type(e).__name__}: {str(e).strip()[:500]}")
+                c.fail(f"{type(e).__name__} at {where(e)}: {str(e).strip()[:500]}")
         finally:
             driver.quit()
         read_without_javascript(base, artifacts)
