@@ -851,22 +851,6 @@ mod tests {
         c.check_serve().unwrap();
     }
 
-    /// The scripts' own `MPR_TOOLS` and `MPR_ARTIFACTS` do not stop the registry from
-    /// loading its config (a cold `test.sh` with `MPR_TOOLS` set failed on this). Only
-    /// ignored names are set here: the environment is the whole test process's, and other
-    /// tests load configs meanwhile.
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail takes a closure returning its Error
-    fn the_scripts_knobs_are_not_config_keys() {
-        figment::Jail::expect_with(|jail| {
-            jail.set_env("MPR_TOOLS", "/tmp/tools");
-            jail.set_env("MPR_ARTIFACTS", "/tmp/artifacts");
-            let c = Config::load(Some(&repo_file("config/local.toml"))).map_err(|e| e.0)?;
-            c.check_serve().map_err(|e| e.0)?;
-            Ok(())
-        });
-    }
-
     /// The documented TLS + SASL example is valid config, and its password must be there.
     #[test]
     fn kafka_security_example_is_valid_and_its_secret_is_required() {

@@ -222,6 +222,37 @@ fn serve_refuses_to_start_without_both_key_files() {
 /// Runs `mpr serve` with the production config, the principals file `principals`, state
 /// under `dir` and the extra environment `env`, against a broker address where nothing
 /// listens; it must fail before needing one. Returns its stderr.
+/// The scripts' own `MPR_TOOLS` and `MPR_ARTIFACTS` are not config keys
+/// (`NOT_CONFIG_KEYS`): with them set, `serve` gets past loading its config to the check
+/// of its key files. A cold `test.sh` with `MPR_TOOLS` exported once failed on "unknown
+/// field `tools`". A child process, so the test's own environment is left alone.
+#[test]
+fn the_scripts_knobs_are_not_config_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let principals = dir.path().join("mpr_principals");
+    std::fs::write(
+        &principals,
+        format!(
+            "[[principals]]\nactor = \"df\"\nroles = [\"reader\"]\ntoken_sha256 = \"{}\"\n",
+            mpr::domain::bundle::sha256_hex(b"a-token")
+        ),
+    )
+    .unwrap();
+    let absent = dir.path().join("absent_key.pem");
+    let err = serve_with_secrets(
+        dir.path(),
+        &principals,
+        &[
+            ("MPR_TOOLS", dir.path()),
+            ("MPR_ARTIFACTS", dir.path()),
+            ("MPR_TRUST__REGISTRY_KEY_FILE", &absent),
+            ("MPR_TRUST__GATEWAY_KEY_FILE", &absent),
+        ],
+    );
+    assert!(!err.contains("unknown field"), "{err}");
+    assert!(err.contains("trust.registry_key_file"), "{err}");
+}
+
 fn serve_with_secrets(
     dir: &std::path::Path,
     principals: &std::path::Path,
