@@ -181,15 +181,7 @@ fn serve_refuses_to_start_without_principal_secrets() {
 #[test]
 fn serve_refuses_to_start_without_both_key_files() {
     let dir = tempfile::tempdir().unwrap();
-    let principals = dir.path().join("mpr_principals");
-    std::fs::write(
-        &principals,
-        format!(
-            "[[principals]]\nactor = \"df\"\nroles = [\"reader\"]\ntoken_sha256 = \"{}\"\n",
-            mpr::domain::bundle::sha256_hex(b"a-token")
-        ),
-    )
-    .unwrap();
+    let principals = reader_principals(dir.path());
     let key = dir.path().join("a_key.pem");
     std::fs::write(
         &key,
@@ -219,9 +211,6 @@ fn serve_refuses_to_start_without_both_key_files() {
     );
 }
 
-/// Runs `mpr serve` with the production config, the principals file `principals`, state
-/// under `dir` and the extra environment `env`, against a broker address where nothing
-/// listens; it must fail before needing one. Returns its stderr.
 /// The scripts' own `MPR_TOOLS` and `MPR_ARTIFACTS` are not config keys
 /// (`NOT_CONFIG_KEYS`): with them set, `serve` gets past loading its config to the check
 /// of its key files. A cold `test.sh` with `MPR_TOOLS` exported once failed on "unknown
@@ -229,15 +218,7 @@ fn serve_refuses_to_start_without_both_key_files() {
 #[test]
 fn the_scripts_knobs_are_not_config_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let principals = dir.path().join("mpr_principals");
-    std::fs::write(
-        &principals,
-        format!(
-            "[[principals]]\nactor = \"df\"\nroles = [\"reader\"]\ntoken_sha256 = \"{}\"\n",
-            mpr::domain::bundle::sha256_hex(b"a-token")
-        ),
-    )
-    .unwrap();
+    let principals = reader_principals(dir.path());
     let absent = dir.path().join("absent_key.pem");
     let err = serve_with_secrets(
         dir.path(),
@@ -253,6 +234,23 @@ fn the_scripts_knobs_are_not_config_keys() {
     assert!(err.contains("trust.registry_key_file"), "{err}");
 }
 
+/// A principals file under `dir` with one reader, `df`, whose token is `a-token`.
+fn reader_principals(dir: &std::path::Path) -> std::path::PathBuf {
+    let principals = dir.join("mpr_principals");
+    std::fs::write(
+        &principals,
+        format!(
+            "[[principals]]\nactor = \"df\"\nroles = [\"reader\"]\ntoken_sha256 = \"{}\"\n",
+            mpr::domain::bundle::sha256_hex(b"a-token")
+        ),
+    )
+    .unwrap();
+    principals
+}
+
+/// Runs `mpr serve` with the production config, the principals file `principals`, state
+/// under `dir` and the extra environment `env`, against a broker address where nothing
+/// listens; it must fail before needing one. Returns its stderr.
 fn serve_with_secrets(
     dir: &std::path::Path,
     principals: &std::path::Path,
