@@ -23,7 +23,6 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -503,41 +502,34 @@ fn committed(consumer: &StreamConsumer<Ctx>, topic: &str, p: i32) -> Result<i64,
 /// Queues one record with `producer`, waiting while its queue is full; the returned future
 /// gives the record's offset.
 async fn send(producer: &Producer, token: u64, r: Produce) -> Delivery {
-    loop {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_str()),
-            });
-        }
-        let mut rec = FutureRecord::to(&r.topic)
-            .key(&r.key)
-            .payload(&r.payload)
-            .headers(headers);
-        if let Some(p) = r.partition {
-            rec = rec.partition(p);
-        }
-        match producer.send_result(rec) {
-            Ok(f) => {
-                return Box::pin(f.map(move |d| {
-                    let r = match d {
-                        Ok((_, offset)) => Ok(offset),
-                        Err(KafkaError::Canceled) => {
-                            Err(LogError::Topic("producer dropped before delivery".into()))
-                        }
-                        Err(e) => Err(e.into()),
-                    };
-                    (token, r)
-                }));
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => {
-                let e: LogError = e.into();
-                return Box::pin(async move { (token, Err(e)) });
-            }
+    let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_str()),
+        });
+    }
+    let mut rec = FutureRecord::to(&r.topic)
+        .key(&r.key)
+        .payload(&r.payload)
+        .headers(headers);
+    if let Some(p) = r.partition {
+        rec = rec.partition(p);
+    }
+    match producer.queue(rec, None).await {
+        Ok(f) => Box::pin(f.map(move |d| {
+            let r = match d {
+                Ok((_, offset)) => Ok(offset),
+                Err(KafkaError::Canceled) => {
+                    Err(LogError::Topic("producer dropped before delivery".into()))
+                }
+                Err(e) => Err(e.into()),
+            };
+            (token, r)
+        })),
+        Err(e) => {
+            let e: LogError = e.into();
+            Box::pin(async move { (token, Err(e)) })
         }
     }
 }
@@ -545,6 +537,7 @@ async fn send(producer: &Producer, token: u64, r: Produce) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::types::RDKafkaErrorCode;
 
     /// A failed lookup is never "start from 0" (which re-derived a partition's whole
     /// history and re-sent every CloudEvent); only "never committed" is.

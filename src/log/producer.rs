@@ -114,7 +114,7 @@ impl Producer {
         &self,
         rec: FutureRecord<'a, K, P>,
     ) -> Result<
-        impl Future<Output = KafkaResult<Landed>> + Send + 'static,
+        impl Future<Output = KafkaResult<Landed>> + Send + 'static + use<K, P>,
         (KafkaError, FutureRecord<'a, K, P>),
     >
     where
@@ -147,23 +147,23 @@ impl Producer {
         }
     }
 
-    /// Queues `rec`, retrying while the queue is full for up to `queue_timeout`, then waits
-    /// for its delivery.
-    pub async fn send<K, P>(
+    /// Queues `rec`, retrying while the queue is full (for up to `queue_timeout`; `None`:
+    /// until it is queued); the future gives where it landed.
+    pub async fn queue<K, P>(
         &self,
         mut rec: FutureRecord<'_, K, P>,
-        queue_timeout: Duration,
-    ) -> KafkaResult<Landed>
+        queue_timeout: Option<Duration>,
+    ) -> KafkaResult<impl Future<Output = KafkaResult<Landed>> + Send + 'static + use<K, P>>
     where
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        let deadline = Instant::now() + queue_timeout;
+        let deadline = queue_timeout.map(|t| Instant::now() + t);
         loop {
             match self.send_result(rec) {
-                Ok(delivered) => return delivered.await,
+                Ok(delivered) => return Ok(delivered),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if Instant::now() < deadline =>
+                    if deadline.is_none_or(|d| Instant::now() < d) =>
                 {
                     rec = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -171,6 +171,20 @@ impl Producer {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// Queues `rec`, retrying while the queue is full for up to `queue_timeout`, then waits
+    /// for its delivery.
+    pub async fn send<K, P>(
+        &self,
+        rec: FutureRecord<'_, K, P>,
+        queue_timeout: Duration,
+    ) -> KafkaResult<Landed>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        self.queue(rec, Some(queue_timeout)).await?.await
     }
 }
 
