@@ -21,8 +21,6 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -502,20 +500,7 @@ fn committed(consumer: &StreamConsumer<Ctx>, topic: &str, p: i32) -> Result<i64,
 /// Queues one record with `producer`, waiting while its queue is full; the returned future
 /// gives the record's offset.
 async fn send(producer: &Producer, token: u64, r: Produce) -> Delivery {
-    let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-    for (k, v) in &r.headers {
-        headers = headers.insert(Header {
-            key: k,
-            value: Some(v.as_str()),
-        });
-    }
-    let mut rec = FutureRecord::to(&r.topic)
-        .key(&r.key)
-        .payload(&r.payload)
-        .headers(headers);
-    if let Some(p) = r.partition {
-        rec = rec.partition(p);
-    }
+    let rec = super::producer::record(&r);
     match producer.queue(rec, None).await {
         Ok(f) => Box::pin(f.map(move |d| {
             let r = match d {

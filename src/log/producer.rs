@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use rdkafka::client::Client;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Message, ToBytes};
+use rdkafka::message::{Header, Message, OwnedHeaders, ToBytes};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, FutureRecord, Producer as _, ProducerContext,
 };
 use rdkafka::{ClientConfig, ClientContext};
+
+use super::driver::Produce;
 
 /// How long one poll of the delivery-report queue lasts. The polling thread notices that
 /// its producer was dropped within one round.
@@ -48,6 +50,26 @@ impl ProducerContext for Reports {
         };
         // The caller may have stopped waiting; nothing to tell then.
         let _ = tx.send(landed);
+    }
+}
+
+/// The record for a driver's [`Produce`]: its topic, partition (when explicit), key,
+/// payload and headers.
+pub fn record(p: &Produce) -> FutureRecord<'_, Vec<u8>, Vec<u8>> {
+    let mut headers = OwnedHeaders::new_with_capacity(p.headers.len());
+    for (k, v) in &p.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let rec = FutureRecord::to(&p.topic)
+        .key(&p.key)
+        .payload(&p.payload)
+        .headers(headers);
+    match p.partition {
+        Some(part) => rec.partition(part),
+        None => rec,
     }
 }
 

@@ -22,8 +22,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -284,20 +282,10 @@ async fn send(
 ) -> Result<(), LogError> {
     let mut delay = Duration::from_millis(100);
     loop {
-        let headers = p.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-            h.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            })
-        });
-        let mut rec = FutureRecord::to(&p.topic)
-            .key(&p.key)
-            .payload(&p.payload)
-            .headers(headers);
-        if let Some(part) = p.partition {
-            rec = rec.partition(part);
-        }
-        match producer.send(rec, Duration::from_secs(30)).await {
+        match producer
+            .send(super::producer::record(p), Duration::from_secs(30))
+            .await
+        {
             Ok(_) => return Ok(()),
             Err(e) => {
                 warn!(error = %e, topic = %p.topic, "forwarding signals failed; retrying");
