@@ -214,7 +214,8 @@ fn serve_refuses_to_start_without_both_key_files() {
 /// The scripts' own `MPR_TOOLS` and `MPR_ARTIFACTS` are not config keys
 /// (`NOT_CONFIG_KEYS`): with them set, `serve` gets past loading its config to the check
 /// of its key files. A cold `test.sh` with `MPR_TOOLS` exported once failed on "unknown
-/// field `tools`". A child process, so the test's own environment is left alone.
+/// field `tools`". Any other `MPR_` name still fails, named. A child process, so the
+/// test's own environment is left alone.
 #[test]
 fn the_scripts_knobs_are_not_config_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,6 +233,12 @@ fn the_scripts_knobs_are_not_config_keys() {
     );
     assert!(!err.contains("unknown field"), "{err}");
     assert!(err.contains("trust.registry_key_file"), "{err}");
+    // Any other `MPR_` name is refused at start-up, named.
+    let err = serve_with_secrets(dir.path(), &principals, &[("MPR_HTTP__LISTN", dir.path())]);
+    assert!(
+        err.contains("unknown field") && err.contains("listn"),
+        "{err}"
+    );
 }
 
 /// A principals file under `dir` with one reader, `df`, whose token is `a-token`.
